@@ -1,0 +1,84 @@
+"The finetune-nb command as a user runs it: exit codes, one-line errors, --debug tracebacks."
+import shutil, subprocess, sys
+
+
+def test_console_script_installed(tmp_path):
+    exe = shutil.which("finetune-nb")
+    assert exe, "the finetune-nb entry point is not on PATH"
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("finetune-nb ")
+
+
+def test_init_then_validate(cli, tmp_path):
+    r = cli("init", "cfg.yaml")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "cfg.yaml").read_text()
+    assert "# LoRA rank r" in text and "lora_rank: 16" in text
+    r = cli("validate", "cfg.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "cfg.yaml: valid" in r.stdout and "model     builtin:tiny-llama" in r.stdout
+
+
+def test_init_refuses_to_overwrite(cli, tmp_path):
+    (tmp_path / "cfg.yaml").write_text("keep: me\n")
+    r = cli("init", "cfg.yaml")
+    assert r.returncode == 1 and "already exists" in r.stderr and "--force" in r.stderr
+    assert (tmp_path / "cfg.yaml").read_text() == "keep: me\n"
+    assert cli("init", "cfg.yaml", "--force").returncode == 0
+
+
+def _validate(cli, tmp_path, text, *flags):
+    (tmp_path / "bad.yaml").write_text(text)
+    return cli("validate", "bad.yaml", *flags)
+
+
+def test_typo_one_clear_line(cli, tmp_path):
+    r = _validate(cli, tmp_path, "model:\n  lora_rnak: 8\n")
+    assert r.returncode == 1
+    assert "bad.yaml:2: model.lora_rnak: unknown key; did you mean 'lora_rank'?" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_negative_learning_rate(cli, tmp_path):
+    r = _validate(cli, tmp_path, "training:\n  learning_rate: -1\n")
+    assert r.returncode == 1 and "training.learning_rate" in r.stderr and "greater than 0" in r.stderr
+
+
+def test_api_key_refused(cli, tmp_path):
+    r = _validate(cli, tmp_path, "anthropic_api_key: x\n")
+    assert r.returncode == 1 and "anthropic_api_key" in r.stderr and "ANTHROPIC_API_KEY" in r.stderr
+
+
+def test_all_errors_listed(cli, tmp_path):
+    r = _validate(cli, tmp_path, "model:\n  lora_rnak: 8\ntraining:\n  learning_rate: -1\n  device: tpu\n")
+    assert r.returncode == 1 and "3 problems" in r.stderr
+    for needle in ("bad.yaml:2: model.lora_rnak", "bad.yaml:4: training.learning_rate", "bad.yaml:5: training.device"):
+        assert needle in r.stderr
+
+
+def test_debug_shows_traceback(cli, tmp_path):
+    r = _validate(cli, tmp_path, "model:\n  lora_rnak: 8\n", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr and "ConfigError" in r.stderr
+
+
+def test_missing_file(cli):
+    r = cli("validate", "nope.yaml")
+    assert r.returncode == 1 and "nope.yaml" in r.stderr and "finetune-nb init" in r.stderr
+
+
+def test_no_command_prints_usage(cli):
+    r = cli()
+    assert r.returncode == 2 and "usage: finetune-nb" in r.stderr
+
+
+def test_flags_after_subcommand(cli, tmp_path):
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    assert cli("validate", "c.yaml", "-vv").returncode == 0
+
+
+def test_validate_does_not_import_torch(tmp_path):
+    "validate is instant: it must not pull in torch or transformers."
+    code = ("import sys\nfrom finetune_nb.cli import main\nmain(['init', 'c.yaml', '-q'])\nmain(['validate', 'c.yaml'])\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

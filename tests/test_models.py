@@ -1,0 +1,99 @@
+"The offline model factory and the safe loader."
+import json, logging, os, subprocess, sys
+import pytest
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.core import ConfigError, FineTuningNotSupportedError
+from finetune_nb.models import folder_digest, load_model, make_tiny_model
+
+LOAD_AND_GENERATE = """
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+path = sys.argv[1]
+tok = AutoTokenizer.from_pretrained(path)
+model = AutoModelForCausalLM.from_pretrained(path)
+msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"}]
+enc = tok.apply_chat_template(msgs, return_dict=True, return_assistant_tokens_mask=True)
+learned = tok.decode([t for t, m in zip(enc["input_ids"], enc["assistant_masks"]) if m])
+ids = tok.apply_chat_template(msgs[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+out = model.generate(**ids, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+print(type(model).__name__, out.shape[1] - ids["input_ids"].shape[1], tok.pad_token_id != tok.eos_token_id, repr(learned))
+"""
+
+
+@pytest.mark.parametrize("arch,cls", [("llama", "LlamaForCausalLM"), ("qwen2", "Qwen2ForCausalLM"), ("mistral", "MistralForCausalLM")])
+def test_tiny_model_loads_offline_and_generates(tmp_path, arch, cls):
+    p = make_tiny_model(tmp_path / arch, arch=arch)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
+    r = subprocess.run([sys.executable, "-c", LOAD_AND_GENERATE, str(p)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [cls, "6", "True", "'Hello", "there<|im_end|>'"]
+    meta = json.loads((p / "finetune_nb_builtin.json").read_text())
+    assert meta["parameters"] < 1_000_000
+
+
+def test_same_arguments_same_bytes_across_processes(tmp_path):
+    code = "import sys; from finetune_nb.models import make_tiny_model; make_tiny_model(sys.argv[1], 'qwen2')"
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True, timeout=300)
+    a, b = folder_digest(tmp_path / "a"), folder_digest(tmp_path / "b")
+    assert a == b and "model.safetensors" in a and "tokenizer.json" in a
+
+
+def test_seed_changes_weights_only(tmp_path):
+    a, b = folder_digest(make_tiny_model(tmp_path / "a", seed=0)), folder_digest(make_tiny_model(tmp_path / "b", seed=1))
+    assert a["model.safetensors"] != b["model.safetensors"] and a["tokenizer.json"] == b["tokenizer.json"]
+
+
+def test_small_size_for_benchmarks(tmp_path):
+    meta = json.loads((make_tiny_model(tmp_path / "s", size="small") / "finetune_nb_builtin.json").read_text())
+    assert 15_000_000 < meta["parameters"] < 35_000_000
+
+
+def test_rebuild_replaces_folder_atomically(tmp_path):
+    p = make_tiny_model(tmp_path / "m")
+    (p / "stale.txt").write_text("old")
+    make_tiny_model(tmp_path / "m")
+    assert not (p / "stale.txt").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m"]
+
+
+def test_builtin_model_is_cached(tmp_path):
+    cfg = FineTuneConfig.validate({"model": {"model_name": "builtin:tiny-mistral"}, "training": {"device": "cpu"}})
+    model, tok = load_model(cfg)
+    assert type(model).__name__ == "MistralForCausalLM"
+    from finetune_nb.models import builtin_model
+    w = builtin_model("builtin:tiny-mistral") / "model.safetensors"
+    before = w.stat().st_mtime_ns
+    load_model(cfg)
+    assert w.stat().st_mtime_ns == before
+
+
+def test_remote_code_refused_unless_trusted(tmp_path):
+    p = make_tiny_model(tmp_path / "m")
+    cfg = json.loads((p / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.Model"}
+    (p / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="model.trust_remote_code"):
+        load_model(FineTuneConfig.validate({"model": {"model_name": str(p)}}))
+
+
+def test_missing_model_names_field(tmp_path):
+    with pytest.raises(FineTuningNotSupportedError, match="model.model_name") as e:
+        load_model(FineTuneConfig.validate({"model": {"model_name": str(tmp_path / "nope")}}))
+    assert "offline" in e.value.hint
+
+
+def test_pickle_weights_warned(tmp_path, caplog):
+    import torch
+    from safetensors.torch import load_file
+    p = make_tiny_model(tmp_path / "m")
+    torch.save(load_file(p / "model.safetensors"), p / "pytorch_model.bin")
+    (p / "model.safetensors").unlink()
+    with caplog.at_level(logging.WARNING, logger="finetune_nb"):
+        model, _ = load_model(FineTuneConfig.validate({"model": {"model_name": str(p)}}))
+    assert "no safetensors weights" in caplog.text
+
+
+def test_qlora_on_cpu_refused_with_advice():
+    with pytest.raises(FineTuningNotSupportedError, match="use_qlora: false"):
+        load_model(FineTuneConfig.validate({"model": {"use_qlora": True}, "training": {"device": "cpu"}}))
