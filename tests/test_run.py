@@ -1,0 +1,73 @@
+"The decision-flow checks and the papermill runner, as a user meets them."
+import json, os, subprocess, sys
+import pytest
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.core import ConfigError, FineTuningNotSupportedError, FinetuneNBError
+from finetune_nb.models import make_tiny_model
+from finetune_nb.run import check_finetunable, run_notebook
+
+
+def cfg(**model):
+    return FineTuneConfig.validate({"model": model, "training": {"device": "cpu"}})
+
+
+@pytest.mark.parametrize("name", ["claude-haiku-4-5", "gpt-4o-mini", "gemini-2.5-flash"])
+def test_api_only_models_not_finetunable(name):
+    with pytest.raises(FineTuningNotSupportedError, match="API-only"): check_finetunable(cfg(model_name=name))
+
+
+def test_encoder_model_not_finetunable(tmp_path):
+    from transformers import BertConfig, BertModel
+    BertModel(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    with pytest.raises(FineTuningNotSupportedError, match=r"bert model \(BertModel\), not a causal language model"):
+        check_finetunable(cfg(model_name=str(tmp_path)))
+
+
+def test_missing_weights_not_finetunable(tmp_path):
+    p = make_tiny_model(tmp_path / "m")
+    (p / "model.safetensors").unlink()
+    with pytest.raises(FineTuningNotSupportedError, match="no weights"): check_finetunable(cfg(model_name=str(p)))
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_tiny_archs_are_finetunable(tmp_path, arch):
+    assert {"q_proj", "v_proj", "down_proj"} <= check_finetunable(cfg(model_name=str(make_tiny_model(tmp_path / arch, arch))))
+
+
+def test_target_module_typo_is_a_config_error():
+    with pytest.raises(ConfigError, match="q_prj not found.*q_proj"): check_finetunable(cfg(target_modules=["q_prj", "v_proj"]))
+
+
+def _notebook(path, body):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    nb = new_notebook(cells=[new_code_cell("name = 'x'", metadata={"tags": ["parameters"]}), new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_env_secret_never_in_output_notebook(tmp_path, monkeypatch):
+    secret = "sk-ant-api03-" + "Q" * 40
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    src = _notebook(tmp_path / "wf.ipynb", "import os\nkey_set = bool(os.environ['ANTHROPIC_API_KEY'])\nprint('key set:', key_set)")
+    out = run_notebook(src, {"name": "demo"}, output=tmp_path / "out.ipynb", progress=False)
+    text = out.read_text()
+    assert "key set: True" in text and secret not in text
+
+
+def test_secret_parameter_refused_before_running(tmp_path):
+    src = _notebook(tmp_path / "wf.ipynb", "print(name)")
+    with pytest.raises(FinetuneNBError, match="looks like a secret"):
+        run_notebook(src, {"anthropic_api_key": "abc"}, output=tmp_path / "out.ipynb", progress=False)
+    with pytest.raises(FinetuneNBError, match="looks like a secret"):
+        run_notebook(src, {"name": "hf_" + "a" * 34}, output=tmp_path / "out.ipynb", progress=False)
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_failing_cell_named_and_partial_output_kept(tmp_path):
+    src = _notebook(tmp_path / "wf.ipynb", "print('started')\nraise ValueError('bad input for ' + name)")
+    with pytest.raises(FinetuneNBError, match=r"cell 2 failed with ValueError: bad input for demo") as e:
+        run_notebook(src, {"name": "demo"}, output=tmp_path / "out.ipynb", progress=False)
+    assert str(tmp_path / "out.ipynb") in e.value.hint
+    assert "started" in (tmp_path / "out.ipynb").read_text()
