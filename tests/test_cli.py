@@ -82,3 +82,19 @@ def test_validate_does_not_import_torch(tmp_path):
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_run_notebook_command(cli, tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    nb = new_notebook(cells=[new_code_cell("steps = 1\nname = 'a'", metadata={"tags": ["parameters"]}),
+                             new_code_cell("print(type(steps).__name__, steps, name)\nassert steps < 100, 'too many'")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "wf.ipynb")
+    r = cli("run-notebook", "wf.ipynb", "-p", "steps", "20", "-p", "name", "b", "-o", "out.ipynb", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "int 20 b" in (tmp_path / "out.ipynb").read_text()
+    r = cli("run-notebook", "wf.ipynb", "-p", "steps", "500", "-o", "bad.ipynb", "-q")
+    assert r.returncode == 1 and "cell 2 failed with AssertionError: too many" in r.stderr and "bad.ipynb" in r.stderr
+    r = cli("run-notebook", "wf.ipynb", "-p", "hf_token", "abc", "-q")
+    assert r.returncode == 1 and "looks like a secret" in r.stderr
