@@ -1,5 +1,5 @@
 "Feedback loop: the store under concurrent writers, the review widget, import/export, the trigger, watch, model versions, metrics."
-import json, os, sqlite3, subprocess, sys, textwrap, threading, time, urllib.request
+import json, os, signal, sqlite3, subprocess, sys, textwrap, threading, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -214,6 +214,7 @@ def test_watch_runs_the_pipeline_once_at_the_threshold_and_records_why(cfg):
     assert v.name == "demo-v1" and v.trigger["sample_count"] == 4 and (v.trigger["first_id"], v.trigger["last_id"]) == (1, ids[1])
     t = store.triggers()[0]
     assert (t["status"], t["version"], t["sample_count"]) == ("ok", "demo-v1", 4)
+    assert f"by 4 samples (ids 1..{ids[1]}): ok -> demo-v1" in str(store.stats())
 
 
 def test_watch_records_a_failed_run_and_retries_it(cfg):
@@ -238,6 +239,30 @@ def test_watch_attaches_the_trigger_to_the_version_the_pipeline_registered(cfg):
     v = list_models(cfg)[0]
     assert (v.kind, v.metrics, v.trigger["sample_count"], v.feedback_rev) == ("model_set_config", {"eval_loss": 0.5}, 2, store.current_rev())
     assert check_trigger(store, threshold=1).count == 0
+
+
+def test_a_watch_killed_mid_run_is_retried(cfg, tmp_path):
+    "A real SIGKILL of the process running the pipeline leaves a 'running' trigger; the next watch marks it interrupted and retries."
+    cfg_file = tmp_path/"cfg.yaml"; cfg.to_yaml(cfg_file)
+    store = open_store(cfg)
+    for i in range(3): store.add(f"q{i}", "a", rating=5)
+    code = textwrap.dedent(f"""
+        import sys, time; sys.path.insert(0, {str(ROOT)!r})
+        from finetune_nb.config import FineTuneConfig
+        from finetune_nb.versions import watch
+        def pipeline(config): print("training", flush=True); time.sleep(600)
+        watch(FineTuneConfig.from_yaml({str(cfg_file)!r}), pipeline, threshold=3, check_once=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try: assert child.stdout.readline().strip() == "training"
+    finally: child.send_signal(signal.SIGKILL); child.wait()
+    assert store.triggers()[0]["status"] == "running" and check_trigger(store, threshold=3).count == 0
+    runs = []
+    def pipeline(config):
+        runs.append(1); (config.run_dir/"model_set_config.json").write_text("{}")
+    res = watch(cfg, pipeline, threshold=3, check_once=True)[0]
+    assert (res.status, runs) == ("ok", [1])
+    assert [t["status"] for t in store.triggers()] == ["ok", "interrupted"]
 
 
 def test_watch_stops_when_asked(cfg):
