@@ -19,7 +19,7 @@ from .core import write_text
 # %% auto #0
 __all__ = ['BUILTIN_MODELS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
            'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'TrainingConfig',
-           'FallbackConfig', 'OllamaConfig', 'ExportConfig', 'yaml_lines', 'FineTuneConfig']
+           'FallbackConfig', 'FeedbackConfig', 'OllamaConfig', 'ExportConfig', 'yaml_lines', 'FineTuneConfig']
 
 # %% ../nbs/01_config.ipynb #69532675
 class _Section(BaseModel):
@@ -139,6 +139,19 @@ class FallbackConfig(_Section):
     rating_mapping:dict[str,float] = Field({}, description="Map rating labels to scores, e.g. {good: 1.0, bad: 0.0}; higher is preferred")
     target_topics:list[str] = Field([], description="Topics the selected examples must cover")
 
+class FeedbackConfig(_Section):
+    store_path:str|None = Field(None, description="SQLite feedback store; default <run>/feedback/feedback.db")
+    export_path:str|None = Field(None, description="Where `feedback watch` writes rated feedback as training JSONL before a run; default <data.input_path>/user_feedback.jsonl")
+    models_dir:str|None = Field(None, description="Model registry (models/<name>-vN and the production pointer); default <run>/models")
+    metrics_path:str|None = Field(None, description="Prometheus text-format metrics written after every run; default <run>/metrics.prom")
+    metrics_port:int|None = Field(None, ge=0, le=65535, description="Serve the metrics over HTTP on this port (off when empty)")
+    metrics_host:str = Field("127.0.0.1", description="Address the metrics server listens on")
+    min_rating:int = Field(3, ge=1, le=5, description="Lowest rating (1-5) exported as training data; a 0-1 score s counts as the rating 5*s")
+    threshold:int = Field(100, ge=1, description="New high-quality samples since the last model version that start a run")
+    min_score:float = Field(0.8, ge=0, le=1, description="Quality (rating/5, else the 0-1 score) a sample needs to count towards the threshold")
+    watch_interval_s:float = Field(300.0, gt=0, description="Seconds between checks of `feedback watch`")
+    review_fields:list[str] = Field(["category","severity"], description="Structured fields the review widget lets a reviewer edit")
+
 # %% ../nbs/01_config.ipynb #84a33b01
 GGUF_TYPES = ["f32","f16","bf16","q8_0","q4_0","q4_1","q5_0","q5_1","q4_k_m","q5_k_m","q6_k"]
 
@@ -242,6 +255,7 @@ class FineTuneConfig(_Section):
     training:TrainingConfig = Field(default_factory=TrainingConfig)
     fallback:FallbackConfig = Field(default_factory=FallbackConfig)
     export:ExportConfig = Field(default_factory=ExportConfig)
+    feedback:FeedbackConfig = Field(default_factory=FeedbackConfig)
     _source:Path|None = None  # the YAML file this config came from; relative paths resolve against its folder
 
     def __eq__(self, other): return isinstance(other, FineTuneConfig) and self.model_dump() == other.model_dump()
