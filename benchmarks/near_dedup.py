@@ -1,9 +1,10 @@
 """Near-duplicate removal throughput: finetune_nb's streaming `Deduplicator` against a textbook datasketch loop.
 
 Usage: python benchmarks/near_dedup.py [--rows 50000]
-Prints one JSON line. Both run side by side (the baseline on the first --baseline-rows rows, timed
-against ours on those same rows) on the same generated rows (short QA pairs, 10% of them
-near duplicates of an earlier row: one word changed or punctuation edited). The baseline is the loop
+Prints one JSON line. Both run side by side on the same generated rows (short QA pairs, about 10%
+of them copies of an earlier row with one word changed); the slow baseline runs on the first
+--baseline-rows rows and is timed against ours on those same rows. Recall counts the copies whose
+exact 5-gram Jaccard with their source reaches the threshold. The baseline is the loop
 datasketch's documentation shows: a fresh `MinHash()` per row, `update()` per shingle (SHA-1), an LSH
 with default weights, and the LSH candidate taken as the verdict.
 """
