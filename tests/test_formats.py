@@ -36,6 +36,7 @@ ROWS = {
     "gemini_snake_system": ("gemini", {"system_instruction": {"parts": [{"text": SYS}]},
         "contents": [{"role": "user", "parts": [{"text": Q}]}, {"role": "model", "parts": [{"text": A}]}]}),
     "text": ("text", {"text": "LoRA trains small low-rank matrices.\n\nThe base stays frozen.", "doc": 3}),
+    "text_null_metadata": ("text", {"text": "A passage.", "metadata": None}),
 }
 
 def through_json(x): return json.loads(json.dumps(x))
@@ -159,7 +160,7 @@ def test_jsonl_exporters_parse_back_and_load_with_datasets(tmp_path, records):
     assert len(ds) == n and ds[0]["messages"][0]["role"] == "user"
     skipped = []
     n = export_gemini_jsonl(records, tmp_path / "gemini.jsonl", on_error="skip", skipped=skipped)
-    assert n == len(records) - 1 and len(skipped) == 1 and isinstance(skipped[0], Skipped)  # the plain-text row has no user turn
+    assert n == len(records) - 2 and len(skipped) == 2 and isinstance(skipped[0], Skipped)  # the plain-text rows have no user turn
     assert "in.jsonl" == skipped[0].file and "not exported as gemini" in skipped[0].reason
     gem = [json.loads(l) for l in (tmp_path / "gemini.jsonl").read_text().splitlines()]
     assert all(detect_format(g) == "gemini" for g in gem)
@@ -167,7 +168,7 @@ def test_jsonl_exporters_parse_back_and_load_with_datasets(tmp_path, records):
     assert len(ds) == n
 
 def test_gemini_plain_text_needs_user_turn(records, tmp_path):
-    with pytest.raises(DataError, match="in.jsonl:19"): export_gemini_jsonl(records[-1:] , tmp_path / "g.jsonl")
+    with pytest.raises(DataError, match="in.jsonl:19"): export_gemini_jsonl(records[18:19], tmp_path / "g.jsonl")
     assert not (tmp_path / "g.jsonl").exists()  # atomic: a failed export leaves nothing behind
 
 @pytest.mark.parametrize("export,fmt", [(export_alpaca_json, "alpaca"), (export_sharegpt_json, "sharegpt")])
@@ -186,3 +187,15 @@ def test_empty_export(tmp_path):
     assert export_alpaca_json([], tmp_path / "a.json") == 0 and json.loads((tmp_path / "a.json").read_text()) == []
     assert export_records(iter([]), tmp_path / "m.jsonl", "messages") == 0 and (tmp_path / "m.jsonl").read_text() == ""
     with pytest.raises(ValueError, match="cannot export"): export_records([], tmp_path / "x", "text")
+
+def test_canonical_records_of_every_format_load_as_one_dataset(tmp_path, records):
+    "The layout is a JSON string, so records from different formats share one Arrow schema."
+    from datasets import load_dataset
+    from finetune_nb.core import write_jsonl
+    write_jsonl(tmp_path / "train.jsonl", records)
+    ds = load_dataset("json", data_files=str(tmp_path / "train.jsonl"), split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == len(records)
+    for row, rec in zip(ds, records):
+        meta = {k: v for k, v in row["metadata"].items() if v is not None}
+        assert row["messages"] == rec["messages"]
+        assert from_messages({"messages": row["messages"], "metadata": meta}, rec["metadata"]["format"]) == from_messages(rec, rec["metadata"]["format"])
