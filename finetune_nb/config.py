@@ -82,6 +82,9 @@ class AugmentationConfig(_Section):
     normalize_whitespace:bool = Field(True, description="Normalise whitespace and Unicode (NFC) in every row")
     dedup:Literal["off","exact","near"] = Field("near", description="off, exact (normalised hash) or near (MinHash LSH)")
     near_dedup_threshold:float = Field(0.85, gt=0, le=1, description="Jaccard similarity above which rows count as near duplicates")
+    min_length:int = Field(0, ge=0, description="Drop rows shorter than this (length_unit; all message contents together; 0: off)")
+    max_length:int|None = Field(None, gt=0, description="Drop rows longer than this (length_unit; all message contents together; empty: off)")
+    length_unit:Literal["chars","tokens"] = Field("chars", description="Unit of min_length/max_length: chars, or tokens of the model's tokenizer")
 
 class PdfConfig(_Section):
     backend:Literal["pypdfium2","pypdf"] = Field("pypdfium2", description="PDF text backend (pypdf is used for encrypted files)")
