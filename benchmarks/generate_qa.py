@@ -1,0 +1,64 @@
+"""QA generation throughput and cache speed against a local fake Anthropic API with fixed latency.
+
+Prints one JSON line:
+- throughput_ratio: generate_qa's requests/s ÷ the ideal concurrency/latency (goal ≥ 0.9);
+- threads_throughput_ratio: the same for a thread pool of sync SDK clients, side by side (the alternative design);
+- cached_rerun_ratio: a fully cached rerun's time ÷ the first run's (goal ≤ 0.01).
+
+Usage: python benchmarks/generate_qa.py [--chunks 320] [--concurrency 16] [--latency 0.2]
+"""
+import argparse, json, logging, os, sys, tempfile, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from fake_anthropic import KEY, FakeAnthropic  # noqa: E402
+from finetune_nb.config import FineTuneConfig  # noqa: E402
+from finetune_nb.qa import QA_SYSTEM_PROMPT, generate_qa, qa_prompt, qa_tool  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chunks", type=int, default=320)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=0.2)
+    a = ap.parse_args()
+    logging.getLogger("finetune_nb").setLevel(logging.WARNING)
+    chunks = [{"chunk_id": f"c{i}", "text": f"Passage {i}: valve {i} opens at {i * 10} kPa.", "metadata": {"source": "m.pdf", "page": i}}
+              for i in range(a.chunks)]
+    ideal = a.concurrency / a.latency
+    with FakeAnthropic(latency=a.latency) as fake, tempfile.TemporaryDirectory() as d:
+        os.environ.update(ANTHROPIC_BASE_URL=fake.url, ANTHROPIC_API_KEY=KEY)
+        cfg = FineTuneConfig.validate({"data": {"langchain": {"max_concurrency": a.concurrency, "qa_pairs_per_chunk": 3}}})
+
+        t = time.perf_counter()
+        res = generate_qa(cfg, chunks, out_dir=d, progress=False)
+        first = time.perf_counter() - t
+        assert res.n_examples == 3 * a.chunks and fake.message_requests == a.chunks
+
+        t = time.perf_counter()
+        again = generate_qa(cfg, chunks, out_dir=d, progress=False)
+        cached = time.perf_counter() - t
+        assert again.n_cached == a.chunks and fake.message_requests == a.chunks
+
+        import anthropic  # the baseline: sync clients in a thread pool, same requests
+        client = anthropic.Anthropic(max_retries=0)
+        def ask(c):
+            return client.messages.create(model="claude-haiku-4-5", max_tokens=2048, system=QA_SYSTEM_PROMPT,
+                                          messages=[{"role": "user", "content": qa_prompt(c["text"], 3)}],
+                                          tools=[qa_tool(3)], tool_choice={"type": "tool", "name": "record_qa_pairs"})
+        t = time.perf_counter()
+        with ThreadPoolExecutor(a.concurrency) as ex: list(ex.map(ask, chunks))
+        threads = time.perf_counter() - t
+
+    print(json.dumps({"chunks": a.chunks, "concurrency": a.concurrency, "latency_s": a.latency,
+                      "requests_per_s": round(a.chunks / first, 2), "ideal_requests_per_s": ideal,
+                      "throughput_ratio": round(a.chunks / first / ideal, 3),
+                      "threads_throughput_ratio": round(a.chunks / threads / ideal, 3),
+                      "first_run_s": round(first, 3), "cached_run_s": round(cached, 4),
+                      "cached_rerun_ratio": round(cached / first, 4)}))
+
+
+if __name__ == "__main__":
+    main()
