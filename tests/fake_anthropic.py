@@ -35,13 +35,17 @@ class FakeAnthropic:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle would delay the second by 40 ms
             def log_message(self, *a): pass
             def do_POST(self): fake._handle(self, "POST")
             def do_GET(self): fake._handle(self, "GET")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *a: None  # clients closing kept-alive connections is not an error
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog of 5 drops connections a concurrent client opens at once
+            daemon_threads = True
+            def handle_error(self, *a): pass  # clients closing kept-alive connections is not an error
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -108,6 +112,8 @@ class FakeAnthropic:
                 self.batches[bid] = rows
                 self.batch_sizes.append(len(rows))
             return self._send(h, 200, self._batch(bid))
+        if method == "GET" and path == "/_counts":  # for a server in another process (the benchmark)
+            return self._send(h, 200, dict(self.counts))
         m = re.fullmatch(r"/v1/messages/batches/(msgbatch_[0-9]+)(/results)?", path)
         if method == "GET" and m and m.group(1) in self.batches:
             if m.group(2):
@@ -132,3 +138,10 @@ class FakeAnthropic:
     @property
     def message_requests(self): return self.counts["POST /v1/messages"]
 
+
+
+if __name__ == "__main__":  # python tests/fake_anthropic.py LATENCY: serve until killed, print the URL first
+    import sys
+    with FakeAnthropic(latency=float(sys.argv[1])) as server:
+        print(server.url, flush=True)
+        server.thread.join()

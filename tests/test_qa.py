@@ -6,7 +6,6 @@ replies, a generation subprocess killed with SIGKILL.
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
-import anyio
 import pytest
 
 from finetune_nb.config import FineTuneConfig
@@ -104,10 +103,9 @@ def test_529_then_500_then_200_succeeds_with_retries_counted(fake, tmp_path):
 
 
 def test_429_retry_after_is_honoured(fake, tmp_path, monkeypatch):
-    slept, real_sleep = [], anyio.sleep
-    async def record(s):
-        slept.append(s); await real_sleep(0)
-    monkeypatch.setattr(anyio, "sleep", record)  # the SDK waits with anyio.sleep
+    import anthropic._base_client as sdk
+    slept = []
+    monkeypatch.setattr(sdk.time, "sleep", slept.append)  # the SDK's client waits with time.sleep
     fake.script = [(429, {"retry-after": "7"}, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})]
     res = generate_qa(config(tmp_path), chunks(1), progress=False)
     assert slept == [7.0]
@@ -172,9 +170,10 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_expected_rows(fake, tmp_pa
     cfg = config(tmp_path, max_concurrency=2)
     data = chunks(30)
     write_chunks(cfg, data)
-    cache = cfg.run_dir / "data" / "qa_cache"
-    _run_until([sys.executable, "-c", GENERATE, str(cfg._source)], lambda: len(list(cache.glob("*.json"))) >= 6)
-    cached = len(list(cache.glob("*.json")))
+    cache = cfg.run_dir / "data" / "qa_cache.jsonl"
+    complete = lambda: cache.read_bytes().count(b"\n") if cache.exists() else 0  # a line cut by the kill is not a result
+    _run_until([sys.executable, "-c", GENERATE, str(cfg._source)], lambda: complete() >= 6)
+    cached = complete()
     assert 6 <= cached < 30 and not (cfg.run_dir / "data" / "qa.jsonl").exists()
 
     before = fake.message_requests
@@ -216,3 +215,15 @@ def test_chunks_file_errors_name_the_line(fake, tmp_path):
     with pytest.raises(Exception, match=r"chunks.jsonl:2: field 'text'"):
         generate_qa(cfg, progress=False)
     assert fake.message_requests == 0
+
+
+def test_cache_cut_off_mid_line_is_repaired_and_the_chunk_asked_again(fake, tmp_path):
+    cfg = config(tmp_path)
+    data = chunks(4)
+    generate_qa(cfg, data, progress=False)
+    cache = cfg.run_dir / "data" / "qa_cache.jsonl"
+    cache.write_bytes(cache.read_bytes()[:-25])  # the last result torn, as a kill mid-write leaves it
+    res = generate_qa(cfg, data, progress=False)
+    assert fake.message_requests == 5 and (res.n_generated, res.n_cached) == (1, 3)
+    assert got(rows(res.examples_path)) == expected(data)
+    assert cache.read_bytes().count(b"\n") == 4
