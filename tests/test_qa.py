@@ -166,22 +166,22 @@ GENERATE = "import sys; from finetune_nb.config import FineTuneConfig; from fine
 
 
 def test_sigkill_mid_run_then_rerun_gives_exactly_the_expected_rows(fake, tmp_path):
-    fake.latency = 0.05
+    fake.latency = 0.1  # 40 chunks, 2 at a time: seconds of margin for the kill on a busy machine
     cfg = config(tmp_path, max_concurrency=2)
-    data = chunks(30)
+    data = chunks(40)
     write_chunks(cfg, data)
     cache = cfg.run_dir / "data" / "qa_cache.jsonl"
     complete = lambda: cache.read_bytes().count(b"\n") if cache.exists() else 0  # a line cut by the kill is not a result
     _run_until([sys.executable, "-c", GENERATE, str(cfg._source)], lambda: complete() >= 6)
     cached = complete()
-    assert 6 <= cached < 30 and not (cfg.run_dir / "data" / "qa.jsonl").exists()
+    assert 6 <= cached < 40 and not (cfg.run_dir / "data" / "qa.jsonl").exists()
 
     before = fake.message_requests
     res = generate_qa(cfg, progress=False)  # reads <run>/data/chunks.jsonl
-    assert fake.message_requests - before == 30 - cached  # only what was missing
+    assert fake.message_requests - before == 40 - cached  # only what was missing
     ex = rows(res.examples_path)
-    assert len(ex) == 30 * N_PAIRS and got(ex) == expected(data)  # no duplicate, none missing
-    assert (res.n_cached, res.n_generated, res.n_failed) == (cached, 30 - cached, 0)
+    assert len(ex) == 40 * N_PAIRS and got(ex) == expected(data)  # no duplicate, none missing
+    assert (res.n_cached, res.n_generated, res.n_failed) == (cached, 40 - cached, 0)
     assert_key_absent(tmp_path)
 
 
