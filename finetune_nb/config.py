@@ -180,6 +180,7 @@ class OllamaConfig(_Section):
 
 class ExportConfig(_Section):
     merge:bool = Field(True, description="Merge the adapter into the 16-bit base model")
+    merge_device:Literal["cpu","cuda"] = Field("cpu", description="Where merge-adapter merges: cpu fits any model that fits in RAM; cuda is faster when the 16-bit model fits on the GPU")
     gguf:list[Literal[tuple(GGUF_TYPES)]] = Field(["f16"], description=f"GGUF files to write: {', '.join(GGUF_TYPES)}")
     ollama:OllamaConfig = Field(default_factory=OllamaConfig)
 
