@@ -241,6 +241,20 @@ def test_messages_render_with_a_chat_template(saved):
     assert ms.generation_kwargs() == {"max_new_tokens": ms.generation.max_new_tokens, "do_sample": True, "temperature": 0.2, "top_p": 0.9}
 
 
+def test_a_local_model_answers_with_the_model_set(saved, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from finetune_nb.models import make_tiny_model
+    path = make_tiny_model(tmp_path / "m")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    ms = ModelSet.load(saved)
+    enc = tok.apply_chat_template(ms.messages("Where is my refund?"), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    torch.manual_seed(0)
+    out = model.generate(**enc, **{**ms.generation_kwargs(), "max_new_tokens": 5, "min_new_tokens": 5})
+    assert out.shape[1] == enc["input_ids"].shape[1] + 5
+    assert tok.decode(enc["input_ids"][0]).count("<|im_start|>assistant") == len(ms.examples) + 1
+
+
 def test_anthropic_request_through_the_real_sdk(saved):
     import anthropic
     seen = []
