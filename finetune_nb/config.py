@@ -155,6 +155,15 @@ class FallbackConfig(_Section):
     num_examples:int = Field(8, ge=1, le=256, description="Few-shot examples to select")
     rating_mapping:dict[str,float] = Field({}, description="Map rating labels to scores, e.g. {good: 1.0, bad: 0.0}; higher is preferred")
     target_topics:list[str] = Field([], description="Topics the selected examples must cover")
+    rating_field:str = Field("rating", description="Metadata field holding a row's rating: a label from rating_mapping or a number (dots reach nested fields)")
+    topic_fields:list[str] = Field(["topic","topics","tags"], description="Metadata fields naming a row's topics; a row also covers a topic its text mentions")
+    token_budget:int = Field(2048, gt=0, description="Most tokens the few-shot examples may take together (tokenizer count, else characters / 4)")
+    mmr_lambda:float = Field(0.5, ge=0, le=1, description="Selection trade-off: 1 picks the best-rated, most typical rows; 0 the most diverse")
+    seed:int = Field(42, description="Seed that breaks ties between equally good examples")
+    system_prompt:str|None = Field(None, description="System prompt to use instead of the one generated from the examples")
+    temperature:float = Field(0.2, ge=0, le=2, description="Sampling temperature stored with the model set")
+    top_p:float = Field(0.9, gt=0, le=1, description="Nucleus sampling threshold stored with the model set")
+    max_new_tokens:int|None = Field(None, gt=0, description="Longest answer in tokens; empty: twice the longest selected answer, 64 to 2048")
 
 class FeedbackConfig(_Section):
     store_path:str|None = Field(None, description="SQLite feedback store; default <run>/feedback/feedback.db")
