@@ -1,5 +1,5 @@
 "The finetune-nb command as a user runs it: exit codes, one-line errors, --debug tracebacks."
-import shutil, subprocess, sys
+import json, os, shutil, subprocess, sys
 
 
 def test_console_script_installed(tmp_path):
@@ -98,3 +98,36 @@ def test_run_notebook_command(cli, tmp_path):
     assert r.returncode == 1 and "cell 2 failed with AssertionError: too many" in r.stderr and "bad.ipynb" in r.stderr
     r = cli("run-notebook", "wf.ipynb", "-p", "hf_token", "abc", "-q")
     assert r.returncode == 1 and "looks like a secret" in r.stderr
+
+
+def test_export_commands_end_to_end(cli, tmp_path):
+    "merge-adapter -> export -> deploy-ollama, as a user runs them after training."
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    code = ("from finetune_nb.config import FineTuneConfig\nfrom finetune_nb.models import builtin_model\n"
+            "from finetune_nb.export import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
+            "make_test_adapter(builtin_model('builtin:tiny-llama'), c.run_dir / 'adapter')\n")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=300)
+    r = cli("merge-adapter", "c.yaml", "-q")
+    assert r.returncode == 0, r.stderr
+    r = cli("export", "c.yaml", "--quant", "f16", "-q")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "runs" / "c"
+    assert (run / "model-f16.gguf").stat().st_size > 0 and "FROM ./model-f16.gguf" in (run / "Modelfile").read_text()
+    r = cli("deploy-ollama", "c.yaml", env={"PATH": os.path.dirname(sys.executable)})
+    assert r.returncode == 0 and "ollama create c -f" in r.stdout
+
+
+def test_feedback_and_models_commands(cli, tmp_path):
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    (tmp_path / "out.jsonl").write_text('{"input": "What is 2+2?", "output": "4", "rating": 5}\n{"input": "Capital of France?", "output": "Paris"}\nnot json\n')
+    r = cli("feedback", "import", "out.jsonl", "-c", "c.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "2" in r.stdout and "out.jsonl:3" in r.stdout + r.stderr
+    r = cli("feedback", "export", "train_fb.jsonl", "--min-rating", "3", "-c", "c.yaml")
+    assert r.returncode == 0 and r.stdout.startswith("1 rows")
+    row = json.loads((tmp_path / "train_fb.jsonl").read_text())
+    assert row["messages"][-1] == {"role": "assistant", "content": "4"} and row["metadata"]["source"] == "user_feedback"
+    r = cli("models", "list", "-c", "c.yaml")
+    assert r.returncode == 0 and "no model versions yet" in r.stdout
+    r = cli("models", "rollback", "-c", "c.yaml")
+    assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
