@@ -204,7 +204,7 @@ def generate_answers(model, tokenizer, template:str,
             for i, toks in zip(idx, new):
                 end = next((k for k, t in enumerate(toks) if t in stops), None)
                 answer = toks if end is None else toks[:end]
-                out[i] = dict(text=tokenizer.decode(answer, skip_special_tokens=True).strip(), tokens=len(answer),
+                out[i] = dict(text=tokenizer.decode(answer, skip_special_tokens=False).strip(), tokens=len(answer),
                               stopped_on_eos=end is not None, prompt_tokens=len(encoded[i]))
     return out
 
@@ -260,7 +260,7 @@ _COLUMNS = [("eval_loss", "eval loss", "{:.4f}"), ("perplexity", "perplexity", "
 def _fmt(v, f)->str: return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)
 
 def verdict(systems:dict)->str:
-    "One sentence per non-base system: how it compares with the base model."
+    "One paragraph per non-base system: how it compares with the base model."
     base, out = systems.get("base"), []
     for name, s in systems.items():
         if name == "base" or base is None: continue
@@ -269,7 +269,7 @@ def verdict(systems:dict)->str:
         judged = "helped" if better_loss and better_rouge else "did not help" if not (better_loss or better_rouge) else "gave mixed results (read the answers below)"
         out.append(f"{s['label']} vs base: eval loss {base['eval_loss']:.3f} → {s['eval_loss']:.3f}, exact match "
                    f"{base['exact_match']:.0%} → {s['exact_match']:.0%}, ROUGE-L {base['rouge_l']:.3f} → {s['rouge_l']:.3f}: {what} {judged}.")
-    return " ".join(out)
+    return "\n\n".join(out)
 
 # %% ../nbs/10_evaluate.ipynb #04084e45
 def _md_cell(text:str)->str:
@@ -321,7 +321,8 @@ def render_html(metrics:dict, loss_png:bytes|None=None)->str:
     head = "".join(f"<th>{e(t)}</th>" for _, t, _ in _COLUMNS)
     rows = "".join(f"<tr><td>{e(s['label'])}</td>" + "".join(f"<td>{_fmt(s.get(k), f)}</td>" for k, _, f in _COLUMNS) + "</tr>" for s in systems.values())
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of {e(metrics['run'])}</title><style>{_CSS}</style></head><body>",
-             f"<h1>Evaluation of {e(metrics['run'])}</h1><p>{e(metrics['verdict'] or 'Only the base model was evaluated.')}</p>",
+             f"<h1>Evaluation of {e(metrics['run'])}</h1>",
+             "".join(f"<p>{e(v)}</p>" for v in (metrics["verdict"] or "Only the base model was evaluated.").split("\n\n")),
              f"<h2>Summary</h2><table><tr><th>model</th>{head}</tr>{rows}</table>",
              f"<p>{metrics['num_validation_rows']} held-out rows from <code>{e(metrics['validation_file'])}</code> ({metrics['num_skipped']} skipped); "
              f"{len(metrics['samples'])} prompts answered greedily, at most {metrics['settings']['max_new_tokens']} new tokens.</p><h2>Loss curves</h2>",
