@@ -7,7 +7,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/evaluate.html.md"""
 # %% ../nbs/10_evaluate.ipynb #1664f884
 from __future__ import annotations
 import base64, gc, html, io, json, logging, math, os, re, shutil, sys, textwrap, time, unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +294,7 @@ def _answer_note(a:dict)->str:
 def render_markdown(metrics:dict)->str:
     "The Markdown report: verdict, summary table, loss curves, then every prompt side by side."
     systems = metrics["systems"]
-    out = [f"# Evaluation of {metrics['run']}", "", metrics["verdict"] or "Only the base model was evaluated.", "",
+    out = [f"# Evaluation of {metrics['run']}", "", metrics["verdict"], "",
            "## Summary", "", summary_table(metrics), "",
            f"{metrics['num_validation_rows']} held-out rows from `{metrics['validation_file']}` "
            f"({metrics['num_skipped']} skipped); {len(metrics['samples'])} prompts answered greedily, at most {metrics['settings']['max_new_tokens']} new tokens.", ""]
@@ -322,7 +322,7 @@ def render_html(metrics:dict, loss_png:bytes|None=None)->str:
     rows = "".join(f"<tr><td>{e(s['label'])}</td>" + "".join(f"<td>{_fmt(s.get(k), f)}</td>" for k, _, f in _COLUMNS) + "</tr>" for s in systems.values())
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of {e(metrics['run'])}</title><style>{_CSS}</style></head><body>",
              f"<h1>Evaluation of {e(metrics['run'])}</h1>",
-             "".join(f"<p>{e(v)}</p>" for v in (metrics["verdict"] or "Only the base model was evaluated.").split("\n\n")),
+             "".join(f"<p>{e(v)}</p>" for v in metrics["verdict"].split("\n\n")),
              f"<h2>Summary</h2><table><tr><th>model</th>{head}</tr>{rows}</table>",
              f"<p>{metrics['num_validation_rows']} held-out rows from <code>{e(metrics['validation_file'])}</code> ({metrics['num_skipped']} skipped); "
              f"{len(metrics['samples'])} prompts answered greedily, at most {metrics['settings']['max_new_tokens']} new tokens.</p><h2>Loss curves</h2>",
@@ -394,7 +394,7 @@ class EvalResult:
     def files(self)->dict:
         return {k: self.out_dir/f for k, f in (("metrics", "metrics.json"), ("markdown", "report.md"), ("html", "report.html"), ("loss_plot", "loss.png"))
                 if (self.out_dir/f).exists()}
-    def _repr_markdown_(self): return (self.metrics["verdict"] + "\n\n" if self.metrics["verdict"] else "") + summary_table(self.metrics)
+    def _repr_markdown_(self): return self.metrics["verdict"] + "\n\n" + summary_table(self.metrics)
 
 # %% ../nbs/10_evaluate.ipynb #88ab1171
 def _eval_system(system:EvalSystem, model, tok, template, rows, prompts, references, s)->tuple[dict, list[dict]]:
@@ -475,7 +475,9 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
     metrics = dict(run=config.project.name, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), validation_file=str(data_path),
                    num_validation_rows=len(rows), num_skipped=len(skipped), skipped=[x.to_dict() for x in skipped],
                    tuned=str(tuned) if tuned is not None else None, settings=dict(s, chat_template=config.model.chat_template, device=resolve_device(config.training.device)),
-                   verdict=verdict(systems), systems=systems, loss_curves=curves,
+                   verdict=verdict(systems) or ("Only the base model was evaluated." if list(systems) == ["base"] else
+                                                "The base model was not evaluated (evaluation.compare_base is off)."),
+                   systems=systems, loss_curves=curves,
                    samples=[dict(prompt=p, reference=ref, answers={k: answers[k][i] for k in systems}) for i, (p, ref) in enumerate(zip(prompts, references))])
     _write_reports(metrics, out_dir, curves)
     log.info("evaluation written to %s", out_dir)

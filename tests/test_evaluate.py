@@ -165,8 +165,11 @@ def test_model_set_evaluates(run):
 def test_merged_folder_matches_adapter(run, result, tmp_path):
     merged = run["peft_model"].merge_and_unload()
     merged.save_pretrained(tmp_path / "merged")
-    res = evaluate(run["cfg"], tuned=tmp_path / "merged", out_dir=tmp_path / "eval")
-    assert res.systems["tuned"]["label"] == "tuned (merged)"
+    cfg = run["cfg"].model_copy(deep=True)
+    cfg.evaluation.compare_base = False
+    res = evaluate(cfg, tuned=tmp_path / "merged", out_dir=tmp_path / "eval")
+    assert list(res.systems) == ["tuned"] and res.systems["tuned"]["label"] == "tuned (merged)"
+    assert "base model was not evaluated" in res.metrics["verdict"]
     assert res.systems["tuned"]["exact_match"] == result.systems["tuned"]["exact_match"]
     assert res.systems["tuned"]["eval_loss"] == pytest.approx(result.systems["tuned"]["eval_loss"], rel=1e-3)
 
