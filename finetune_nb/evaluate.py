@@ -340,7 +340,7 @@ def render_html(metrics:dict, loss_png:bytes|None=None)->str:
 # %% ../nbs/10_evaluate.ipynb #0e219c1a
 def _ready(model, tokenizer):
     "Eval mode, and a pad token for batching (EOS when the tokenizer has none; attention masks keep it harmless)."
-    model.eval()
+    if model is not None: model.eval()
     if tokenizer.pad_token_id is None: tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
@@ -455,15 +455,18 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
     s = dict(max_new_tokens=max_new_tokens or ev.max_new_tokens, batch_size=ev.batch_size or config.training.batch_size,
              max_length=config.training.max_seq_length)
 
-    model, tok = _ready(*load_model(config))
-    template = resolve_chat_template(config, tok)
-    systems, answers = {}, {}
     plan = ([EvalSystem("base", f"base ({config.model.model_name})")] if ev.compare_base or (tuned is None and model_set is None) else []) \
          + ([EvalSystem("model_set", "model-set (few-shot)", model_set)] if model_set is not None else [])
+    kind = tuned_kind(tuned) if tuned is not None else None
+    if plan or kind == "adapter": model, tok = _ready(*load_model(config))
+    else:  # only a merged model to evaluate: the base weights are not needed
+        from transformers import AutoTokenizer
+        model, tok = _ready(None, AutoTokenizer.from_pretrained(str(tuned)))
+    template = resolve_chat_template(config, tok)
+    systems, answers = {}, {}
     for system in plan:
         systems[system.name], answers[system.name] = _eval_system(system, model, tok, template, samples, prompts, references, s)
     if tuned is not None:
-        kind = tuned_kind(tuned)
         if kind != "adapter": model = None; _release()  # a merged model is a second full copy: never hold both
         model = load_tuned(config, tuned, base=model)
         system = EvalSystem("tuned", f"tuned ({kind})")

@@ -163,8 +163,10 @@ def test_model_set_evaluates(run):
 
 
 def test_merged_folder_matches_adapter(run, result, tmp_path):
+    from transformers import AutoTokenizer
     merged = run["peft_model"].merge_and_unload()
     merged.save_pretrained(tmp_path / "merged")
+    AutoTokenizer.from_pretrained(run["cfg"].run_dir / "adapter").save_pretrained(tmp_path / "merged")  # export ships the tokenizer too
     cfg = run["cfg"].model_copy(deep=True)
     cfg.evaluation.compare_base = False
     res = evaluate(cfg, tuned=tmp_path / "merged", out_dir=tmp_path / "eval")
