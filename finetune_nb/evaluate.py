@@ -617,12 +617,12 @@ def chat(models:list, # From `load_chat_models`
          prompt:str|None=None, # One prompt to answer; None: interactive
          system:str|None=None, # A system message starting every conversation
          max_new_tokens:int=256,
-         input=None, # Lines to read in interactive mode (default stdin)
-         output=None, # Where answers go (default stdout)
+         stdin=None, # Lines to read in interactive mode (default sys.stdin)
+         stdout=None, # Where answers go (default sys.stdout)
          stream:bool=True, # Print tokens as they are generated
         )->list[list[dict]]:
-    "Answer `prompt`, or chat line by line from `input`; returns each model's conversation."
-    input, out = input or sys.stdin, output or sys.stdout
+    "Answer `prompt`, or chat line by line from `stdin`; returns each model's conversation."
+    stdin, out = stdin or sys.stdin, stdout or sys.stdout
     start = [{"role": "system", "content": system}] if system else []
     history = [list(start) for _ in models]
     if prompt is not None:
@@ -631,10 +631,10 @@ def chat(models:list, # From `load_chat_models`
     out.write(f"chatting with {' and '.join(m.label for m in models)}; /reset forgets the conversation, /exit ends\n")
     while True:
         out.write("you> "); out.flush()
-        line = input.readline()
+        line = stdin.readline()
         if not line or line.strip() == "/exit": break
         if not (line := line.strip()): continue
-        if not input.isatty(): out.write(line + "\n")  # piped input: echo it, so the transcript reads as a conversation
+        if not stdin.isatty(): out.write(line + "\n")  # piped input: echo it, so the transcript reads as a conversation
         if line == "/reset":
             history = [list(start) for _ in models]; out.write("(conversation cleared)\n"); continue
         _answer(models, history, line, max_new_tokens, out, stream)
@@ -649,12 +649,12 @@ def chat_main(config=None, # FineTuneConfig or YAML path; optional when `model` 
               compare:bool=False, # `--compare`: the base model answers too
               system:str|None=None, # `--system`: a system message
               max_new_tokens:int|None=None, # default evaluation.max_new_tokens
-              input=None, output=None, # streams (default stdin, stdout)
+              stdin=None, stdout=None, # text streams (default sys.stdin, sys.stdout)
              )->int:
     "The `finetune-nb chat` command; returns the exit code."
     if (prompt is None) == (not interactive):
         raise FinetuneNBError("give either a prompt (-p \"...\") or -i for an interactive chat, not both or neither")
     models = load_chat_models(config, model, compare)
     n = max_new_tokens or (_as_config(config).evaluation.max_new_tokens if config is not None else 256)
-    chat(models, prompt, system, n, input, output)
+    chat(models, prompt, system, n, stdin, stdout)
     return 0

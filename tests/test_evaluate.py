@@ -194,7 +194,7 @@ class _Spy:
 def test_interactive_chat_keeps_history_and_resets(run):
     [tuned] = load_chat_models(run["cfg"])
     spy, out = _Spy(tuned.model), io.StringIO()
-    chat([tuned], input=io.StringIO("Capital of France?\nTwo plus two?\n/reset\nWho wrote Hamlet?\n/exit\nnever read\n"), output=out)
+    chat([tuned], stdin=io.StringIO("Capital of France?\nTwo plus two?\n/reset\nWho wrote Hamlet?\n/exit\nnever read\n"), stdout=out)
     sent = [tuned.tokenizer.decode(ids) for ids in spy.inputs]
     assert len(sent) == 3
     assert "Capital of France?" in sent[1] and "Paris." in sent[1] and "Two plus two?" in sent[1]  # the first exchange came along
@@ -216,7 +216,7 @@ def test_chat_from_stdin_in_a_subprocess(run, tmp_path):
 
 def test_compare_prompt_shows_base_and_tuned(run):
     out = io.StringIO()
-    assert chat_main(run["cfg"], prompt="Capital of France?", compare=True, output=out) == 0
+    assert chat_main(run["cfg"], prompt="Capital of France?", compare=True, stdout=out) == 0
     text = out.getvalue()
     base_label = f"[base ({run['base']})]"
     assert base_label in text and "[tuned (adapter)]" in text
@@ -233,14 +233,14 @@ def test_compare_prompt_shows_base_and_tuned(run):
 
 def test_chat_with_adapter_folder_alone(run):
     out = io.StringIO()
-    chat_main(model=run["cfg"].run_dir / "adapter", prompt="Two plus two?", output=out)
+    chat_main(model=run["cfg"].run_dir / "adapter", prompt="Two plus two?", stdout=out)
     assert out.getvalue().strip() == "Four."
 
 
 def test_chat_with_model_set(run):
     [fs] = load_chat_models(run["cfg"], MiniSet())
     spy = _Spy(fs.model)
-    chat([fs], prompt="Who wrote Hamlet?", output=io.StringIO(), stream=False)
+    chat([fs], prompt="Who wrote Hamlet?", stdout=io.StringIO(), stream=False)
     sent = fs.tokenizer.decode(spy.inputs[0])
     assert "Answer with one word." in sent and "Paris." in sent and sent.rstrip().endswith("assistant")
 
