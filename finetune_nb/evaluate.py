@@ -475,6 +475,7 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
 
     history = log_history if log_history is not None else find_log_history(run, config.resolve(config.training.output_dir) if config.training.output_dir else None)
     curves = loss_curves(history) if history is not None else None
+    if curves is not None and not (curves["train"] or curves["eval"]): curves = None  # a log without losses draws nothing
     metrics = dict(run=config.project.name, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), validation_file=str(data_path),
                    num_validation_rows=len(rows), num_skipped=len(skipped), skipped=[x.to_dict() for x in skipped],
                    tuned=str(tuned) if tuned is not None else None, settings=dict(s, chat_template=config.model.chat_template, device=resolve_device(config.training.device)),
