@@ -19,7 +19,8 @@ from .core import write_text
 # %% auto #0
 __all__ = ['BUILTIN_MODELS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
            'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'TrainingConfig',
-           'FallbackConfig', 'FeedbackConfig', 'OllamaConfig', 'ExportConfig', 'yaml_lines', 'FineTuneConfig']
+           'FallbackConfig', 'FeedbackConfig', 'EvaluationConfig', 'OllamaConfig', 'ExportConfig', 'yaml_lines',
+           'FineTuneConfig']
 
 # %% ../nbs/01_config.ipynb #69532675
 class _Section(BaseModel):
@@ -178,6 +179,12 @@ class FeedbackConfig(_Section):
     watch_interval_s:float = Field(300.0, gt=0, description="Seconds between checks of `feedback watch`")
     review_fields:list[str] = Field(["category","severity"], description="Structured fields the review widget lets a reviewer edit")
 
+class EvaluationConfig(_Section):
+    num_prompts:int = Field(20, ge=1, description="Held-out prompts (the first rows of validation.jsonl) each model answers")
+    max_new_tokens:int = Field(256, gt=0, description="Longest generated answer, in tokens")
+    batch_size:int|None = Field(None, gt=0, description="Rows per forward pass for loss and generation; default training.batch_size")
+    compare_base:bool = Field(True, description="Also evaluate the base model, side by side with the tuned one")
+
 # %% ../nbs/01_config.ipynb #84a33b01
 GGUF_TYPES = ["f32","f16","bf16","q8_0","q4_0","q4_1","q5_0","q5_1","q4_k_m","q5_k_m","q6_k"]
 
@@ -281,6 +288,7 @@ class FineTuneConfig(_Section):
     data:DataConfig = Field(default_factory=DataConfig)
     training:TrainingConfig = Field(default_factory=TrainingConfig)
     fallback:FallbackConfig = Field(default_factory=FallbackConfig)
+    evaluation:EvaluationConfig = Field(default_factory=EvaluationConfig)
     export:ExportConfig = Field(default_factory=ExportConfig)
     feedback:FeedbackConfig = Field(default_factory=FeedbackConfig)
     _source:Path|None = None  # the YAML file this config came from; relative paths resolve against its folder
