@@ -84,7 +84,7 @@ class AugmentationConfig(_Section):
     near_dedup_threshold:float = Field(0.85, gt=0, le=1, description="Jaccard similarity above which rows count as near duplicates")
 
 class PdfConfig(_Section):
-    backend:Literal["pypdfium2","pypdf"] = Field("pypdfium2", description="PDF text backend (pypdf is used for encrypted files)")
+    backend:Literal["pypdfium2","pypdf"] = Field("pypdfium2", description="PDF text backend; encrypted files fall back to pypdf when PDFium cannot open them")
     password_env:str|None = Field(None, description="Name of the environment variable holding the PDF password (never the password itself)")
 
 class CodeConfig(_Section):

@@ -155,8 +155,9 @@ def test_jsonl_malformed_line_skip_and_fail(tmp_path):
     sk = []
     assert [r.line for r in iter_jsonl(p, "d.jsonl", Problems("skip", sk))] == [1, 3]
     assert sk[0].file == "d.jsonl" and sk[0].line == 2 and "not valid JSON" in sk[0].reason
-    with pytest.raises(DataError, match=r"d\.jsonl:2: not valid JSON.*fix or delete"):
-        list(iter_jsonl(p, "d.jsonl", Problems("fail")))
+    with pytest.raises(DataError, match=r"^d\.jsonl:2: not valid JSON.*fix or delete") as e:
+        list(ingest(cfg_for(tmp_path, on_error="fail"), progress=False).rows())
+    assert (e.value.file, e.value.line) == ("d.jsonl", 2)
 
 def test_csv_rows_have_header_keys_lines_and_legacy_encoding(tmp_path):
     p = tmp_path / "d.csv"
@@ -344,8 +345,11 @@ def test_chunk_ids_are_stable_and_pool_matches_serial(tmp_path):
         cfg = cfg_for(tmp_path, num_workers=workers, langchain={"chunk_size": 300, "chunk_overlap": 30})
         ing = ingest(cfg, progress=False)
         write_chunks(tmp_path / f"out{len(runs)}" / "chunks.jsonl", ing.chunks())
-        runs.append((tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes())
         assert ing.stats.files_read == 8 and ing.stats.pages == 1
+        ex = list(ing.direct_examples(chunks_path=tmp_path / f"out{len(runs)}" / "again.jsonl"))  # one pass: examples + chunks.jsonl
+        assert (tmp_path / f"out{len(runs)}" / "again.jsonl").read_bytes() == (tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes()
+        assert len(ex) >= ing.stats.chunks and ing.stats.direct_examples == len(ex)
+        runs.append((tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes())
     assert runs[0] == runs[1] == runs[2]
     recs = [r for _, r in read_jsonl(tmp_path / "out0" / "chunks.jsonl")]
     assert [r["metadata"]["source"] for r in recs][0] == "d0.txt" and recs[-1]["metadata"]["source"] == "r.docx"
