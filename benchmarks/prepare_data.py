@@ -8,7 +8,7 @@ json.dumps), side by side on the same generated corpus. Prints ONE JSON line.
 Figures: end-to-end MB/s of both and their ratio (goal >= 3x); peak RSS of our path on 10x the corpus / on 1x,
 each in a fresh subprocess (goal <= 1.2); PDF pages/s of our reader and of PyPDFLoader.
 """
-import argparse, io, json, os, random, resource, subprocess, sys, tempfile, time, warnings
+import argparse, json, os, random, resource, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore")

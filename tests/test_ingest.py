@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import DataError, FinetuneNBError, read_jsonl
-from finetune_nb.ingest import (Problems, chunk_id, detect_encoding, detect_kind, direct_examples, extract_java, ingest,
-                                iter_csv, iter_json, iter_jsonl, java_examples, load_docx, load_pdf, load_text,
-                                make_splitter, review_notes, split_documents, walk_inputs, write_chunks)
+from finetune_nb.ingest import (Problems, chunk_id, detect_kind, extract_java, ingest, iter_csv, iter_json, iter_jsonl,
+                                java_examples, load_docx, load_pdf, load_text, review_notes, walk_inputs, write_chunks)
 
 # ---------------------------------------------------------------- fixtures: real files made on the spot
 
