@@ -102,13 +102,14 @@ class AugmentationConfig(_Section):
     length_unit:Literal["chars","tokens"] = Field("chars", description="Unit of min_length/max_length: chars, or tokens of the model's tokenizer")
 
 class PdfConfig(_Section):
-    backend:Literal["pypdfium2","pypdf"] = Field("pypdfium2", description="PDF text backend (pypdf is used for encrypted files)")
+    backend:Literal["pypdfium2","pypdf"] = Field("pypdfium2", description="PDF text backend; encrypted files fall back to pypdf when PDFium cannot open them")
     password_env:str|None = Field(None, description="Name of the environment variable holding the PDF password (never the password itself)")
 
 class CodeConfig(_Section):
     languages:list[str] = Field(["java","python"], description="Source languages to ingest")
     strategies:list[Literal["code_explanation","code_generation","code_review"]] = Field(
         ["code_explanation","code_generation","code_review"], description="How code becomes examples")
+    long_method_lines:int = Field(40, gt=0, description="code_review flags methods longer than this many lines")
 
 class SplitConfig(_Section):
     validation_fraction:float = Field(0.1, ge=0, lt=1, description="Share of source groups held out for validation")
@@ -121,6 +122,9 @@ class DataConfig(_Section):
     include:list[str] = Field(["**/*"], description="Glob patterns of files to read inside a folder")
     exclude:list[str] = Field([], description="Glob patterns of files to skip")
     on_error:Literal["skip","fail"] = Field("skip", description="skip bad inputs (each one reported) or fail on the first")
+    encoding:str = Field("auto", description="Text encoding of txt/md/csv/code files: auto (BOM, UTF-8, then cp1252/charset detection) or a codec name such as cp1252")
+    direct_mode:Literal["continuation","passage","both"] = Field("continuation", description="With QA generation off, how chunks become examples: continuation (first part -> rest), passage (topic question -> passage) or both")
+    num_workers:int = Field(0, ge=0, le=64, description="Processes reading documents in parallel (0: one per CPU core when the corpus is large enough, 1: no pool)")
     split:SplitConfig = Field(default_factory=SplitConfig)
     langchain:LangChainConfig = Field(default_factory=LangChainConfig)
     augmentation:AugmentationConfig = Field(default_factory=AugmentationConfig)

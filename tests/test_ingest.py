@@ -1,0 +1,378 @@
+"Ingestion: every input format, every kind of bad input, Java extraction, splitters and direct mode."
+import io, json, os, tracemalloc
+from pathlib import Path
+
+import pytest
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.core import DataError, FinetuneNBError, read_jsonl
+from finetune_nb.ingest import (Problems, chunk_id, detect_kind, extract_java, ingest, iter_csv, iter_json, iter_jsonl,
+                                java_examples, load_docx, load_pdf, load_text, review_notes, walk_inputs, write_chunks)
+
+# ---------------------------------------------------------------- fixtures: real files made on the spot
+
+def make_pdf(path:Path, pages:list, encrypt:str|None=None)->Path:
+    "A PDF with one page per entry: a string is a text page, None an image-only page (a scan)."
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+    from PIL import Image
+    buf = io.BytesIO(); c = canvas.Canvas(buf)
+    for text in pages:
+        if text is None:
+            img = Image.new("RGB", (200, 100), (240, 240, 240))
+            for x in range(20, 180): img.putpixel((x, 50), (0, 0, 0))
+            c.drawImage(ImageReader(img), 100, 500, 200, 100)
+        else:
+            y = 800
+            for line in text.splitlines(): c.drawString(72, y, line); y -= 14
+        c.showPage()
+    c.save(); data = buf.getvalue()
+    if encrypt:
+        from pypdf import PdfReader, PdfWriter
+        w = PdfWriter(clone_from=PdfReader(io.BytesIO(data))); w.encrypt(encrypt, algorithm="AES-256")
+        out = io.BytesIO(); w.write(out); data = out.getvalue()
+    path.write_bytes(data); return path
+
+def make_docx(path:Path)->Path:
+    import docx
+    d = docx.Document()
+    d.add_heading("Quarterly report", level=1)
+    d.add_paragraph("Revenue grew in every region.")
+    t = d.add_table(rows=3, cols=2)
+    for r, (a, b) in enumerate([("Region", "Revenue"), ("North", "120"), ("South", "95")]):
+        t.cell(r, 0).text, t.cell(r, 1).text = a, b
+    d.add_paragraph("The table above lists revenue by region.")
+    d.save(str(path)); return path
+
+JAVA = '''package shop;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A shopping cart that keeps line items and computes totals.
+ */
+public class Cart {
+    /** Items in the order they were added. */
+    private final List<Item> items = new ArrayList<>();
+    private double discount;
+
+    /**
+     * Adds an item to the cart.
+     * @param item the item to add; must not be null
+     * @param quantity how many units, at least 1
+     * @throws IllegalArgumentException if quantity is below 1
+     */
+    public void add(Item item, int quantity) {
+        if (quantity < 1) {
+            throw new IllegalArgumentException("quantity must be >= 1, got " + quantity + " }");
+        }
+        for (int i = 0; i < quantity; i++) { items.add(item); }
+    }
+
+    /**
+     * The total price after discount.
+     * @return the total in euros
+     */
+    public double total() {
+        double sum = 0;
+        for (Item it : items) { sum += it.price(); }
+        return sum * (1 - discount);
+    }
+
+    public void applyCode(String code, String user, String channel, long ts, int attempt, boolean dryRun) {
+        try {
+            if (code.startsWith("X")) {
+                if (user != null) {
+                    if (channel.equals("web")) {
+                        if (!dryRun) { discount = 0.1; }
+                    }
+                }
+            }
+        } catch (Exception e) {
+        }
+        System.out.println("applied " + code); // TODO: audit log
+    }
+
+    /** An item with a price. */
+    public static class Item {
+        private final double price;
+        public Item(double price) { this.price = price; }
+        /** @return the unit price */
+        public double price() { return price; }
+    }
+}
+'''
+
+def cfg_for(root, **data)->FineTuneConfig:
+    return FineTuneConfig.validate({"data": {"input_path": str(root), **data}})
+
+# ---------------------------------------------------------------- walking and detection
+
+def test_walk_is_sorted_filtered_and_reports_unknown_types(tmp_path):
+    for n in ("z/b.txt", "a.md", "z/a.csv", "img.png", "notes.bak", "z/skip.txt"):
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True); (tmp_path / n).write_text("x\n")
+    sk = []
+    files = walk_inputs(tmp_path, exclude=["z/skip.*"], skipped=sk)
+    assert [f.source for f in files] == ["a.md", "z/a.csv", "z/b.txt"]
+    assert sorted(s.file for s in sk) == ["img.png", "notes.bak"] and "unknown file type '.png'" in sk[0].reason
+    assert [f.source for f in walk_inputs(tmp_path, include=["z/**"])] == ["z/a.csv", "z/b.txt", "z/skip.txt"]
+    with pytest.raises(DataError, match="does not exist"): walk_inputs(tmp_path / "nope")
+
+def test_auto_detection_looks_at_content(tmp_path):
+    (tmp_path / "rows.txt").write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\n')
+    (tmp_path / "arr.json").write_text(' \n[{"a": 1}]'); (tmp_path / "lines.json").write_text('{"a": 1}\n{"a": 2}\n')
+    (tmp_path / "one.json").write_text('{\n "a": 1\n}\n')
+    assert [detect_kind(tmp_path / n) for n in ("rows.txt", "arr.json", "lines.json", "one.json")] == ["jsonl", "json", "jsonl", "json"]
+    rows = list(ingest(cfg_for(tmp_path), progress=False).rows())
+    assert sorted(str(r) for r in rows) == ["arr.json:2", "lines.json:1", "lines.json:2", "one.json:1", "rows.txt:1", "rows.txt:2"]
+
+# ---------------------------------------------------------------- structured rows
+
+def test_json_records_key_and_line_numbers(tmp_path):
+    p = tmp_path / "d.json"
+    p.write_text('{"meta": {"v": 1},\n "records": [\n  {"instruction": "x"},\n  {"instruction": "y",\n   "output": "z"}\n ]\n}')
+    rows = list(iter_json(p, "d.json"))
+    assert [(r.line, r.data) for r in rows] == [(3, {"instruction": "x"}), (4, {"instruction": "y", "output": "z"})]
+    assert {r.format for r in rows} == {"json"}
+
+def test_large_json_array_streams_in_bounded_memory(tmp_path):
+    p = tmp_path / "big.json"
+    with open(p, "w") as f:
+        f.write("[\n")
+        for i in range(60_000): f.write(("," if i else "") + json.dumps({"instruction": f"q{i}", "output": "a" * 150}) + "\n")
+        f.write("]\n")
+    assert p.stat().st_size > 10_000_000
+    tracemalloc.start()
+    n = last = 0
+    for r in iter_json(p, "big.json"): n += 1; last = r.line
+    peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert (n, last) == (60_000, 60_001)
+    assert peak < 8_000_000, f"peak {peak/1e6:.1f} MB for a {p.stat().st_size/1e6:.0f} MB file"
+
+def test_jsonl_malformed_line_skip_and_fail(tmp_path):
+    p = tmp_path / "d.jsonl"; p.write_text('{"a": 1}\n{"a": 2,}\n{"a": 3}\n')
+    sk = []
+    assert [r.line for r in iter_jsonl(p, "d.jsonl", Problems("skip", sk))] == [1, 3]
+    assert sk[0].file == "d.jsonl" and sk[0].line == 2 and "not valid JSON" in sk[0].reason
+    with pytest.raises(DataError, match=r"^d\.jsonl:2: not valid JSON.*fix or delete") as e:
+        list(ingest(cfg_for(tmp_path, on_error="fail"), progress=False).rows())
+    assert (e.value.file, e.value.line) == ("d.jsonl", 2)
+
+def test_csv_rows_have_header_keys_lines_and_legacy_encoding(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes('question,answer\n"Qu’est-ce?","Un café, s’il vous plaît"\nmulti,"two\nlines"\nlast,€5\n'.encode("cp1252"))
+    rows = list(iter_csv(p, "d.csv"))
+    assert [(r.line, r.data["question"]) for r in rows] == [(2, "Qu’est-ce?"), (3, "multi"), (5, "last")]
+    assert rows[0].data["answer"] == "Un café, s’il vous plaît" and rows[2].data["answer"] == "€5"
+
+# ---------------------------------------------------------------- text encodings
+
+@pytest.mark.parametrize("codec", ["cp1252", "utf-16", "utf-16-le", "utf-8-sig"])
+def test_text_encodings_decode_correctly(tmp_path, codec):
+    text = "Größe: 5 €. “Smart quotes” and naïve café déjà vu.\nSecond line — with a dash.\n" * 3
+    p = tmp_path / "t.txt"; p.write_bytes(text.encode(codec))
+    docs = list(load_text(p, "t.txt"))
+    assert "".join(d.page_content for d in docs) == text and docs[0].metadata["start_line"] == 1
+
+def test_undecodable_text_fails_loudly_with_byte_offset(tmp_path):
+    p = tmp_path / "bad.txt"; p.write_bytes(b"good line\n" + bytes([0x81, 0x8d, 0x8f, 0x90, 0x9d]) * 4 + b"\x00\x01")
+    with pytest.raises(DataError, match=r"bad\.txt: cannot decode.*at byte 10"): list(load_text(p, "bad.txt"))
+    sk = []; assert list(load_text(p, "bad.txt", Problems("skip", sk))) == [] and "byte 10" in sk[0].reason
+    p2 = tmp_path / "late.txt"; p2.write_bytes(b"a" * 100 + b"\xff\n")  # forced codec, error late in the file
+    with pytest.raises(DataError, match="at byte 100"): list(load_text(p2, "late.txt", encoding="utf-8"))
+
+def test_zero_byte_file_is_reported_or_fails(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b""); (tmp_path / "empty.jsonl").write_bytes(b""); (tmp_path / "ok.txt").write_text("hello\n")
+    ing = ingest(cfg_for(tmp_path), progress=False)
+    assert [c["text"] for c in ing.chunks()] == ["hello"] and list(ing.rows()) == []
+    assert sorted((s.file, s.reason.split(";")[0]) for s in ing.skipped) == [("empty.jsonl", "empty file (0 bytes)"), ("empty.txt", "empty file (0 bytes)")]
+    assert ing.stats.files_skipped == 2 and ing.stats.files_read == 1
+    with pytest.raises(DataError, match=r"empty\.txt: empty file"):
+        list(ingest(cfg_for(tmp_path, on_error="fail"), progress=False).chunks())
+
+def test_large_text_file_is_streamed(tmp_path):
+    p = tmp_path / "big.txt"
+    para = "This paragraph is about streaming large files without reading them whole. " * 8 + "\n\n"
+    with open(p, "w") as f:
+        for _ in range(25_000): f.write(para)
+    assert p.stat().st_size > 14_000_000
+    ing = ingest(cfg_for(p), progress=False)
+    tracemalloc.start()
+    n = 0
+    for c in ing.chunks(): n += 1
+    peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert n >= 25_000 and ing.stats.documents > 10
+    assert peak < 10_000_000, f"peak {peak/1e6:.1f} MB"
+
+# ---------------------------------------------------------------- PDF
+
+def test_pdf_pages_and_image_only_page(tmp_path):
+    p = make_pdf(tmp_path / "r.pdf", ["Page one talks about apples.", None, "Page three talks about pears."])
+    sk = []
+    for backend in ("pypdfium2", "pypdf"):
+        sk.clear()
+        docs = list(load_pdf(p, "r.pdf", Problems("fail", sk), backend=backend))
+        assert [d.metadata["page"] for d in docs] == [1, 3]
+        assert "apples" in docs[0].page_content and "pears" in docs[1].page_content
+        assert len(sk) == 1 and sk[0].page == 2 and "no text layer" in sk[0].reason and "OCR" in sk[0].reason
+
+def test_pdf_all_pages_scanned_is_an_error(tmp_path):
+    p = make_pdf(tmp_path / "scan.pdf", [None, None])
+    with pytest.raises(DataError, match=r"scan\.pdf: no text layer .* on any page.*OCR"): list(load_pdf(p, "scan.pdf"))
+
+def test_encrypted_pdf_needs_password_from_env(tmp_path, monkeypatch):
+    p = make_pdf(tmp_path / "secret.pdf", ["Confidential numbers."], encrypt="s3cret")
+    monkeypatch.delenv("TEST_PDF_PW", raising=False)
+    with pytest.raises(DataError, match=r"secret\.pdf: encrypted PDF.*password_env"):
+        list(load_pdf(p, "secret.pdf", password_env="TEST_PDF_PW"))
+    monkeypatch.setenv("TEST_PDF_PW", "wrong")
+    with pytest.raises(DataError, match=r"TEST_PDF_PW does not open it"): list(load_pdf(p, "secret.pdf", password_env="TEST_PDF_PW"))
+    monkeypatch.setenv("TEST_PDF_PW", "s3cret")
+    docs = list(load_pdf(p, "secret.pdf", password_env="TEST_PDF_PW"))
+    assert [d.metadata["page"] for d in docs] == [1] and "Confidential" in docs[0].page_content
+    ing = ingest(cfg_for(tmp_path, pdf={"password_env": "TEST_PDF_PW"}), progress=False)
+    assert "s3cret" not in json.dumps([c for c in ing.chunks()])
+
+def test_truncated_and_corrupt_pdf(tmp_path):
+    good = make_pdf(tmp_path / "good.pdf", ["Some text here."] * 3).read_bytes()
+    (tmp_path / "cut.pdf").write_bytes(good[: len(good) // 2])
+    (tmp_path / "junk.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(2000) + b"\n%%EOF\n")
+    (tmp_path / "fake.pdf").write_text("not a pdf at all")
+    with pytest.raises(DataError, match=r"cut\.pdf: truncated PDF.*again"): list(load_pdf(tmp_path / "cut.pdf", "cut.pdf"))
+    with pytest.raises(DataError, match=r"junk\.pdf: corrupt PDF"): list(load_pdf(tmp_path / "junk.pdf", "junk.pdf"))
+    with pytest.raises(DataError, match=r"fake\.pdf: not a PDF"): list(load_pdf(tmp_path / "fake.pdf", "fake.pdf"))
+    ing = ingest(cfg_for(tmp_path), progress=False)
+    chunks = list(ing.chunks())
+    assert {c["metadata"]["source"] for c in chunks} == {"good.pdf"} and [c["metadata"]["page"] for c in chunks] == [1, 2, 3]
+    assert sorted(s.file for s in ing.skipped) == ["cut.pdf", "fake.pdf", "junk.pdf"]
+    assert ing.stats.pages == 3
+
+# ---------------------------------------------------------------- DOCX
+
+def test_docx_paragraphs_and_tables_in_order(tmp_path):
+    p = make_docx(tmp_path / "r.docx")
+    [doc] = list(load_docx(p, "r.docx"))
+    assert doc.page_content.splitlines() == ["Quarterly report", "Revenue grew in every region.", "Region | Revenue",
+                                             "North | 120", "South | 95", "", "The table above lists revenue by region."]
+    (tmp_path / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match=r"broken\.docx: not a readable DOCX.*re-save"): list(load_docx(tmp_path / "broken.docx", "broken.docx"))
+
+# ---------------------------------------------------------------- code
+
+def test_java_extractor_on_a_real_class():
+    classes = extract_java(JAVA, "shop/Cart.java")
+    assert [c.name for c in classes] == ["Cart", "Item"]
+    cart = classes[0]
+    assert cart.javadoc == "A shopping cart that keeps line items and computes totals."
+    assert [(f.names, f.type, f.javadoc) for f in cart.fields] == [(["items"], "List<Item>", "Items in the order they were added."), (["discount"], "double", None)]
+    add, total, apply = cart.methods
+    assert add.signature == "public void add(Item item, int quantity)" and add.params == ["item", "quantity"]
+    assert add.code.startswith("public void add(") and add.code.rstrip().endswith("}") and '" }"' in add.code
+    assert (add.start_line, add.end_line) == (20, 25) and total.returns == "double"
+    assert JAVA.splitlines()[apply.end_line - 1].strip() == "}" and "System.out" in apply.code
+
+def test_code_strategies_produce_canonical_examples():
+    classes = extract_java(JAVA, "shop/Cart.java"); counts = {}
+    ex = list(java_examples(classes, "shop/Cart.java", counts=counts))
+    for e in ex:
+        assert [m["role"] for m in e["messages"]] == ["user", "assistant"] and all(m["content"] for m in e["messages"])
+        assert e["metadata"]["source"] == "shop/Cart.java" and e["metadata"]["language"] == "java"
+    by = {(e["metadata"]["method"], e["metadata"]["strategy"]): e["messages"] for e in ex}
+    expl = by[("add", "code_explanation")][1]["content"]
+    assert "must not be null" in expl and "`quantity`: how many units" in expl and "IllegalArgumentException" in expl
+    gen = by[("total", "code_generation")]
+    assert "public double total()" in gen[0]["content"] and gen[1]["content"].startswith("```java\npublic double total()")
+    review = by[("applyCode", "code_review")][1]["content"]
+    for finding in ("undocumented", "6 parameters", "nest", "empty catch", "Catching Exception", "logger", "TODO"):
+        assert finding in review, finding
+    assert by[("total", "code_review")][1]["content"].startswith("No issues found")
+    assert ("applyCode", "code_explanation") not in by and counts["undocumented"] == 2  # no Javadoc, nothing invented
+    notes = review_notes(classes[0].methods[1], long_method_lines=3)
+    assert notes == ["The method is 5 lines long (over 3); split it into smaller methods."]
+
+def test_code_files_chunk_by_language_and_bad_java_is_reported(tmp_path):
+    (tmp_path / "Cart.java").write_text(JAVA)
+    (tmp_path / "Broken.java").write_text("public record Point(int x, int y) { }\n")
+    (tmp_path / "util.py").write_text("def a():\n    return 1\n\n\nclass B:\n    def c(self):\n        return 2\n" * 20)
+    (tmp_path / "main.go").write_text("package main\n")
+    ing = ingest(cfg_for(tmp_path, langchain={"chunk_size": 200, "chunk_overlap": 0}), progress=False)
+    chunks = list(ing.chunks())
+    assert {c["metadata"]["source"] for c in chunks} == {"Broken.java", "Cart.java", "util.py"}
+    py = [c for c in chunks if c["metadata"]["source"] == "util.py"]
+    assert all(c["metadata"]["language"] == "python" and len(c["text"]) <= 200 for c in py)
+    assert all(c["text"].startswith(("def ", "class ")) for c in py)  # cut at definitions, not mid-function
+    ex = list(ing.code_examples())
+    assert {e["metadata"]["class_name"] for e in ex} == {"Cart", "Item"}
+    assert any(s.file == "Broken.java" and "Java parser failed" in s.reason for s in ing.skipped)
+    assert any(s.file == "main.go" and "data.code.languages" in s.reason for s in ing.skipped)
+
+# ---------------------------------------------------------------- splitters
+
+TEXT = "\n\n".join(f"Section {i}.\n" + " ".join(f"word{i}_{j}" for j in range(40)) for i in range(30))
+
+@pytest.mark.parametrize("splitter,size,overlap", [("recursive", 200, 40), ("character", 600, 120)])
+def test_splitters_sizes_overlap_and_provenance(tmp_path, splitter, size, overlap):
+    (tmp_path / "doc.txt").write_text(TEXT)
+    cfg = cfg_for(tmp_path, langchain={"splitter": splitter, "chunk_size": size, "chunk_overlap": overlap})
+    chunks = list(ingest(cfg, progress=False).chunks())
+    lines = TEXT.splitlines()
+    assert len(chunks) > 5 and all(len(c["text"]) <= size for c in chunks)
+    for c in chunks:
+        m = c["metadata"]
+        first, last = c["text"].splitlines()[0], c["text"].splitlines()[-1]
+        assert first in lines[m["start_line"] - 1] and last in lines[m["end_line"] - 1]
+        assert m["end_line"] - m["start_line"] == c["text"].count("\n")
+        assert c["chunk_id"] == chunk_id("doc.txt", m["chunk_index"], c["text"]) and m["doc_sha256"]
+    if splitter == "recursive":
+        inner = [(a, b) for a, b in zip(chunks, chunks[1:]) if a["text"].startswith("word") and b["text"].startswith("word")]
+        assert len(inner) > 10 and all(a["text"][-15:] in b["text"] for a, b in inner)  # neighbours in a paragraph overlap
+
+def test_token_splitter_counts_model_tokens(tmp_path):
+    from finetune_nb.models import build_tokenizer
+    tok = build_tokenizer()
+    (tmp_path / "doc.md").write_text("# Title\n\n" + TEXT)
+    with pytest.raises(FinetuneNBError, match="tokenizer"): ingest(cfg_for(tmp_path, langchain={"splitter": "token"}))
+    chunks = list(ingest(cfg_for(tmp_path, langchain={"splitter": "token", "chunk_size": 64, "chunk_overlap": 8}), tok, progress=False).chunks())
+    sizes = [len(tok.tokenize(c["text"])) for c in chunks]
+    assert max(sizes) <= 64 and max(sizes) > 32
+
+def test_chunk_ids_are_stable_and_pool_matches_serial(tmp_path):
+    for i in range(6): (tmp_path / f"d{i}.txt").write_text(TEXT.replace("word", f"w{i}"))
+    make_pdf(tmp_path / "p.pdf", ["A PDF page about pears.\nAnd plums."]); make_docx(tmp_path / "r.docx")
+    runs = []
+    for workers in (1, 2, 2):
+        cfg = cfg_for(tmp_path, num_workers=workers, langchain={"chunk_size": 300, "chunk_overlap": 30})
+        ing = ingest(cfg, progress=False)
+        write_chunks(tmp_path / f"out{len(runs)}" / "chunks.jsonl", ing.chunks())
+        assert ing.stats.files_read == 8 and ing.stats.pages == 1
+        ex = list(ing.direct_examples(chunks_path=tmp_path / f"out{len(runs)}" / "again.jsonl"))  # one pass: examples + chunks.jsonl
+        assert (tmp_path / f"out{len(runs)}" / "again.jsonl").read_bytes() == (tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes()
+        assert len(ex) >= ing.stats.chunks and ing.stats.direct_examples == len(ex)
+        runs.append((tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes())
+    assert runs[0] == runs[1] == runs[2]
+    recs = [r for _, r in read_jsonl(tmp_path / "out0" / "chunks.jsonl")]
+    assert [r["metadata"]["source"] for r in recs][0] == "d0.txt" and recs[-1]["metadata"]["source"] == "r.docx"
+    assert len({r["chunk_id"] for r in recs}) == len(recs)
+
+# ---------------------------------------------------------------- direct mode
+
+@pytest.mark.parametrize("mode,per_chunk", [("continuation", {"continuation"}), ("passage", {"passage"}), ("both", {"continuation", "passage"})])
+def test_direct_mode_turns_every_chunk_into_examples(tmp_path, mode, per_chunk):
+    (tmp_path / "guide.md").write_text("# Installing\n\nRun pip install finetune-nb. Then check the version.\n\n# Tiny\n\nOk.\n")
+    cfg = cfg_for(tmp_path, direct_mode=mode, langchain={"chunk_size": 80, "chunk_overlap": 0})
+    ing = ingest(cfg, progress=False)
+    ex = list(ing.direct_examples())
+    chunks = {c["chunk_id"]: c for c in ing.chunks()}
+    assert {e["metadata"]["chunk_id"] for e in ex} == set(chunks)  # never silently nothing
+    for e in ex:
+        user, asst = e["messages"][0]["content"], e["messages"][1]["content"]
+        text = chunks[e["metadata"]["chunk_id"]]["text"]
+        if e["metadata"]["direct_mode"] == "continuation":
+            head = user.split("\n\n", 1)[1]
+            assert text.startswith(head) and text.endswith(asst) and len(head) < len(text)
+        else:
+            assert asst == text and "guide.md" in user
+    if mode != "continuation": assert any("about Installing?" in e["messages"][0]["content"] for e in ex)
+    got = {e["metadata"]["direct_mode"] for e in ex if chunks[e["metadata"]["chunk_id"]]["text"] != "# Tiny\n\nOk."}
+    assert got == per_chunk
+    assert ing.stats.direct_examples == len(ex)
