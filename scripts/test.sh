@@ -17,8 +17,8 @@ before=$(snapshot finetune_nb); nbdev-export; after=$(snapshot finetune_nb)
 
 echo "== README.md matches nbs/index.ipynb; the docs pages process"
 python scripts/make_readme.py --check
-rm -rf _proc; nbdev-proc-nbs > /tmp/finetune_nb_proc.log 2>&1 || { cat /tmp/finetune_nb_proc.log >&2; fail "nbdev-proc-nbs"; }
-if grep -E "Traceback|Error|Found cells containing imports" /tmp/finetune_nb_proc.log | grep -v "sudo" >&2; then fail "nbdev-proc-nbs reported problems (log: /tmp/finetune_nb_proc.log)"; fi
+proc_log=$(mktemp); rm -rf _proc; nbdev-proc-nbs > "$proc_log" 2>&1 || { cat "$proc_log" >&2; fail "nbdev-proc-nbs"; }
+if grep -E "Traceback|Error|Found cells containing imports" "$proc_log" | grep -v "sudo" >&2; then fail "nbdev-proc-nbs reported problems (log: $proc_log)"; fi
 rm -rf _proc
 
 echo "== nbdev-test (every notebook, skipping cells flagged: $(python -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["tool"]["nbdev"]["tst_flags"])'))"

@@ -131,3 +131,15 @@ def test_feedback_and_models_commands(cli, tmp_path):
     assert r.returncode == 0 and "no model versions yet" in r.stdout
     r = cli("models", "rollback", "-c", "c.yaml")
     assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_prepare_data_command(cli, tmp_path):
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "qa.jsonl").write_text("".join(json.dumps({"instruction": f"What is item {w}?", "output": f"{w} is a thing."}) + "\n"
+                                                       for w in ("apple", "pear", "plum", "fig", "kiwi")) + "{broken\n")
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    r = cli("prepare-data", "c.yaml", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "train" in r.stdout and "skipped: 1 x not valid JSON" in r.stdout
+    info = json.loads((tmp_path / "runs" / "c" / "data" / "dataset_info.json").read_text())
+    assert info["counts"]["train"] + info["counts"]["validation"] == 5

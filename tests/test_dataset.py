@@ -1,0 +1,147 @@
+"prepare_data end to end: every format in, canonical JSONL out, every skip accounted for, splits that never leak."
+import csv, json
+import pytest
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.core import DataError
+from finetune_nb.dataset import prepare_data
+from finetune_nb.models import build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+def _pdf(path, pages):
+    from reportlab.pdfgen import canvas
+    c = canvas.Canvas(str(path))
+    for text in pages:
+        y = 800
+        for line in text.split("\n"):
+            c.drawString(72, y, line); y -= 14
+        c.showPage()
+    c.save()
+
+
+def _docx(path, paras, table):
+    import docx
+    d = docx.Document()
+    for p in paras: d.add_paragraph(p)
+    t = d.add_table(rows=len(table), cols=len(table[0]))
+    for i, row in enumerate(table):
+        for j, v in enumerate(row): t.cell(i, j).text = v
+    d.save(str(path))
+
+
+def _corpus(root):
+    root.mkdir()
+    with open(root / "faq.jsonl", "w") as f:
+        for i in range(30): f.write(json.dumps({"instruction": f"Question number {i} about topic {i % 7}?", "output": f"Answer {i}: a distinct reply number {i * 13}."}) + "\n")
+    json.dump({"data": [{"conversations": [{"from": "human", "value": f"Say hello in language {i}"}, {"from": "gpt", "value": f"Greeting {i} in language {i}."}]} for i in range(8)]},
+              open(root / "chats.json", "w"))
+    with open(root / "pairs.csv", "w", newline="") as f:
+        w = csv.writer(f); w.writerow(["input", "output"])
+        for i in range(6): w.writerow([f"Translate item {i}", f"Item {i} translated"])
+    (root / "guide.md").write_text("# Guide\n\n" + " ".join(f"Sentence {i} explains one step of the setup in detail." for i in range(60)))
+    _pdf(root / "manual.pdf", ["Chapter one. The device has a power button on the left side.\nPress it for two seconds.",
+                               "Chapter two. The battery lasts ten hours.\nCharge it with the supplied cable."])
+    _docx(root / "notes.docx", ["Release notes for version 2.", "The export is faster."], [["feature", "status"], ["gguf", "done"]])
+    (root / "Cart.java").write_text('/** A shopping cart. */\npublic class Cart {\n  private double tax;\n  /** Returns the total.\n   * @return the total price */\n'
+                                    '  public double total() {\n    return 1.0 + tax;\n  }\n}\n')
+
+
+def _cfg(root, out, **data):
+    return FineTuneConfig.validate({"project": {"output_dir": str(out), "name": "t"}, "data": {"input_path": str(root), **data}})
+
+
+def _rows(p): return [json.loads(l) for l in p.read_text().splitlines()]
+
+
+def test_every_format_becomes_canonical_examples(tmp_path, tok):
+    _corpus(tmp_path / "in")
+    res = prepare_data(_cfg(tmp_path / "in", tmp_path / "runs"), tok, progress=False)
+    info = res.info
+    for fmt in ("alpaca", "sharegpt", "input_output"): assert info["by_format"].get(fmt), info["by_format"]
+    sources = set(info["by_source"])
+    for name in ("faq.jsonl", "chats.json", "pairs.csv", "guide.md", "manual.pdf", "notes.docx", "Cart.java"):
+        assert any(name in s for s in sources), (name, sources)
+    rows = _rows(res.train) + _rows(res.validation)
+    assert len(rows) == info["counts"]["train"] + info["counts"]["validation"]
+    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"] for r in rows)
+    assert info["tokens"]["train"]["count"] == info["counts"]["train"] and info["tokens"]["train"]["mean"] > 5
+    assert set(info["input_files"]) >= {"faq.jsonl", "manual.pdf"} and len(info["config_hash"]) == 64
+    from datasets import load_dataset
+    ds = load_dataset("json", data_files={"train": str(res.train), "validation": str(res.validation)})
+    assert ds["train"].num_rows == info["counts"]["train"] and "messages" in ds["train"].column_names
+    assert "## Splits" in (res.out_dir / "dataset_card.md").read_text()
+
+
+def _bad_inputs(root):
+    root.mkdir()
+    lines = [json.dumps({"instruction": f"Q{i} unique question text {i}?", "output": f"A{i} unique answer {i}"}) for i in range(10)]
+    lines.insert(3, '{"instruction": "broken", ')
+    lines.insert(6, json.dumps({"instruction": "no answer here"}))
+    (root / "data.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+
+def test_bad_inputs_are_skipped_and_reported(tmp_path, tok):
+    _bad_inputs(tmp_path / "in")
+    res = prepare_data(_cfg(tmp_path / "in", tmp_path / "runs"), tok, progress=False)
+    info = res.info
+    assert info["counts"]["train"] + info["counts"]["validation"] == 10
+    where = {(s.get("file", "").split("/")[-1], s.get("line")): s["reason"] for s in info["skipped"]}
+    assert "not valid JSON" in where[("data.jsonl", 4)]
+    assert "output" in where[("data.jsonl", 7)]
+    assert any(f == "empty.txt" for f, _ in where) and any(f == "image.png" for f, _ in where)
+    assert info["counts"]["skipped"] == len(info["skipped"]) == 4
+
+
+def test_fail_mode_names_file_and_line(tmp_path, tok):
+    _bad_inputs(tmp_path / "in")
+    with pytest.raises(DataError, match=r"data.jsonl:4"):
+        prepare_data(_cfg(tmp_path / "in", tmp_path / "runs", on_error="fail"), tok, progress=False)
+
+
+WORDS = ("router printer laptop camera tablet speaker monitor keyboard scanner projector headset charger "
+         "thermostat doorbell microwave dishwasher").split()
+
+
+def test_duplicates_removed_and_accounted(tmp_path, tok):
+    root = tmp_path / "in"; root.mkdir()
+    rows = [{"instruction": f"How do I reset the {w}?", "output": f"Unplug the {w}, wait {i + 5} seconds, plug it back in and check the {w} light."}
+            for i, w in enumerate(WORDS[:12])]
+    (root / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
+    res = prepare_data(_cfg(root, tmp_path / "runs"), tok, progress=False)
+    assert res.info["counts"]["train"] + res.info["counts"]["validation"] == 12
+    dups = [s for s in res.info["skipped"] if s.get("kind") == "exact_duplicate"]
+    assert len(dups) == 5 and all(s["file"].endswith("b.jsonl") and "a.jsonl" in s["duplicate_of"] for s in dups)
+
+
+def test_variations_never_cross_the_split(tmp_path, tok):
+    root = tmp_path / "in"; root.mkdir()
+    (root / "q.jsonl").write_text("".join(json.dumps({"instruction": f"Explain how a {a} differs from a {b} in plain words",
+                                                          "output": f"A {a} and a {b} differ in purpose; case {i}."}) + "\n"
+                                        for i, (a, b) in enumerate((a, b) for a in WORDS for b in WORDS if a < b)))
+    cfg = _cfg(root, tmp_path / "runs", split={"validation_fraction": 0.25, "seed": 3},
+               augmentation={"enabled": True, "num_instruction_variations": 2})
+    res = prepare_data(cfg, tok, progress=False)
+    train, val = _rows(res.train), _rows(res.validation)
+    assert res.info["counts"]["augmented"] > 0 and len(val) > 0
+    assert not any("augmented_from" in r["metadata"] for r in val)
+    from finetune_nb.augment import group_key
+    assert not {group_key(r) for r in train} & {group_key(r) for r in val}
+
+
+def test_same_inputs_same_outputs(tmp_path, tok):
+    _corpus(tmp_path / "in")
+    a = prepare_data(_cfg(tmp_path / "in", tmp_path / "r1"), tok, progress=False)
+    b = prepare_data(_cfg(tmp_path / "in", tmp_path / "r2"), tok, progress=False)
+    assert a.train.read_bytes() == b.train.read_bytes() and a.validation.read_bytes() == b.validation.read_bytes()
+
+
+def test_missing_input_is_a_clear_error(tmp_path, tok):
+    with pytest.raises(DataError, match="input not found"):
+        prepare_data(_cfg(tmp_path / "nope", tmp_path / "runs"), tok, progress=False)
