@@ -238,11 +238,29 @@ def test_packed_loss_equals_unpacked_loss(tmp_path):
     assert abs(mixed - unpacked) > 1e-4  # 20 times the tolerance above
 
 
-def test_trainer_packs_whole_rows_without_padding(tmp_path):
-    from finetune_nb.train import sft_args
+def test_batches_are_padding_free_with_rows_kept_apart(tmp_path):
+    "On CPU (sdpa): rows laid end to end, no pad token, positions restarting per row; bin-packing only with FlashAttention."
     import torch
-    a = sft_args(make_config(tmp_path), "cpu", torch.float32)
-    assert a.packing and a.packing_strategy == "bfd" and not a.bf16 and a.use_cpu and a.max_length == 128
+    from datasets import Dataset
+    from trl import SFTTrainer
+    from finetune_nb.models import load_model
+    from finetune_nb.templates import resolve_chat_template
+    from finetune_nb.train import lora_config, sft_args, tokenize_rows
+    cfg = make_config(tmp_path)
+    fa = sft_args(cfg, "cpu", torch.float32, attn="flash_attention_2")  # (bf16 args cannot be built without a GPU)
+    assert fa.packing and fa.packing_strategy == "bfd" and fa.padding_free and fa.max_length == 128
+    args = sft_args(cfg, "cpu", torch.float32, has_eval=False, attn="sdpa")
+    assert args.padding_free and not args.packing and not args.bf16 and args.use_cpu
+    model, tok = load_model(cfg, device="cpu")
+    rows = tokenize_rows(list(enumerate(facts(0, 4) + facts(1000, 1004), 1)), tok, resolve_chat_template(cfg, tok))
+    ds = Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "assistant_masks": [r.assistant_mask for r in rows]})
+    tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora_config(cfg))
+    batch = next(iter(tr.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    assert tok.pad_token_id not in batch["input_ids"].tolist()[0]
+    ids, starts = batch["input_ids"][0].tolist(), (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    segments = [tuple(ids[s:e]) for s, e in zip(starts, starts[1:] + [len(ids)])]
+    assert len(segments) == cfg.training.batch_size and set(segments) <= {tuple(r.input_ids) for r in rows}  # whole rows, nothing else
 
 
 # --- two processes ---
