@@ -272,3 +272,12 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path):
     meta = json.loads((cfg.run_dir/"metadata.json").read_text())
     assert res.global_step == 3 and meta["hardware"]["processes"] == 2
     assert (res.adapter_dir/"adapter_model.safetensors").is_file()
+
+
+def test_a_failure_while_building_the_trainer_is_a_training_failure_too(tmp_path):
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path, val_rows=False)
+    cfg.model.target_modules = ["no_such_proj"]  # PEFT raises (a ValueError) when it wraps the model
+    with pytest.raises(TrainingFailedError, match="at step 0: .*no_such_proj") as e:
+        train(cfg)
+    assert isinstance(e.value.original, ValueError) and "no_such_proj" in str(e.value.original)
