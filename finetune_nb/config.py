@@ -48,6 +48,7 @@ class ModelConfig(_Section):
     target_modules:list[str]|Literal["all-linear"] = Field("all-linear", description="Modules to adapt: all-linear, or a list such as [q_proj, v_proj]")
     use_qlora:bool = Field(False, description="Load the base model in 4-bit NF4 (bitsandbytes, needs CUDA)")
     chat_template:str = Field("auto", description="auto (the tokenizer's, else chatml), chatml, alpaca, or a path to a .jinja file")
+    attn_implementation:Literal["auto","sdpa","eager","flash_attention_2","flash_attention_3"] = Field("auto", description="Attention kernel: auto (the model's default, sdpa on CPU), or flash_attention_2/3 on GPUs with flash-attn installed")
 
     @field_validator("model_name")
     @classmethod
@@ -153,6 +154,8 @@ class TrainingConfig(_Section):
     seed:int = Field(42, description="Seed for initialisation, shuffling and dropout")
     device:Literal["auto","cpu","cuda"] = Field("auto", description="auto uses CUDA when present")
     report_to:list[Literal["tensorboard","wandb","none"]] = Field(["tensorboard"], description="Where training logs go")
+    save_total_limit:int|None = Field(3, gt=0, description="Keep at most this many checkpoints (all when empty)")
+    num_processes:int = Field(1, ge=1, description="Data-parallel processes on this machine (one per GPU; gloo on the CPU)")
 
 class FallbackConfig(_Section):
     enabled:bool = Field(True, description="Build a few-shot model-set config when fine-tuning is impossible or not worth it")

@@ -1,0 +1,283 @@
+"Training on the tiny built-in model, on the CPU: learning, outputs, the loss-mask check, resume, faults, packing, two processes."
+import json, os, signal, subprocess, sys, textwrap, time, warnings
+from pathlib import Path
+
+import pytest
+
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.core import DataError, FineTuningNotSupportedError, TrainingFailedError, write_jsonl
+
+
+def facts(lo, hi):
+    "Records small enough to memorise: n plus n."
+    return [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                          {"role": "assistant", "content": f"{i} plus {i} is {2*i}."}],
+             "metadata": {"source": "facts.jsonl", "line": i + 1}} for i in range(lo, hi)]
+
+
+def make_config(root, name="run", train_rows=None, val_rows=None, **training):
+    "A CPU config for the tiny model, with its prepared data written where data preparation puts it."
+    t = dict(device="cpu", max_steps=6, batch_size=4, gradient_accumulation_steps=1, learning_rate=5e-3, eval_steps=3,
+             save_steps=3, logging_steps=1, max_seq_length=128, report_to=["none"], warmup_ratio=0.0)
+    cfg = FineTuneConfig.validate({"project": {"name": name, "output_dir": str(root)}, "training": {**t, **training}})
+    write_jsonl(cfg.run_dir/"data"/"train.jsonl", facts(0, 24) if train_rows is None else train_rows)
+    if val_rows is not False: write_jsonl(cfg.run_dir/"data"/"validation.jsonl", facts(24, 28) if val_rows is None else val_rows)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    "One real run: 30 steps, evaluation, TensorBoard."
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path_factory.mktemp("train"), max_steps=30, eval_steps=10, save_steps=10, logging_steps=5,
+                      report_to=["tensorboard"])
+    return cfg, train(cfg)
+
+
+def test_loss_falls_on_a_memorisable_set(trained):
+    cfg, res = trained
+    losses = [h["loss"] for h in res.log_history if "loss" in h]
+    assert res.global_step == 30 and len(losses) == 6
+    assert losses[-1] < losses[0] - 0.4, losses  # from ln(vocab) ≈ 6.2 towards the memorised answers
+    evals = [h["eval_loss"] for h in res.log_history if "eval_loss" in h]
+    assert len(evals) >= 3 and evals[-1] < evals[0]
+
+
+def test_outputs_in_the_run_folder(trained):
+    cfg, res = trained
+    run = cfg.run_dir
+    for f in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/tokenizer.json",
+              "training_config.yaml", "metadata.json", "log_history.json"):
+        assert (run/f).is_file(), f
+    assert list((run/"tensorboard").glob("events.out.tfevents.*"))
+    assert not [p for p in run.iterdir() if p.name.startswith(".adapter")]  # no temporary folders left
+    meta = json.loads((run/"metadata.json").read_text())
+    assert meta["global_step"] == 30 and meta["metrics"]["eval_loss"] > 0
+    assert {"torch", "transformers", "trl", "peft"} <= set(meta["versions"])
+    assert meta["hardware"]["device"] == "cpu" and meta["duration_s"] > 0
+    assert meta["data"]["train"]["rows"] == 24 and len(meta["data"]["train"]["sha256"]) == 64
+    assert meta["data"]["validation"]["rows"] == 4
+    again = FineTuneConfig.from_yaml(run/"training_config.yaml")  # the resolved config reloads and means the same run
+    assert again.run_dir == run and again.training.max_steps == 30
+    assert json.loads((run/"log_history.json").read_text()) == res.log_history
+
+
+def test_adapter_reloads_with_peft_and_generates(trained):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+    from finetune_nb.models import load_model
+    cfg, res = trained
+    base, _ = load_model(cfg, device="cpu")
+    tuned = PeftModel.from_pretrained(base, res.adapter_dir)
+    tok = AutoTokenizer.from_pretrained(res.adapter_dir)
+    assert "{% generation %}" in tok.chat_template and tok.pad_token != tok.eos_token
+    enc = tok.apply_chat_template([{"role": "user", "content": "What is 3 plus 3?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    out = tuned.generate(**enc, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+    # the adapter changes the model: LoRA B matrices moved away from their zero init
+    b = [p for n, p in tuned.named_parameters() if "lora_B" in n]
+    assert b and max(float(p.abs().max()) for p in b) > 0
+    with torch.no_grad(), tuned.disable_adapter():
+        plain = tuned(**enc).logits
+    assert not torch.allclose(plain, tuned(**enc).logits)
+
+
+# --- the loss-mask check refuses before any step ---
+
+def test_refuses_rows_with_no_assistant_turn(tmp_path):
+    from finetune_nb.train import train
+    rows = facts(0, 8)
+    for i in (1, 4): rows[i]["messages"] = rows[i]["messages"][:1]  # user turn only: nothing to learn
+    rows[1]["messages"][0]["role"] = "user"
+    cfg = make_config(tmp_path, train_rows=rows)
+    with pytest.raises(DataError, match=r"2 row\(s\) have no trainable.*lines 2, 5") as e:
+        train(cfg)
+    assert e.value.file.name == "train.jsonl"
+    assert not (cfg.run_dir/"checkpoints").exists()
+
+
+def test_refuses_a_template_with_no_assistant_spans(tmp_path):
+    from finetune_nb.train import train
+    (tmp_path/"empty.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% generation %}{% endgeneration %}{% endfor %}")
+    cfg = make_config(tmp_path)
+    cfg.model.chat_template = str(tmp_path/"empty.jinja")
+    with pytest.raises(DataError, match=r"24 row\(s\) have no trainable"):
+        train(cfg)
+
+
+def test_refuses_when_eos_is_never_a_label(tmp_path):
+    from finetune_nb.templates import CHATML_TEMPLATE
+    from finetune_nb.train import train
+    moved = CHATML_TEMPLATE.replace("message['content'] + '<|im_end|>' }}{% endgeneration %}",
+                                    "message['content'] }}{% endgeneration %}{{- '<|im_end|>' }}")
+    assert moved != CHATML_TEMPLATE
+    (tmp_path/"noeos.jinja").write_text(moved)
+    cfg = make_config(tmp_path)
+    cfg.model.chat_template = str(tmp_path/"noeos.jinja")
+    with pytest.raises(DataError, match="never learn to stop"):
+        train(cfg)
+
+
+def test_pad_equal_to_eos_is_refused_by_the_check_and_fixed_by_train(tmp_path):
+    from finetune_nb.models import load_model
+    from finetune_nb.templates import resolve_chat_template
+    from finetune_nb.train import check_loss_mask, ensure_pad_token, tokenize_rows
+    cfg = make_config(tmp_path)
+    model, tok = load_model(cfg, device="cpu")
+    tok.pad_token = tok.eos_token
+    rendered = tokenize_rows(list(enumerate(facts(0, 3), 1)), tok, resolve_chat_template(cfg, tok))
+    with pytest.raises(DataError, match="pad token .* is also the end-of-sequence token"):
+        check_loss_mask(rendered, [1, 2, 3], tok, "train.jsonl")
+    assert "using existing token" in ensure_pad_token(tok, model)
+    assert tok.pad_token != tok.eos_token and model.config.pad_token_id == tok.pad_token_id
+    assert check_loss_mask(rendered, [1, 2, 3], tok, "train.jsonl")["rows"] == 3
+
+
+def test_template_without_markers_trains_the_completion(tmp_path):
+    "No {% generation %} markers: the prompt/completion split still puts loss on the reply and its EOS only."
+    from finetune_nb.models import load_model
+    from finetune_nb.templates import CHATML_TEMPLATE
+    from finetune_nb.train import tokenize_rows
+    cfg = make_config(tmp_path)
+    _, tok = load_model(cfg, device="cpu")
+    plain = CHATML_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    r = tokenize_rows([(1, facts(5, 6)[0])], tok, plain)[0]
+    trained_text = tok.decode([t for t, m in zip(r.input_ids, r.assistant_mask) if m])
+    assert trained_text.startswith("5 plus 5 is 10.<|im_end|>") and "What is" not in trained_text
+
+
+def test_qlora_without_cuda_is_refused_with_advice(tmp_path):
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path)
+    cfg.model.use_qlora = True
+    with pytest.raises(FineTuningNotSupportedError, match="CUDA") as e:
+        train(cfg)
+    assert "use_qlora: false" in e.value.hint
+
+
+# --- faults ---
+
+def test_an_exception_in_training_becomes_training_failed_error(tmp_path):
+    from transformers import TrainerCallback
+    from finetune_nb.train import train
+
+    class OOM(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 2: raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    cfg = make_config(tmp_path, val_rows=False)
+    with pytest.raises(TrainingFailedError, match="at step 2: RuntimeError: CUDA out of memory") as e:
+        train(cfg, callbacks=[OOM()])
+    assert isinstance(e.value.original, RuntimeError) and "Tried to allocate" in str(e.value.original)
+    assert "batch_size" in e.value.hint
+    assert not (cfg.run_dir/"adapter").exists()
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    from transformers import TrainerCallback
+    from finetune_nb.config import FineTuneConfig
+    from finetune_nb.train import train
+    class Say(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw): print("STEP", state.global_step, flush=True)
+    train(FineTuneConfig.from_yaml(sys.argv[1]), callbacks=[Say()])
+""")
+
+
+def test_sigint_checkpoints_then_resume_continues_the_global_step_past_a_torn_checkpoint(tmp_path):
+    from transformers import TrainerCallback
+    from finetune_nb.train import resolved, train
+    cfg = make_config(tmp_path, max_steps=400, save_steps=1000, eval_steps=1000, val_rows=False)
+    resolved(cfg).to_yaml(tmp_path/"config.yaml")
+    (tmp_path/"worker.py").write_text(WORKER)
+    p = subprocess.Popen([sys.executable, str(tmp_path/"worker.py"), str(tmp_path/"config.yaml")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    for line in p.stdout:
+        if line.startswith("STEP 3"): break
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=240)
+    assert p.returncode != 0 and "KeyboardInterrupt" in err and "checkpoint saved" in err
+    cks = sorted(int(c.name.split("-")[1]) for c in (cfg.run_dir/"checkpoints").glob("checkpoint-*"))
+    assert len(cks) == 1 and 3 <= cks[0] < 400, cks  # one checkpoint, written on the interrupt, not at a save step
+    step = cks[0]
+    assert (cfg.run_dir/"checkpoints"/f"checkpoint-{step}"/"trainer_state.json").is_file()
+    # a later checkpoint torn by a crash mid-write: state written, adapter weights not
+    torn = cfg.run_dir/"checkpoints"/f"checkpoint-{step + 50}"
+    torn.mkdir(); (torn/"trainer_state.json").write_text((cfg.run_dir/"checkpoints"/f"checkpoint-{step}"/"trainer_state.json").read_text())
+
+    seen = []
+    class Seen(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw): seen.append(state.global_step)
+    cfg.training.max_steps = step + 2
+    with pytest.warns(UserWarning, match=f"checkpoint-{step + 50} is incomplete"):
+        res = train(cfg, resume=True, callbacks=[Seen()])
+    assert seen == [step + 1, step + 2] and res.global_step == step + 2
+    assert json.loads((cfg.run_dir/"metadata.json").read_text())["resumed_from"].endswith(f"checkpoint-{step}")
+
+
+# --- packing ---
+
+def test_packed_loss_equals_unpacked_loss(tmp_path):
+    import torch
+    from finetune_nb.models import load_model
+    from finetune_nb.templates import resolve_chat_template
+    from finetune_nb.train import packed_vs_unpacked_loss, tokenize_rows
+    cfg = make_config(tmp_path)
+    model, tok = load_model(cfg, device="cpu")
+    rendered = tokenize_rows(list(enumerate(facts(0, 5) + facts(95, 100), 1)), tok, resolve_chat_template(cfg, tok))
+    for impl in ("sdpa", "eager"):
+        model.set_attn_implementation(impl)
+        packed, unpacked = packed_vs_unpacked_loss(model, rendered)
+        assert packed == pytest.approx(unpacked, abs=1e-5), impl
+    # the check can fail: the same rows concatenated without restarting positions do attend to each other
+    ids = torch.tensor([sum((r.input_ids for r in rendered), [])])
+    labels = torch.tensor([sum(([t if m else -100 for t, m in zip(r.input_ids, r.assistant_mask)] for r in rendered), [])])
+    with torch.no_grad(): mixed = model(input_ids=ids, labels=labels, use_cache=False).loss.item()
+    assert abs(mixed - unpacked) > 1e-4  # 20 times the tolerance above
+
+
+def test_batches_are_padding_free_with_rows_kept_apart(tmp_path):
+    "On CPU (sdpa): rows laid end to end, no pad token, positions restarting per row; bin-packing only with FlashAttention."
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+    from finetune_nb.models import load_model
+    from finetune_nb.templates import resolve_chat_template
+    from finetune_nb.train import lora_config, sft_args, tokenize_rows
+    cfg = make_config(tmp_path)
+    fa = sft_args(cfg, "cpu", torch.float32, attn="flash_attention_2")  # (bf16 args cannot be built without a GPU)
+    assert fa.packing and fa.packing_strategy == "bfd" and fa.padding_free and fa.max_length == 128
+    args = sft_args(cfg, "cpu", torch.float32, has_eval=False, attn="sdpa")
+    assert args.padding_free and not args.packing and not args.bf16 and args.use_cpu
+    model, tok = load_model(cfg, device="cpu")
+    rows = tokenize_rows(list(enumerate(facts(0, 4) + facts(1000, 1004), 1)), tok, resolve_chat_template(cfg, tok))
+    ds = Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "assistant_masks": [r.assistant_mask for r in rows]})
+    tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora_config(cfg))
+    batch = next(iter(tr.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    assert tok.pad_token_id not in batch["input_ids"].tolist()[0]
+    ids, starts = batch["input_ids"][0].tolist(), (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    segments = [tuple(ids[s:e]) for s, e in zip(starts, starts[1:] + [len(ids)])]
+    assert len(segments) == cfg.training.batch_size and set(segments) <= {tuple(r.input_ids) for r in rows}  # whole rows, nothing else
+
+
+# --- two processes ---
+
+def test_two_process_data_parallel_run_on_cpu(tmp_path):
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path, max_steps=3, save_steps=100, eval_steps=100, batch_size=2, val_rows=False)
+    res = train(cfg, num_processes=2)
+    meta = json.loads((cfg.run_dir/"metadata.json").read_text())
+    assert res.global_step == 3 and meta["hardware"]["processes"] == 2
+    assert (res.adapter_dir/"adapter_model.safetensors").is_file()
+
+
+def test_a_failure_while_building_the_trainer_is_a_training_failure_too(tmp_path):
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path, val_rows=False)
+    cfg.model.target_modules = ["no_such_proj"]  # PEFT raises (a ValueError) when it wraps the model
+    with pytest.raises(TrainingFailedError, match="at step 0: .*no_such_proj") as e:
+        train(cfg)
+    assert isinstance(e.value.original, ValueError) and "no_such_proj" in str(e.value.original)
