@@ -9,7 +9,7 @@ import torch
 gguf = pytest.importorskip("gguf")
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
-from finetune_nb.export import (K_QUANTS, KQUANT_PIP, NUMPY_TYPES, SAMPLE_CONVERSATIONS, export_gguf, make_test_adapter,
+from finetune_nb.export import (compare_logits, K_QUANTS, KQUANT_PIP, NUMPY_TYPES, SAMPLE_CONVERSATIONS, export_gguf, make_test_adapter,
                                 merge_adapter, sample_inputs, strip_generation_markers, verify_gguf, write_gguf)
 from finetune_nb.models import make_tiny_model
 from finetune_nb.ollama import (check_conversations, deploy_ollama, render_go_template, template_parts, to_go_template,
@@ -77,7 +77,7 @@ def test_export_f16_and_q8_0_verified_and_recorded(merged_run):
     assert [p.name for p in paths] == ["model-f16.gguf", "model-q8_0.gguf"]
     g = _meta(cfg)["gguf"]
     f16, q8 = g["f16"]["verification"], g["q8_0"]["verification"]
-    assert f16["passed"] and f16["greedy_identical"] and f16["tokenizer_identical"] and f16["template_identical"]
+    assert f16["passed"] and not f16["greedy_divergences"] and f16["tokenizer_identical"] and f16["template_identical"]
     assert 0 < f16["max_abs_logit_diff"] < 2e-2
     assert 0 < q8["max_abs_logit_diff"] < 0.5 and q8["passed"]  # quantised: deviation recorded
     assert g["q8_0"]["tensor_types"]["Q8_0"] > 0 and g["q8_0"]["bytes"] < g["f16"]["bytes"]
@@ -99,16 +99,15 @@ def test_gguf_round_trip_each_architecture(tmp_path, arch):
     cfg = _config(tmp_path, base)
     paths = export_gguf(cfg, model_dir=base, quantizations=["f16", "q8_0"])
     v = _meta(cfg)["gguf"]
-    assert v["f16"]["verification"]["greedy_identical"] and v["q8_0"]["verification"]["max_abs_logit_diff"] > 0
+    assert not v["f16"]["verification"]["greedy_divergences"] and v["q8_0"]["verification"]["max_abs_logit_diff"] > 0
     _, f = _fields(paths[0])
     assert f["general.architecture"] == {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}[arch]
-    # an independent reload: the same greedy answer as the checkpoint
+    # an independent reload: the checkpoint's greedy answers, 12 tokens per prompt, kept wherever its choice was clear
     ref = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     got = AutoModelForCausalLM.from_pretrained(paths[0].parent, gguf_file=paths[0].name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(base)
-    x = torch.tensor([sample_inputs(tok)[0]])
-    kw = dict(max_new_tokens=12, do_sample=False, attention_mask=torch.ones_like(x), pad_token_id=tok.pad_token_id)
-    assert ref.generate(x, **kw).tolist() == got.generate(x, **kw).tolist()
+    res = compare_logits(ref, got, sample_inputs(tok), new_tokens=12)
+    assert not res["greedy_divergences"] and res["max_abs_logit_diff"] < 2e-2 * max(1, res["max_abs_logit"])
 
 
 def test_qwen2_biases_written_f32(tmp_path):
@@ -184,7 +183,7 @@ def test_sentencepiece_style_tokenizer_round_trip(tmp_path):
     info = write_gguf(base, tmp_path/"spm.gguf", "f16")
     assert info["tokenizer"]["model"] == "llama"
     v = verify_gguf(tmp_path/"spm.gguf", base, "f16")  # tokenization, template and greedy tokens all checked
-    assert v["tokenizer_identical"] and v["greedy_identical"]
+    assert v["tokenizer_identical"] and not v["greedy_divergences"]
     _, f = _fields(tmp_path/"spm.gguf")
     types, toks = f["tokenizer.ggml.token_type"], f["tokenizer.ggml.tokens"]
     assert types[toks.index("<0x41>")] == gguf.TokenType.BYTE and types[tok.bos_token_id] == gguf.TokenType.CONTROL
