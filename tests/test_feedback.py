@@ -355,3 +355,25 @@ def test_serve_metrics_over_http(cfg):
         server.shutdown(); server.server_close()
     runs = lambda text: {f.name: f for f in text_string_to_metric_families(text)}["finetune_nb_runs"].samples[0].value
     assert (runs(body), runs(again)) == (1.0, 2.0)
+
+
+def _open_and_add(path, start, q, i):
+    while time.time() < start: pass
+    try:
+        from finetune_nb.feedback import FeedbackStore
+        FeedbackStore(path).add(input=f"question {i}", output="a"); q.put("ok")
+    except Exception as e: q.put(repr(e))
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    "Switching a fresh database to WAL races between processes; every opener must still get in (regression)."
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    for r in range(8):
+        path, q, start = tmp_path / f"fb{r}.db", ctx.Queue(), time.time() + 0.3
+        procs = [ctx.Process(target=_open_and_add, args=(path, start, q, i)) for i in range(6)]
+        for p in procs: p.start()
+        results = [q.get(timeout=60) for _ in procs]
+        for p in procs: p.join()
+        assert results == ["ok"] * 6, results
+        assert len(FeedbackStore(path).list()) == 6
