@@ -122,7 +122,7 @@ def test_feedback_and_models_commands(cli, tmp_path):
     (tmp_path / "out.jsonl").write_text('{"input": "What is 2+2?", "output": "4", "rating": 5}\n{"input": "Capital of France?", "output": "Paris"}\nnot json\n')
     r = cli("feedback", "import", "out.jsonl", "-c", "c.yaml")
     assert r.returncode == 0, r.stderr
-    assert "2" in r.stdout and "out.jsonl:3" in r.stdout + r.stderr
+    assert "2 rows added, 0 already in the store, 1 skipped" in r.stdout and "out.jsonl:3: not valid JSON" in r.stdout
     r = cli("feedback", "export", "train_fb.jsonl", "--min-rating", "3", "-c", "c.yaml")
     assert r.returncode == 0 and r.stdout.startswith("1 rows")
     row = json.loads((tmp_path / "train_fb.jsonl").read_text())

@@ -102,6 +102,8 @@ def test_finetune_path_then_second_run_skips_finished_stages(tmp_path):
     fams = {f.name: f for f in text_string_to_metric_families((run / "metrics.prom").read_text())}
     runs = [s for s in fams["finetune_nb_runs"].samples if s.name.endswith("_total")]
     assert sum(s.value for s in runs if s.labels.get("status") == "success") == 3
+    from finetune_nb.versions import list_models
+    assert len(list_models(cfg)) == 2  # the all-skipped rerun made no new model files, so no new version
 
 
 def _papermill(nb, out, params, env=None):
