@@ -5,6 +5,8 @@ json.dumps), side by side on the same generated corpus. Prints ONE JSON line.
     python benchmarks/prepare_data.py            # ~25 MB corpus (txt, md, jsonl, PDF, DOCX)
     python benchmarks/prepare_data.py --quick    # ~5 MB, for a smoke run
 
+Needs the dev extra (`pip install -e ".[dev]"`: reportlab makes the PDFs, docx2txt is the baseline's DOCX loader).
+
 Figures: end-to-end MB/s of both and their ratio (goal >= 3x); peak RSS of our path on 10x the corpus / on 1x,
 each in a fresh subprocess (goal <= 1.2); PDF pages/s of our reader and of PyPDFLoader.
 """

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 __all__ = ['log', 'FinetuneNBError', 'ConfigIssue', 'ConfigError', 'DataError', 'QAGenerationError',
            'FineTuningNotSupportedError', 'ModelSetConfigError', 'ExportError', 'TrainingFailedError',
            'DatasetTooSmallWarning', 'TornLineWarning', 'atomic_write', 'write_text', 'write_bytes', 'write_json',
-           'write_yaml', 'write_jsonl', 'Skipped', 'read_jsonl', 'sha256_bytes', 'sha256_text', 'sha256_file',
-           'stable_hash']
+           'write_yaml', 'jsonl_line', 'write_jsonl', 'Skipped', 'read_jsonl', 'sha256_bytes', 'sha256_text',
+           'sha256_file', 'stable_hash']
 
 # %% ../nbs/00_core.ipynb #15cba4a3
 class FinetuneNBError(Exception):
@@ -76,6 +76,7 @@ class TornLineWarning(UserWarning):
 
 # %% ../nbs/00_core.ipynb #7a197806
 import hashlib, json, logging, os, tempfile, warnings
+import orjson
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -126,12 +127,19 @@ def write_yaml(path, obj)->Path:
     import yaml
     return write_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
+_JSONL_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+def jsonl_line(obj)->bytes:
+    "`obj` as one compact JSONL line: UTF-8 bytes ending in a newline; values JSON has no type for become `str(value)`."
+    try: return orjson.dumps(obj, default=str, option=_JSONL_OPTS)
+    except TypeError:  # orjson's limits (integers beyond 64 bits, deep nesting): the standard library has none of them
+        return (json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":")) + "\n").encode("utf-8")
+
 def write_jsonl(path, rows:Iterable)->int:
     "Stream `rows` to a JSONL file atomically; return how many were written."
     n = 0
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n"); n += 1
+    with atomic_write(path, "wb") as f:
+        for row in rows: f.write(jsonl_line(row)); n += 1
     return n
 
 # %% ../nbs/00_core.ipynb #f8df31c9

@@ -6,9 +6,11 @@ Docs: https://finetune-nb.github.io/finetune-nb/ingest.html.md"""
 
 # %% ../nbs/02_ingest.ipynb #cdc573b8
 from __future__ import annotations
-import codecs, csv, fnmatch, json, logging, os, re
+import codecs, csv, fnmatch, hashlib, json, logging, os, re
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -16,17 +18,17 @@ from langchain_core.documents import Document
 from langchain_text_splitters import CharacterTextSplitter, Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
-from .core import DataError, FinetuneNBError, Skipped, atomic_write, read_jsonl, sha256_file, sha256_text, write_jsonl
+from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, write_jsonl
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES',
-           'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'Problems', 'relocate', 'detect_kind', 'InputFile',
-           'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl', 'iter_csv',
-           'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language', 'JavaMethod',
-           'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter', 'chunk_id',
-           'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
+           'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW', 'Problems', 'relocate', 'detect_kind',
+           'InputFile', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl',
+           'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language',
+           'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter',
+           'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -667,8 +669,15 @@ def make_splitter(splitter:str="recursive", # recursive, character or token
 
 # %% ../nbs/02_ingest.ipynb #f7eb4b4a
 def chunk_id(source:str, chunk_index:int, text:str)->str:
-    "The stable id of a chunk."
-    return sha256_text(f"{source}\0{chunk_index}\0{text}")[:16]
+    "The stable id of a chunk: the sha256 of its source, index and text, 16 hex digits."
+    return hashlib.sha256(f"{source}\0{chunk_index}\0{text}".encode("utf-8")).hexdigest()[:16]
+
+def _find(text:str, piece:str, pos:int)->int:
+    "Where `piece` (a splitter chunk) starts in `text`, searching from `pos` first; a short prefix finds it fast, the whole piece confirms it."
+    idx = text.find(piece[:64], pos)
+    if idx >= 0 and text.startswith(piece, idx): return idx
+    idx = text.find(piece, pos)
+    return idx if idx >= 0 else text.find(piece)
 
 def split_documents(docs:Iterable[Document], # Documents of ONE source file, in order
                     splitter, # From `make_splitter`
@@ -679,21 +688,20 @@ def split_documents(docs:Iterable[Document], # Documents of ONE source file, in 
     overlap = getattr(splitter, "_chunk_overlap", 0)
     for doc in docs:
         text, md = doc.page_content, doc.metadata
-        first = md.get("start_line")
+        source, page, sha, fmt, first = md["source"], md.get("page"), md["doc_sha256"], md.get("format"), md.get("start_line")
+        lang = {"language": md["language"]} if "language" in md else {}
         pos = prev_idx = prev_line = 0
         for piece in splitter.split_text(text):
-            idx = text.find(piece, pos)
-            if idx < 0: idx = text.find(piece)
+            idx = _find(text, piece, pos)
             if first is not None:
                 line = (prev_line + text.count("\n", prev_idx, idx)) if idx >= prev_idx else text.count("\n", 0, idx)
                 prev_idx, prev_line = idx, line
                 start, end = first + line, first + line + piece.count("\n")
             else: start = end = None
             pos = max(0, idx + len(piece) - overlap)
-            meta = {"source": md["source"], "page": md.get("page"), "start_line": start, "end_line": end,
-                    "chunk_index": i, "doc_sha256": md["doc_sha256"], "format": md.get("format")}
-            if "language" in md: meta["language"] = md["language"]
-            yield {"chunk_id": chunk_id(md["source"], i, piece), "text": piece, "metadata": meta}
+            meta = {"source": source, "page": page, "start_line": start, "end_line": end,
+                    "chunk_index": i, "doc_sha256": sha, "format": fmt, **lang}
+            yield {"chunk_id": chunk_id(source, i, piece), "text": piece, "metadata": meta}
             i += 1
 
 def write_chunks(path:str|os.PathLike, chunks:Iterable[dict])->int:
@@ -727,18 +735,21 @@ def direct_examples(chunks:Iterable[dict], # Chunk records from `split_documents
                    )->Iterator[dict]:
     "Training examples made from chunks alone (see the modes above); a chunk too short to continue becomes a passage example."
     if mode not in DIRECT_MODES: raise ValueError(f"unknown direct mode {mode!r}; choose from {DIRECT_MODES}")
-    for c in chunks:
-        md = c["metadata"]; text = c["text"]
-        meta = {"source": md["source"], "page": md.get("page"), "start_line": md.get("start_line"),
-                "chunk_id": c["chunk_id"], "format": md.get("format")}
-        where = md["source"] + (f", page {md['page']}" if md.get("page") else "")
-        parts = _split_head(text) if mode in ("continuation", "both") else None
-        if parts:
-            yield {"messages": [{"role":"user","content":f"Continue this passage from {where}:\n\n{parts[0]}"},
-                                {"role":"assistant","content":parts[1]}], "metadata": {**meta, "direct_mode": "continuation"}}
-        if mode in ("passage", "both") or not parts:
-            yield {"messages": [{"role":"user","content":f"What does {where} say about {_topic(text)}?"},
-                                {"role":"assistant","content":text}], "metadata": {**meta, "direct_mode": "passage"}}
+    for c in chunks: yield from _chunk_examples(c, mode)
+
+def _chunk_examples(c:dict, mode:str)->list[dict]:
+    "The direct-mode examples of one chunk."
+    md = c["metadata"]; text = c["text"]; page = md.get("page"); out = []
+    meta = {"source": md["source"], "page": page, "start_line": md.get("start_line"), "chunk_id": c["chunk_id"], "format": md.get("format")}
+    where = md["source"] + (f", page {page}" if page else "")
+    parts = _split_head(text) if mode != "passage" else None
+    if parts:
+        out.append({"messages": [{"role":"user","content":f"Continue this passage from {where}:\n\n{parts[0]}"},
+                                 {"role":"assistant","content":parts[1]}], "metadata": {**meta, "direct_mode": "continuation"}})
+    if mode != "continuation" or not parts:
+        out.append({"messages": [{"role":"user","content":f"What does {where} say about {_topic(text)}?"},
+                                 {"role":"assistant","content":text}], "metadata": {**meta, "direct_mode": "passage"}})
+    return out
 
 # %% ../nbs/02_ingest.ipynb #16a34039
 @dataclass
@@ -761,6 +772,7 @@ class IngestStats:
 POOL_MAX_BYTES = 8 << 20   # bigger files are streamed in the main process
 POOL_KINDS = ("pdf", "docx")  # under auto, only these go to the pool: their extraction costs far more than shipping the text back
 POOL_MIN_FILES = 4         # fewer than this many pool files are not worth starting processes for
+POOL_WINDOW = 8            # files in flight per worker
 
 # %% ../nbs/02_ingest.ipynb #665e6e6b
 _WORKER = {}
@@ -779,6 +791,7 @@ def _chunk_file(f:InputFile, config, splitter_args:dict, tokenizer=None, on_erro
 def _file_items(f:InputFile, config, splitter_args:dict, tokenizer=None, on_error:str="skip", direct_mode:str|None=None,
                 on_chunk=None)->tuple[Iterator, list, list, dict]:
     "Chunks of `f`, or with `direct_mode` its direct examples; `on_chunk(chunk)` sees every chunk first."
+    if direct_mode is not None and direct_mode not in DIRECT_MODES: raise ValueError(f"unknown direct mode {direct_mode!r}; choose from {DIRECT_MODES}")
     chunks, skipped, fatal, counts = _chunk_file(f, config, splitter_args, tokenizer, on_error)
     counts["chunks"] = 0
     def items():
@@ -786,32 +799,36 @@ def _file_items(f:InputFile, config, splitter_args:dict, tokenizer=None, on_erro
             counts["chunks"] += 1
             if on_chunk is not None: on_chunk(c)
             if direct_mode is None: yield c
-            else: yield from direct_examples((c,), direct_mode)
+            else: yield from _chunk_examples(c, direct_mode)
     return items(), skipped, fatal, counts
 
 def _pool_init(config, splitter_args, tokenizer): _WORKER.update(config=config, splitter_args=splitter_args, tokenizer=tokenizer)
 
-def _pool_task(f:InputFile, direct_mode:str|None, want_lines:bool):
-    "One file in a worker: its items as a list, and its chunks as JSON text when asked for (serialised here, in parallel)."
+def _pool_task(f:InputFile, direct_mode:str|None, want_lines:bool)->tuple:
+    "One file in a worker: its items as a list, its chunks as JSONL bytes when asked for (serialised here, in parallel), skips, fatal problems, counts."
     lines = []
     it, skipped, fatal, counts = _file_items(f, _WORKER["config"], _WORKER["splitter_args"], _WORKER["tokenizer"], "skip", direct_mode,
-                                             (lambda c: lines.append(json.dumps(c, ensure_ascii=False, default=str) + "\n")) if want_lines else None)
+                                             (lambda c: lines.append(jsonl_line(c))) if want_lines else None)
     items = list(it)
-    return items, "".join(lines), skipped, fatal, counts
+    return items, b"".join(lines), skipped, fatal, counts
+
+def _preload(kinds:set):
+    "Import the PDF and DOCX readers before the pool forks, so workers inherit them instead of each importing them again."
+    if "pdf" in kinds: import pypdfium2
+    if "docx" in kinds: import docx
 
 # %% ../nbs/02_ingest.ipynb #99c25b25
-def _ordered_pool(fn, items:list, workers:int, initargs:tuple, window:int, *args)->Iterator:
-    "Map `fn(item, *args)` over `items` in a process pool, at most `window` in flight, yielding results in order."
-    with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=initargs) as ex:
-        futs, it = [], iter(items)
-        for x in it:
-            futs.append(ex.submit(fn, x, *args))
-            if len(futs) >= window: break
-        while futs:
-            res = futs.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None: futs.append(ex.submit(fn, nxt, *args))
-            yield res
+class _OrderedPool:
+    "`fn(item, *args)` over `items` in a process pool that starts at once; `next()` returns the results in order, at most `window` in flight."
+    def __init__(self, fn, items:list, workers:int, initargs:tuple, window:int, *args):
+        self.fn,self.args,self.it = fn,args,iter(items)
+        self.ex = ProcessPoolExecutor(workers, initializer=_pool_init, initargs=initargs)
+        self.futs = deque(self.ex.submit(fn, x, *args) for x in islice(self.it, window))
+    def next(self):
+        res = self.futs.popleft().result()
+        for x in islice(self.it, 1): self.futs.append(self.ex.submit(self.fn, x, *self.args))
+        return res
+    def close(self): self.ex.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/02_ingest.ipynb #0a05ffae
 class Ingested:
@@ -858,32 +875,38 @@ Ingested.rows = _rows
 
 # %% ../nbs/02_ingest.ipynb #f3621b02
 def _doc_pass(self:Ingested, direct_mode:str|None=None, chunks_file=None)->Iterator[dict]:
-    "One pass over the documents yielding chunks, or direct examples while writing chunk lines to `chunks_file`."
+    "One pass over the documents yielding chunks, or direct examples while writing chunk lines to `chunks_file` (opened in binary mode)."
     d = self.config.data; lc = d.langchain
     sargs = dict(splitter=lc.splitter, chunk_size=lc.chunk_size, chunk_overlap=lc.chunk_overlap)
     files = [f for f in self._files(("pdf","docx","txt","markdown","code")) if f.kind != "code" or self._code_ok(f)]
+    files.sort(key=lambda f: f.kind in POOL_KINDS)  # text first, then PDF/DOCX (stable: path order within each)
     workers = d.num_workers or (os.cpu_count() or 1)
     small = [f for f in files if f.size <= POOL_MAX_BYTES and (d.num_workers > 1 or f.kind in POOL_KINDS)]
     use_pool = workers > 1 and len(small) > 1 and (d.num_workers > 1 or len(small) >= POOL_MIN_FILES)
     pool_set = {f.source for f in small} if use_pool else set()
-    pooled = iter(_ordered_pool(_pool_task, small, workers, (self.config, sargs, self.tokenizer), 2 * workers,
-                                direct_mode, chunks_file is not None)) if use_pool else None
-    for f in self._bar(files, "documents"):
-        if f.source in pool_set:
-            items, text, skipped, fatal, counts = next(pooled)
-            if fatal and d.on_error == "fail": raise DataError(**fatal[0])
-            if chunks_file is not None: chunks_file.write(text)
-        else:
-            write = (lambda c: chunks_file.write(json.dumps(c, ensure_ascii=False, default=str) + "\n")) if chunks_file is not None else None
-            items, skipped, fatal, counts = _file_items(f, self.config, sargs, self.tokenizer, d.on_error, direct_mode, write)
-        n = 0
-        for x in items: n += 1; yield x
-        if direct_mode: self._count("direct", f, direct_examples=n)
-        if f.source not in self._read: self.skipped.extend(skipped)
-        self._done(f, counts["documents"] > 0, **counts)
+    if use_pool:
+        _preload({f.kind for f in small})
+        pool = _OrderedPool(_pool_task, small, workers, (self.config, sargs, self.tokenizer), POOL_WINDOW * workers,
+                            direct_mode, chunks_file is not None)
+    try:
+        for f in self._bar(files, "documents"):
+            if f.source in pool_set:
+                items, lines, skipped, fatal, counts = pool.next()
+                if fatal and d.on_error == "fail": raise DataError(**fatal[0])
+                if chunks_file is not None: chunks_file.write(lines)
+            else:
+                write = (lambda c: chunks_file.write(jsonl_line(c))) if chunks_file is not None else None
+                items, skipped, fatal, counts = _file_items(f, self.config, sargs, self.tokenizer, d.on_error, direct_mode, write)
+            n = 0
+            for x in items: n += 1; yield x
+            if direct_mode: self._count("direct", f, direct_examples=n)
+            if f.source not in self._read: self.skipped.extend(skipped)
+            self._done(f, counts["documents"] > 0, **counts)
+    finally:
+        if use_pool: pool.close()
 
 def _chunks(self:Ingested)->Iterator[dict]:
-    "Every chunk of every document (PDF, DOCX, text, Markdown, code), in file order."
+    "Every chunk of every document: text, Markdown and code files first, then PDF and DOCX, each in path order."
     yield from self._doc_pass()
 
 def _code_ok(self:Ingested, f:InputFile)->bool:
@@ -921,7 +944,7 @@ def _direct(self:Ingested, chunks_path:str|os.PathLike|None=None, # Also write c
     mode = self.config.data.direct_mode
     if chunks is not None: yield from direct_examples(chunks, mode); return
     if chunks_path is None: yield from self._doc_pass(mode); return
-    with atomic_write(chunks_path) as f: yield from self._doc_pass(mode, f)
+    with atomic_write(chunks_path, "wb") as f: yield from self._doc_pass(mode, f)
 
 Ingested.code_examples, Ingested.direct_examples = _code_examples, _direct
 

@@ -338,20 +338,22 @@ def test_token_splitter_counts_model_tokens(tmp_path):
 
 def test_chunk_ids_are_stable_and_pool_matches_serial(tmp_path):
     for i in range(6): (tmp_path / f"d{i}.txt").write_text(TEXT.replace("word", f"w{i}"))
-    make_pdf(tmp_path / "p.pdf", ["A PDF page about pears.\nAnd plums."]); make_docx(tmp_path / "r.docx")
+    for i in range(4): make_pdf(tmp_path / f"a{i}.pdf", [f"A PDF page about pears, number {i}.\nAnd plums."])
+    make_docx(tmp_path / "b.docx")
     runs = []
-    for workers in (1, 2, 2):
+    for workers in (1, 0, 2, 2):  # serial; auto (PDF/DOCX in the pool, text in this process); every file in the pool; again
         cfg = cfg_for(tmp_path, num_workers=workers, langchain={"chunk_size": 300, "chunk_overlap": 30})
         ing = ingest(cfg, progress=False)
         write_chunks(tmp_path / f"out{len(runs)}" / "chunks.jsonl", ing.chunks())
-        assert ing.stats.files_read == 8 and ing.stats.pages == 1
+        assert ing.stats.files_read == 11 and ing.stats.pages == 4
         ex = list(ing.direct_examples(chunks_path=tmp_path / f"out{len(runs)}" / "again.jsonl"))  # one pass: examples + chunks.jsonl
         assert (tmp_path / f"out{len(runs)}" / "again.jsonl").read_bytes() == (tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes()
         assert len(ex) >= ing.stats.chunks and ing.stats.direct_examples == len(ex)
         runs.append((tmp_path / f"out{len(runs)}" / "chunks.jsonl").read_bytes())
-    assert runs[0] == runs[1] == runs[2]
+    assert runs[0] == runs[1] == runs[2] == runs[3]
     recs = [r for _, r in read_jsonl(tmp_path / "out0" / "chunks.jsonl")]
-    assert [r["metadata"]["source"] for r in recs][0] == "d0.txt" and recs[-1]["metadata"]["source"] == "r.docx"
+    # one fixed order whoever reads the files: text first, then PDF and DOCX, each group in path order
+    assert list(dict.fromkeys(r["metadata"]["source"] for r in recs)) == [f"d{i}.txt" for i in range(6)] + [f"a{i}.pdf" for i in range(4)] + ["b.docx"]
     assert len({r["chunk_id"] for r in recs}) == len(recs)
 
 # ---------------------------------------------------------------- direct mode
