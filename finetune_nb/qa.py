@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .core import (ConfigError, ConfigIssue, DataError, QAGenerationError, Skipped,
-                              read_jsonl, stable_hash, write_json, write_text)
+                              read_jsonl, stable_hash, write_json, write_jsonl, write_text)
 from .config import API_ONLY_PREFIXES
 
 log = logging.getLogger("finetune_nb")
@@ -515,8 +515,6 @@ def _write_if_changed(path:Path, text:str):
     except FileNotFoundError: pass
     write_text(path, text)
 
-def _jsonl(rows:list)->str: return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-
 def _failure_row(c:dict, f:dict, model:str)->dict:
     return {"chunk_id": c["chunk_id"], "source": c["metadata"].get("source"), "page": c["metadata"].get("page"),
             "reason": f["reason"], "raw": f["raw"], "attempts": f["attempts"], "qa_model": model}
@@ -544,10 +542,9 @@ def _write_outputs(lc, chunks, key_of, entries, failures, usage, data_dir, skipp
     old = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     if not (old.get("fingerprint") == fingerprint and res.examples_path.is_file() and res.failures_path.is_file()
             and res.examples_path.stat().st_size == old.get("examples_bytes")):
-        text = _jsonl(ex for c in chunks if (e := entries[key_of[c["chunk_id"]]]) is not None
-                      for ex in qa_examples(c, e["pairs"], e["model"], e["provider"], lc.qa_example_system_prompt))
-        write_text(res.examples_path, text)
-        write_text(res.failures_path, _jsonl(fails))
+        write_jsonl(res.examples_path, (ex for c in chunks if (e := entries[key_of[c["chunk_id"]]]) is not None
+                                        for ex in qa_examples(c, e["pairs"], e["model"], e["provider"], lc.qa_example_system_prompt)))
+        write_jsonl(res.failures_path, fails)
     summary = {k: v for k, v in res.to_dict().items() if k not in ("usage", "cost_usd", "n_cached", "n_generated")}
     summary.update(dataset_tokens=dict(sorted(spent.items())), qa_prompt_version=QA_PROMPT_VERSION,
                    fingerprint=fingerprint, examples_bytes=res.examples_path.stat().st_size)
