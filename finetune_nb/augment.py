@@ -90,9 +90,15 @@ def shingle_hashes(text:str, k:int=5)->np.ndarray:
     n = len(b) - k + 1
     v = np.zeros(n, np.uint64)
     for j in range(k): v |= b[j:j + n] << np.uint64(8 * j)  # the k bytes themselves: exact shingle identity
-    return np.unique((v * _MIX) >> np.uint64(32))
+    h = (v * _MIX) >> np.uint64(32)
+    h.sort()  # sort and drop repeats: what np.unique does, at a third of its cost on short texts
+    return h[np.concatenate(([True], h[1:] != h[:-1]))]
 
-def _identity(x): return x
+def _fmix32(h:np.ndarray)->np.ndarray:
+    "MurmurHash3's 32-bit finalizer on a uint32 array: the pre-mix of datasketch's affine32 MinHash scheme."
+    h = h ^ (h >> np.uint32(16)); h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13)); h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
 
 # %% ../nbs/05_augment.ipynb #5206d797
 def lsh_params(threshold:float, num_perm:int=128, recall:float=0.99)->tuple[int,int]:
@@ -115,14 +121,17 @@ class Deduplicator:
         self.mode,self.threshold,self.shingle,self.seen = mode,threshold,shingle,{}
         if mode == "near":
             from datasketch import MinHash, MinHashLSH  # here, not at the top: datasketch imports scipy (~2 s)
-            self._MinHash = MinHash
-            self._template = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity, scheme="affine32")
-            self.lsh, self.sigs = MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm)), {}
+            self._MinHash, self._seed = MinHash, seed
+            self._perm = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations  # (a, b): uint32 arrays
+            self.lsh = MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm))  # keys: rows of `sigs`
+            self.sigs, self._labels, self._row = np.empty((1024, num_perm), np.uint32), [], {}  # kept signatures; row -> label; label -> row
 
     def _minhash(self, text:str):
-        m = self._MinHash(num_perm=len(self._template), hashfunc=_identity, permutations=self._template.permutations, scheme="affine32")
-        m.update_batch(shingle_hashes(text, self.shingle).tolist())  # already hashed: datasketch only permutes
-        return m
+        "datasketch's affine32 MinHash of the shingles (fmix, then `a*h+b mod 2^32` per permutation, min) in one numpy step."
+        a, b = self._perm
+        h = _fmix32(shingle_hashes(text, self.shingle).astype(np.uint32))[:, None] * a  # one row per shingle, one column per permutation
+        h += b
+        return self._MinHash(hashvalues=h.min(axis=0), permutations=self._perm, scheme="affine32", seed=self._seed)
 
     def check(self, ex:dict, # A canonical record
               n:int, # Its position in the stream (1-based), named when it has no source line
@@ -135,14 +144,24 @@ class Deduplicator:
             return Dropped(file, f"exact duplicate of {self.seen[key]}", line=line, page=page, kind="exact_duplicate", duplicate_of=self.seen[key])
         if self.mode == "near":
             m = self._minhash(text)
-            best = max(((float((self.sigs[c] == m.hashvalues).mean()), c) for c in self.lsh.query(m)), default=(0.0, None))
+            best = self._best(self.lsh.query(m), m.hashvalues)
             if best[0] >= self.threshold:
                 return Dropped(file, f"near duplicate of {best[1]} (estimated Jaccard {best[0]:.2f} >= {self.threshold})",
                                line=line, page=page, kind="near_duplicate", duplicate_of=best[1])
-            if label in self.sigs: label = f"{label} #{n}"  # two records at one place (e.g. chunks without lines)
-            self.lsh.insert(label, m); self.sigs[label] = m.hashvalues
+            if label in self._row: label = f"{label} #{n}"  # two records at one place (e.g. chunks without lines)
+            k = len(self._labels)
+            if k == len(self.sigs): self.sigs = np.concatenate([self.sigs, np.empty_like(self.sigs)])
+            self.sigs[k] = m.hashvalues; self._labels.append(label); self._row[label] = k
+            self.lsh.insert(k, m)
         self.seen[key] = label
         return None
+
+    def _best(self, candidates:list[int], hashvalues)->tuple[float, str|None]:
+        "The most similar candidate's estimated Jaccard and label (ties: the greatest label); all candidates compared in one numpy step."
+        if not candidates: return 0.0, None
+        sims = (self.sigs[candidates] == hashvalues).mean(axis=1)
+        top = sims.max()
+        return float(top), max(self._labels[k] for k, s in zip(candidates, sims) if s == top)
 
 # %% ../nbs/05_augment.ipynb #86e20318
 def clean(examples:Iterable[dict], # Canonical records
