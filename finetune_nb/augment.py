@@ -32,9 +32,13 @@ _BLANKS = re.compile(r"\n{3,}")
 
 def normalize_text(s:str)->str:
     "`s` in Unicode NFC with tidy whitespace (indentation kept)."
-    s = unicodedata.normalize("NFC", s).translate(_DROP)
-    s = _SPACES.sub(" ", _LINE_ENDS.sub("\n", s))
-    return _BLANKS.sub("\n\n", _TRAILING.sub("", s)).strip()
+    if not s.isascii():  # ASCII is already NFC and holds none of the characters dropped or replaced here
+        s = unicodedata.normalize("NFC", s).translate(_DROP)
+        s = _SPACES.sub(" ", s)
+    if "\r" in s or not s.isascii(): s = _LINE_ENDS.sub("\n", s)
+    if " \n" in s or "\t\n" in s: s = _TRAILING.sub("", s)  # (spaces at the very end go with the strip below)
+    if "\n\n\n" in s: s = _BLANKS.sub("\n\n", s)
+    return s.strip()
 
 def normalize_example(ex:dict)->dict:
     "A copy of canonical record `ex` with every message's content normalised."
@@ -152,7 +156,7 @@ class Deduplicator:
             k = len(self._labels)
             if k == len(self.sigs): self.sigs = np.concatenate([self.sigs, np.empty_like(self.sigs)])
             self.sigs[k] = m.hashvalues; self._labels.append(label); self._row[label] = k
-            self.lsh.insert(k, m)
+            self.lsh.insert(k, m, check_duplication=False)  # rows are new by construction
         self.seen[key] = label
         return None
 

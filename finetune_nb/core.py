@@ -157,6 +157,8 @@ class Skipped:
         return f"{where}: {self.reason}"
 
 # %% ../nbs/00_core.ipynb #6ea255af
+_REFUSED = object()
+
 def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                on_error:str="fail", # "fail" raises on a bad line, "skip" records it in `skipped`
                skipped:list|None=None, # Receives a `Skipped` for every line not returned
@@ -171,6 +173,9 @@ def read_jsonl(path:str|os.PathLike, # JSONL file to stream
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             start, offset = offset, offset + len(raw)
+            try: value = orjson.loads(raw)  # the fast path; a line it refuses is looked at closely below
+            except orjson.JSONDecodeError: value = _REFUSED
+            if value is not _REFUSED: yield n, value; continue
             try: text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 skip(n, f"not UTF-8 (byte {start + e.start} of the file)", "re-save the file as UTF-8"); continue
