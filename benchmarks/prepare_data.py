@@ -8,7 +8,9 @@ json.dumps), side by side on the same generated corpus. Prints ONE JSON line.
 Needs the dev extra (`pip install -e ".[dev]"`: reportlab makes the PDFs, docx2txt is the baseline's DOCX loader).
 
 Figures: end-to-end MB/s of both and their ratio (goal >= 3x); peak RSS of our path on 10x the corpus / on 1x,
-each in a fresh subprocess (goal <= 1.2); PDF pages/s of our reader and of PyPDFLoader.
+each in a fresh subprocess (goal <= 1.2); PDF pages/s of our reader and of PyPDFLoader. For the whole stage, also
+the seconds of `prepare_data` itself (ingest, cleaning, dedup, split, dataset_info.json and card) with near-duplicate
+removal (the default) and with exact dedup only: it does far more than the naive pipeline, so it has no ratio.
 """
 import argparse, json, os, random, resource, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
@@ -104,6 +106,15 @@ def naive(root:Path, out:Path)->dict:
                 rf.write(json.dumps(rec) + "\n"); n += 1
     return dict(records=n, chunks=nc)
 
+def prepare_s(root:Path, out:Path, dedup:str)->float:
+    "Seconds of the whole `prepare_data` stage on `root` (no tokenizer: no token statistics)."
+    from finetune_nb.config import FineTuneConfig
+    from finetune_nb.dataset import prepare_data
+    cfg = FineTuneConfig.validate({"project": {"output_dir": str(out)}, "data": {"input_path": str(root), "augmentation": {"dedup": dedup},
+                                                                                "langchain": {"chunk_size": CHUNK, "chunk_overlap": OVERLAP}}})
+    t = time.perf_counter(); prepare_data(cfg, progress=False)
+    return time.perf_counter() - t
+
 def cpu_s()->float:
     "CPU seconds of this process and its finished children (pool workers)."
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -131,6 +142,15 @@ def peak_rss_mb(corpus:Path, out:Path)->float:
     r = subprocess.run([sys.executable, __file__, "--rss-run", str(corpus), str(out)], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
+def own_peak_kb()->int:
+    """Peak RSS (KiB) of this process since it started. Linux's ru_maxrss carries over the peak of the process that
+    spawned it (the benchmark itself, grown by the runs above), so read VmHWM, which starts afresh at exec."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"): return int(line.split()[1])
+    except OSError: pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 def replicate(src:Path, dst:Path, times:int):
     "`times` hard-linked copies of the corpus under `dst` (no extra disk, different relative paths)."
     for k in range(times):
@@ -145,7 +165,7 @@ def main():
     a = ap.parse_args()
     if a.rss_run:
         ours(Path(a.rss_run[0]), Path(a.rss_run[1]))
-        self_, kids = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        self_, kids = own_peak_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         print(json.dumps({"peak_rss_mb": round(max(self_, kids) / 1024, 1), "main_mb": round(self_ / 1024, 1), "worker_mb": round(kids / 1024, 1)}))
         return
     with tempfile.TemporaryDirectory() as d:
@@ -164,6 +184,7 @@ def main():
                 if wall < best.get(name, (None, float("inf")))[1]: best[name] = (r, wall, cpu)
         (r_ours, t_ours, c_ours), (r_naive, t_naive, c_naive) = best["ours"], best["naive"]
         pdf = pdf_pages_per_s(corpus)
+        prep_near, prep_exact = prepare_s(corpus, d / "prep_near", "near"), prepare_s(corpus, d / "prep_exact", "exact")
         rss1 = peak_rss_mb(corpus, d / "rss1")
         big = d / "corpus10"; replicate(corpus, big, 10)
         rss10 = peak_rss_mb(big, d / "rss10")
@@ -173,6 +194,7 @@ def main():
             "ours_s": round(t_ours, 2), "naive_s": round(t_naive, 2), "ours_cpu_s": round(c_ours, 2), "naive_cpu_s": round(c_naive, 2),
             "cpu_efficiency_vs_naive": round(c_naive / c_ours, 2), "ours_records": r_ours["records"], "naive_records": r_naive["records"],
             "ours_chunks": r_ours["chunks"], "naive_chunks": r_naive["chunks"],
+            "prepare_data_s": round(prep_near, 2), "prepare_data_mb_per_s": round(mb / prep_near, 2), "prepare_data_exact_dedup_s": round(prep_exact, 2),
             "peak_rss_mb_1x": rss1, "peak_rss_mb_10x": rss10, "rss_ratio_10x_over_1x": round(rss10 / rss1, 3),
             **pdf}))
 
