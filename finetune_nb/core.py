@@ -162,12 +162,13 @@ _REFUSED = object()
 def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                on_error:str="fail", # "fail" raises on a bad line, "skip" records it in `skipped`
                skipped:list|None=None, # Receives a `Skipped` for every line not returned
+               log_skips:bool=True, # Log a warning per skipped line (off when the caller reports them itself)
               )->Iterator[tuple[int, Any]]:
     "Yield `(line_number, value)` for each non-blank line of a JSONL file."
     path = Path(path)
     def skip(n, reason, hint):
         if on_error == "fail": raise DataError(reason, file=path, line=n, hint=hint)
-        log.warning("%s:%d: %s; skipped", path, n, reason)
+        if log_skips: log.warning("%s:%d: %s; skipped", path, n, reason)
         if skipped is not None: skipped.append(Skipped(str(path), reason, line=n))
     offset = 0
     with open(path, "rb") as f:

@@ -279,7 +279,7 @@ def iter_json(path:str|os.PathLike, # A .json file
 def iter_jsonl(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None)->Iterator[Row]:
     "Stream the records of a JSONL file (via `core.read_jsonl`, which knows line numbers and torn last lines)."
     problems = problems or Problems("fail"); source = source or str(path); sk = []
-    for n, v in read_jsonl(path, on_error="skip", skipped=sk):
+    for n, v in read_jsonl(path, on_error="skip", skipped=sk, log_skips=False):  # `problems` logs each skip once
         for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
         sk.clear(); yield Row(v, source, n, "jsonl")
     for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")

@@ -1,5 +1,5 @@
 "Ingestion: every input format, every kind of bad input, Java extraction, splitters and direct mode."
-import io, json, os, tracemalloc
+import io, json, logging, os, tracemalloc
 from pathlib import Path
 
 import pytest
@@ -149,11 +149,14 @@ def test_large_json_array_streams_in_bounded_memory(tmp_path):
     assert (n, last) == (60_000, 60_001)
     assert peak < 8_000_000, f"peak {peak/1e6:.1f} MB for a {p.stat().st_size/1e6:.0f} MB file"
 
-def test_jsonl_malformed_line_skip_and_fail(tmp_path):
+def test_jsonl_malformed_line_skip_and_fail(tmp_path, caplog):
     p = tmp_path / "d.jsonl"; p.write_text('{"a": 1}\n{"a": 2,}\n{"a": 3}\n')
     sk = []
-    assert [r.line for r in iter_jsonl(p, "d.jsonl", Problems("skip", sk))] == [1, 3]
+    with caplog.at_level(logging.WARNING, logger="finetune_nb"):
+        assert [r.line for r in iter_jsonl(p, "d.jsonl", Problems("skip", sk))] == [1, 3]
     assert sk[0].file == "d.jsonl" and sk[0].line == 2 and "not valid JSON" in sk[0].reason
+    logged = [r.getMessage() for r in caplog.records if "not valid JSON" in r.getMessage()]
+    assert len(logged) == 1 and "d.jsonl:2" in logged[0]  # reported once, not once per layer
     with pytest.raises(DataError, match=r"^d\.jsonl:2: not valid JSON.*fix or delete") as e:
         list(ingest(cfg_for(tmp_path, on_error="fail"), progress=False).rows())
     assert (e.value.file, e.value.line) == ("d.jsonl", 2)
