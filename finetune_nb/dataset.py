@@ -8,6 +8,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/dataset.html.md"""
 from __future__ import annotations
 import logging, math, random, statistics
 from collections import Counter
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -179,19 +180,27 @@ def _origin(ex:dict)->str:
     return m.get("format") or m.get("origin") or ("code" if m.get("strategy") else "document")
 
 # %% ../nbs/06_dataset.ipynb #d0b34d05
-def _measured(rows, rep:PrepareReport, split:str, tokenizer, template, lengths:list, on_error:str):
-    "Count sources and token lengths of rows on their way out; drop rows the chat template cannot render."
-    for ex in rows:
-        if template is not None:
-            try: n = len(tokenizer.apply_chat_template(ex["messages"], chat_template=template, tokenize=True, return_dict=True)["input_ids"])
+def _measured(rows, rep:PrepareReport, split:str, tokenizer, template, lengths:list, on_error:str, batch:int=256):
+    "Count sources and token lengths of rows on their way out (in order); drop rows the chat template cannot render."
+    def count(ex): rep.by_source[str(ex.get("metadata", {}).get("source", "?"))] += 1
+    if template is None:
+        for ex in rows: count(ex); yield ex
+        return
+    for chunk in _batched(rows, batch):  # render one by one, tokenize a batch at once (the fast tokenizer runs it in parallel)
+        ok, texts = [], []
+        for ex in chunk:
+            try: texts.append(tokenizer.apply_chat_template(ex["messages"], chat_template=template, tokenize=False)); ok.append(ex)
             except Exception as e:
                 m = ex.get("metadata", {})
                 reason = f"the chat template cannot render this conversation: {str(e).splitlines()[0]}"
                 if on_error == "fail": raise DataError(reason, file=m.get("source"), line=m.get("line")) from e
-                rep.skip(Skipped(str(m.get("source", "?")), reason, line=m.get("line"))); continue
-            lengths.append(n)
-        rep.by_source[str(ex.get("metadata", {}).get("source", "?"))] += 1
-        yield ex
+                rep.skip(Skipped(str(m.get("source", "?")), reason, line=m.get("line")))
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # what apply_chat_template(tokenize=True) does
+        for ex, t in zip(ok, ids): lengths.append(len(t)); count(ex); yield ex
+
+def _batched(it, n:int):
+    it = iter(it)
+    while chunk := list(islice(it, n)): yield chunk
 
 # %% ../nbs/06_dataset.ipynb #d5884599
 def prepare_data(config, # A `FineTuneConfig`
