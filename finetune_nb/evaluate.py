@@ -14,7 +14,7 @@ from typing import Any
 from .config import FineTuneConfig, ModelConfig
 from .core import DataError, FinetuneNBError, Skipped
 from .core import read_jsonl, write_bytes, write_json, write_text
-from .models import load_model, resolve_device, resolve_dtype
+from .models import load_adapter, load_model, resolve_device, resolve_dtype
 from .templates import has_generation_markers, render, resolve_chat_template
 
 log = logging.getLogger("finetune_nb")
@@ -358,9 +358,8 @@ def load_tuned(config:FineTuneConfig, path:str|os.PathLike, base=None):
     "The tuned model in `path`: the adapter applied to `base` (loaded when not given), or a merged folder."
     kind = tuned_kind(path)
     if kind == "adapter":
-        from peft import PeftModel
         if base is None: base, _ = load_model(config)
-        return PeftModel.from_pretrained(base, str(path), is_trainable=False).eval()
+        return load_adapter(base, path)
     if kind == "gguf":
         raise FinetuneNBError(f"{path} is a GGUF file; evaluate the adapter or merged folder it came from", hint="chat works with GGUF files")
     from transformers import AutoModelForCausalLM

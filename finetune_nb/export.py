@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import ExportError, write_json
-from .models import resolve_model_path
+from .models import load_adapter, resolve_model_path
 
 log = logging.getLogger("finetune_nb")
 
@@ -108,7 +108,6 @@ def merge_adapter(config, # A `FineTuneConfig`
                  )->Path:
     "Merge the LoRA adapter into the unquantised base model; save it with its tokenizer and chat template."
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
     run = config.run_dir
     adapter_dir = Path(adapter_dir) if adapter_dir else run/"adapter"
@@ -126,7 +125,7 @@ def merge_adapter(config, # A `FineTuneConfig`
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, low_cpu_mem_usage=True, **kw).to(device)
     tok_src = adapter_dir if (adapter_dir/"tokenizer_config.json").is_file() else base
     tok = AutoTokenizer.from_pretrained(tok_src, **kw)
-    model = PeftModel.from_pretrained(model, adapter_dir).eval()
+    model = load_adapter(model, adapter_dir)
     inputs = sample_inputs(tok)
     with torch.no_grad():
         before = [model(torch.tensor([ids], device=device)).logits.float().cpu() for ids in inputs]

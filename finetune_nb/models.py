@@ -6,7 +6,8 @@ Docs: https://finetune-nb.github.io/finetune-nb/models.html.md"""
 
 # %% ../nbs/07_models.ipynb #931ceb08
 from __future__ import annotations
-import json, logging, os, shutil, tempfile
+import json, logging, os, shutil, tempfile, warnings
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -19,7 +20,7 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'PAD', 'BOS', 'IM_START', 'IM_END', 'TINY_SIZES', 'TINY_ARCHS', 'build_tokenizer', 'make_tiny_model',
            'folder_digest', 'cache_dir', 'builtin_model', 'resolve_model_path', 'resolve_device', 'resolve_dtype',
-           'load_model', 'load_tokenizer']
+           'load_model', 'load_tokenizer', 'load_adapter', 'peft_quiet']
 
 # %% ../nbs/07_models.ipynb #6687da3d
 PAD, BOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -205,3 +206,18 @@ def load_tokenizer(config)->object|None:
     except (OSError, ValueError) as e:
         raise FineTuningNotSupportedError(f"the tokenizer of model.model_name {m.model_name!r} could not be loaded: {str(e).splitlines()[0]}",
                                           hint="use a hub id, a local folder, or builtin:tiny-llama; offline machines need the model on disk") from e
+
+def load_adapter(base, # The base model, as `load_model` returns it
+                 adapter_dir:str|os.PathLike, # A folder with adapter_config.json (a trained `adapter/`)
+                 trainable:bool=False)->object:
+    "`base` with the LoRA adapter of `adapter_dir` applied (a PEFT model), in eval mode unless `trainable`."
+    from peft import PeftModel
+    with peft_quiet(): model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+    return model if trainable else model.eval()
+
+@contextmanager
+def peft_quiet():
+    "Hide the FutureWarning PEFT provokes by reading transformers' deprecated `is_gradient_checkpointing`: nothing a user can act on."
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

@@ -213,13 +213,12 @@ def decide(config, rows:int)->tuple[str, str|None]:
 def validate_finetuned(config, adapter_dir:Path, metrics:dict)->dict:
     "Step 5: the adapter loads on the base model, generates, and its eval loss is finite; raise TrainingFailedError if not."
     import torch
-    from peft import PeftModel
-    from finetune_nb.models import load_model
+    from finetune_nb.models import load_adapter, load_model
     loss = metrics.get("eval_loss", metrics.get("train_loss"))
     if loss is None or not math.isfinite(loss):
         raise TrainingFailedError(f"the fine-tuned model's loss is not finite ({loss})", hint="lower training.learning_rate, or check the data")
     base, tok = load_model(config)
-    model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    model = load_adapter(base, adapter_dir)
     enc = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True, return_tensors="pt", return_dict=True).to(model.device)
     with torch.inference_mode(): out = model.generate(**enc, max_new_tokens=4, do_sample=False)
     if out.shape[1] <= enc["input_ids"].shape[1]: raise TrainingFailedError("the fine-tuned model generated nothing")

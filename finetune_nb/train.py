@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
 from .core import read_jsonl, sha256_file, write_json, write_text
-from .models import load_model, resolve_device
+from .models import load_model, peft_quiet, resolve_device
 from .templates import Rendered, has_generation_markers, render, resolve_chat_template, show_trainable
 
 log = logging.getLogger("finetune_nb")
@@ -280,9 +280,10 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     if resume: log.info("resuming from %s", ck or "the start (no complete checkpoint)")
     trainer = None
     try:  # from here on, any failure (OOM included) is a TrainingFailedError carrying the original
-        trainer = SFTTrainer(model=model, args=args, processing_class=tok,
-                             train_dataset=ds["train"], eval_dataset=ds.get("validation"), peft_config=lora_config(config),
-                             callbacks=[stop, *_extra_callbacks(config), *(callbacks or [])])
+        with peft_quiet():
+            trainer = SFTTrainer(model=model, args=args, processing_class=tok,
+                                 train_dataset=ds["train"], eval_dataset=ds.get("validation"), peft_config=lora_config(config),
+                                 callbacks=[stop, *_extra_callbacks(config), *(callbacks or [])])
         with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
         metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if "validation" in ds else {})}
     except (FinetuneNBError, KeyboardInterrupt): raise

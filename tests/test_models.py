@@ -97,3 +97,24 @@ def test_pickle_weights_warned(tmp_path, caplog):
 def test_qlora_on_cpu_refused_with_advice():
     with pytest.raises(FineTuningNotSupportedError, match="use_qlora: false"):
         load_model(FineTuneConfig.validate({"model": {"use_qlora": True}, "training": {"device": "cpu"}}))
+
+def test_load_adapter_applies_the_saved_lora_quietly(tmp_path, monkeypatch):
+    "A saved adapter loads onto the base with its weights, in eval mode, without the deprecation warning PEFT provokes."
+    import warnings, torch
+    from peft import LoraConfig, get_peft_model
+    from finetune_nb.models import load_adapter
+    monkeypatch.setenv("FINETUNE_NB_CACHE", str(tmp_path / "cache"))
+    base, _ = load_model(FineTuneConfig())
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad(): want = lora(input_ids=ids).logits
+    fresh, _ = load_model(FineTuneConfig())
+    with torch.no_grad(): plain = fresh(input_ids=ids).logits
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        tuned = load_adapter(fresh, tmp_path / "adapter")
+    assert not any("is_gradient_checkpointing" in str(w.message) for w in seen)
+    assert not tuned.training
+    with torch.no_grad(): got = tuned(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, plain, atol=1e-3)  # the adapter's weights, not the base's
