@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs, csv, fnmatch, hashlib, json, logging, os, re
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -823,10 +824,16 @@ class _OrderedPool:
     def __init__(self, fn, items:list, workers:int, initargs:tuple, window:int, *args):
         self.fn,self.args,self.it = fn,args,iter(items)
         self.ex = ProcessPoolExecutor(workers, initializer=_pool_init, initargs=initargs)
-        self.futs = deque(self.ex.submit(fn, x, *args) for x in islice(self.it, window))
+        self.futs = deque((x, self.ex.submit(fn, x, *args)) for x in islice(self.it, window))
     def next(self):
-        res = self.futs.popleft().result()
-        for x in islice(self.it, 1): self.futs.append(self.ex.submit(self.fn, x, *self.args))
+        try: res = self.futs[0][1].result()
+        except BrokenProcessPool as e:  # a worker was killed (out of memory?) or a reader crashed the interpreter
+            names = ", ".join(str(getattr(x, "source", x)) for x, _ in self.futs)
+            raise FinetuneNBError(f"a worker process died while reading one of these files: {names}",
+                                  hint="it was killed (out of memory?) or a PDF/DOCX library crashed on a file; set data.num_workers: 1 "
+                                       "to read the files one by one in this process and see which, then fix or exclude it") from e
+        self.futs.popleft()
+        for x in islice(self.it, 1): self.futs.append((x, self.ex.submit(self.fn, x, *self.args)))
         return res
     def close(self): self.ex.shutdown(wait=True, cancel_futures=True)
 

@@ -359,6 +359,26 @@ def test_chunk_ids_are_stable_and_pool_matches_serial(tmp_path):
     assert list(dict.fromkeys(r["metadata"]["source"] for r in recs)) == [f"d{i}.txt" for i in range(6)] + [f"a{i}.pdf" for i in range(4)] + ["b.docx"]
     assert len({r["chunk_id"] for r in recs}) == len(recs)
 
+def test_a_worker_killed_mid_read_is_a_clear_error_naming_the_files(tmp_path, monkeypatch):
+    "A real SIGKILL of the pool worker reading one PDF: the run stops with the files in flight and what to do, not a bare BrokenProcessPool."
+    import multiprocessing, signal
+    import finetune_nb.ingest as ingest_mod
+    for i in range(5): make_pdf(tmp_path / f"p{i}.pdf", [f"A page about pears, number {i}."])
+    real = ingest_mod.load_pdf
+    def dies_on_p3(path, *a, **kw):
+        if Path(path).name == "p3.pdf": os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+        return real(path, *a, **kw)
+    monkeypatch.setattr(ingest_mod, "load_pdf", dies_on_p3)
+    method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("fork", force=True)  # workers inherit the patched reader (3.14 defaults to forkserver)
+    try:
+        with pytest.raises(FinetuneNBError, match=r"worker process died while reading one of these files: .*p3\.pdf") as e:
+            list(ingest(cfg_for(tmp_path, num_workers=2), progress=False).chunks())
+    finally: multiprocessing.set_start_method(method, force=True)
+    assert "num_workers: 1" in e.value.hint
+    monkeypatch.setattr(ingest_mod, "load_pdf", real)
+    assert len(list(ingest(cfg_for(tmp_path, num_workers=2), progress=False).chunks())) == 5  # the next run starts a fresh pool
+
 # ---------------------------------------------------------------- direct mode
 
 @pytest.mark.parametrize("mode,per_chunk", [("continuation", {"continuation"}), ("passage", {"passage"}), ("both", {"continuation", "passage"})])
