@@ -142,6 +142,7 @@ from .core import ConfigError, ConfigIssue, DataError, read_jsonl, write_jsonl
 from .ingest import ingest, write_chunks
 from .qa import generate_qa
 from .templates import resolve_chat_template, to_messages
+from tqdm.auto import tqdm
 import os, tempfile
 
 @dataclass
@@ -230,7 +231,11 @@ def prepare_data(config, # A `FineTuneConfig`
         kept = write_jsonl(tmp, keyed(clean(counted(_examples(config, ing, rep, out, progress)), d.augmentation, dropped, tokenizer)))
         rep.skipped.extend(dropped)
         val = choose_validation_groups(keys, d.split.validation_fraction, d.split.seed)
-        def side(in_val): return (ex for (_, ex), k in zip(read_jsonl(tmp), keys) if (k in val) == in_val)
+        n_val = sum(k in val for k in keys)
+        def side(in_val):  # one pass over the cleaned examples for each side, with a bar (token counting takes a while)
+            rows = (ex for (_, ex), k in zip(read_jsonl(tmp), keys) if (k in val) == in_val)
+            return tqdm(rows, desc="validation" if in_val else "train", unit="ex", total=n_val if in_val else kept - n_val,
+                        disable=not progress, leave=False)
         lengths = {"train": [], "validation": []}
         rep.validation = write_jsonl(out/"validation.jsonl", _measured(side(True), rep, "validation", tokenizer, template, lengths["validation"], d.on_error))
         train_rows = augment(side(False), d.augmentation, seed=d.split.seed) if d.augmentation.enabled else side(False)
