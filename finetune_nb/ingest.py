@@ -11,7 +11,6 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -25,11 +24,12 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES',
-           'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW', 'Problems', 'relocate', 'detect_kind',
-           'InputFile', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl',
-           'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language',
-           'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter',
-           'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
+           'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate',
+           'detect_kind', 'InputFile', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json',
+           'iter_jsonl', 'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents',
+           'code_language', 'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples',
+           'make_splitter', 'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested',
+           'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -773,7 +773,8 @@ class IngestStats:
 POOL_MAX_BYTES = 8 << 20   # bigger files are streamed in the main process
 POOL_KINDS = ("pdf", "docx")  # under auto, only these go to the pool: their extraction costs far more than shipping the text back
 POOL_MIN_FILES = 4         # fewer than this many pool files are not worth starting processes for
-POOL_WINDOW = 8            # files in flight per worker
+POOL_WINDOW = 8            # files in flight per worker...
+POOL_AHEAD_BYTES = 64 << 20  # ...and at most this many input bytes (results wait in memory until their turn)
 
 # %% ../nbs/02_ingest.ipynb #665e6e6b
 _WORKER = {}
@@ -820,11 +821,17 @@ def _preload(kinds:set):
 
 # %% ../nbs/02_ingest.ipynb #99c25b25
 class _OrderedPool:
-    "`fn(item, *args)` over `items` in a process pool that starts at once; `next()` returns the results in order, at most `window` in flight."
-    def __init__(self, fn, items:list, workers:int, initargs:tuple, window:int, *args):
-        self.fn,self.args,self.it = fn,args,iter(items)
+    "`fn(item, *args)` over `items` (with a `size`) in a process pool that starts at once; `next()` returns the results in order, with at most `window` items and about `max_bytes` in flight."
+    def __init__(self, fn, items:list, workers:int, initargs:tuple, window:int, *args, max_bytes:int=POOL_AHEAD_BYTES):
+        self.fn,self.args,self.it,self.window,self.max_bytes = fn,args,iter(items),window,max_bytes
         self.ex = ProcessPoolExecutor(workers, initializer=_pool_init, initargs=initargs)
-        self.futs = deque((x, self.ex.submit(fn, x, *args)) for x in islice(self.it, window))
+        self.futs, self.inflight = deque(), 0
+        self._fill()
+    def _fill(self):
+        while len(self.futs) < self.window and (not self.futs or self.inflight < self.max_bytes):
+            x = next(self.it, None)
+            if x is None: return
+            self.futs.append((x, self.ex.submit(self.fn, x, *self.args))); self.inflight += x.size
     def next(self):
         try: res = self.futs[0][1].result()
         except BrokenProcessPool as e:  # a worker was killed (out of memory?) or a reader crashed the interpreter
@@ -832,8 +839,8 @@ class _OrderedPool:
             raise FinetuneNBError(f"a worker process died while reading one of these files: {names}",
                                   hint="it was killed (out of memory?) or a PDF/DOCX library crashed on a file; set data.num_workers: 1 "
                                        "to read the files one by one in this process and see which, then fix or exclude it") from e
-        self.futs.popleft()
-        for x in islice(self.it, 1): self.futs.append((x, self.ex.submit(self.fn, x, *self.args)))
+        self.inflight -= self.futs.popleft()[0].size
+        self._fill()
         return res
     def close(self): self.ex.shutdown(wait=True, cancel_futures=True)
 
