@@ -10,7 +10,7 @@ Prints one JSON line.
 
 Usage: python benchmarks/export_gguf.py [--size small|tiny] [--quants f16,q8_0]
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile
 from pathlib import Path
 
 CHILD = r"""

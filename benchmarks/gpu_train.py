@@ -19,7 +19,7 @@ defaults on the same model (no packing: rows padded per batch), when --baseline 
 Without CUDA it exits with status 2 and a message, unless --tiny (a 2-layer, 64-wide model in fp32 on
 the CPU: a smoke test of this code path, not a measurement).
 """
-import argparse, json, os, random, sys, time
+import argparse, json, random, sys, time
 
 
 LLAMA_1B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,

@@ -18,6 +18,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _rss import own_peak_kb
 CHUNK, OVERLAP = 1000, 100
 
 WORDS = ("the model data training token layer adapter corpus document page chunk system value result method "
@@ -141,15 +142,6 @@ def peak_rss_mb(corpus:Path, out:Path)->float:
     "Peak RSS (MB) of our path on `corpus`, in a fresh subprocess (main process and the largest pool worker)."
     r = subprocess.run([sys.executable, __file__, "--rss-run", str(corpus), str(out)], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-
-def own_peak_kb()->int:
-    """Peak RSS (KiB) of this process since it started. Linux's ru_maxrss carries over the peak of the process that
-    spawned it (the benchmark itself, grown by the runs above), so read VmHWM, which starts afresh at exec."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"): return int(line.split()[1])
-    except OSError: pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 def replicate(src:Path, dst:Path, times:int):
     "`times` hard-linked copies of the corpus under `dst` (no extra disk, different relative paths)."

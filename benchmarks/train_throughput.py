@@ -18,8 +18,9 @@ Figures: real tokens/s (non-padding tokens the model was run on, divided by trai
 efficiency (real / computed tokens, counted at the model's forward), peak RSS; ratios ours / bare.
 Prints one JSON line. Usage: python benchmarks/train_throughput.py [--steps 8] [--batch-size 4] [--rows 400] [--repeats 2]
 """
-import argparse, json, multiprocessing as mp, os, random, resource, shutil, tempfile, time
+import argparse, json, multiprocessing as mp, os, random, shutil, tempfile, time
 from pathlib import Path
+from _rss import own_peak_kb
 
 
 def alpaca_lengths(n, rng):
@@ -88,7 +89,7 @@ def run(kind, root, steps, batch_size, q):
                          bf16=False, report_to=[], save_strategy="no", logging_steps=10_000, seed=42)
         SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=LoraConfig(task_type="CAUSAL_LM"),
                    callbacks=[Measure()]).train()
-    q.put({**stats, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_threads": torch.get_num_threads()})
+    q.put({**stats, "peak_rss_mb": own_peak_kb() / 1024, "torch_threads": torch.get_num_threads()})
 
 
 def main():
