@@ -182,8 +182,13 @@ def _origin(ex:dict)->str:
 
 # %% ../nbs/06_dataset.ipynb #d0b34d05
 def _measured(rows, rep:PrepareReport, split:str, tokenizer, template, lengths:list, on_error:str, batch:int=256):
-    "Count sources and token lengths of rows on their way out (in order); drop rows the chat template cannot render."
+    "Count sources and token lengths of rows on their way out (in order); drop, and report, rows the template or tokenizer cannot take."
     def count(ex): rep.by_source[str(ex.get("metadata", {}).get("source", "?"))] += 1
+    def drop(ex, what, e):
+        m = ex.get("metadata", {})
+        reason = f"{what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        if on_error == "fail": raise DataError(reason, file=m.get("source"), line=m.get("line")) from e
+        rep.skip(Skipped(str(m.get("source", "?")), reason, line=m.get("line")))
     if template is None:
         for ex in rows: count(ex); yield ex
         return
@@ -191,13 +196,14 @@ def _measured(rows, rep:PrepareReport, split:str, tokenizer, template, lengths:l
         ok, texts = [], []
         for ex in chunk:
             try: texts.append(tokenizer.apply_chat_template(ex["messages"], chat_template=template, tokenize=False)); ok.append(ex)
-            except Exception as e:
-                m = ex.get("metadata", {})
-                reason = f"the chat template cannot render this conversation: {str(e).splitlines()[0]}"
-                if on_error == "fail": raise DataError(reason, file=m.get("source"), line=m.get("line")) from e
-                rep.skip(Skipped(str(m.get("source", "?")), reason, line=m.get("line")))
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # what apply_chat_template(tokenize=True) does
-        for ex, t in zip(ok, ids): lengths.append(len(t)); count(ex); yield ex
+            except Exception as e: drop(ex, "the chat template cannot render this conversation", e)
+        try: lens = [len(t) for t in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []  # = apply_chat_template(tokenize=True)
+        except Exception: lens = [None] * len(texts)  # find the row at fault one by one
+        for ex, text, n in zip(ok, texts, lens):
+            if n is None:
+                try: n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                except Exception as e: drop(ex, "the tokenizer cannot encode this conversation", e); continue
+            lengths.append(n); count(ex); yield ex
 
 def _batched(it, n:int):
     it = iter(it)

@@ -145,3 +145,30 @@ def test_same_inputs_same_outputs(tmp_path, tok):
 def test_missing_input_is_a_clear_error(tmp_path, tok):
     with pytest.raises(DataError, match="input not found"):
         prepare_data(_cfg(tmp_path / "nope", tmp_path / "runs"), tok, progress=False)
+
+
+def test_rows_the_template_or_tokenizer_cannot_take_are_dropped_and_reported(tmp_path, tok, monkeypatch):
+    "A row the chat template refuses, and a row the tokenizer fails on, are each skipped with file:line and the reason (or fail the run)."
+    root = tmp_path / "in"; root.mkdir()
+    rows = [{"instruction": f"How do I reset the {w}?", "output": f"Hold the {w} button for {i + 3} seconds."} for i, w in enumerate(WORDS[:8])]
+    rows[2]["output"] = "This answer is forbidden by the template."
+    rows[5]["output"] = "This answer breaks the tokenizer."
+    (root / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tpl = tmp_path / "strict.jinja"
+    tpl.write_text("{%- for m in messages -%}{%- if 'forbidden' in m['content'] -%}{{ raise_exception('no forbidden words') }}{%- endif -%}"
+                   "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{%- endfor -%}")
+    real = type(tok).__call__
+    def fragile(self, text, *a, **kw):  # the fault: the tokenizer raises on one conversation (and on any batch holding it)
+        if any("breaks the tokenizer" in t for t in ([text] if isinstance(text, str) else text)): raise ValueError("cannot encode")
+        return real(self, text, *a, **kw)
+    monkeypatch.setattr(type(tok), "__call__", fragile)
+    cfg = lambda **d: FineTuneConfig.validate({"project": {"output_dir": str(tmp_path / "runs"), "name": "t"}, "model": {"chat_template": str(tpl)},
+                                               "data": {"input_path": str(root), "augmentation": {"instruction_variations": False}, **d}})
+    res = prepare_data(cfg(), tok, progress=False)
+    assert res.info["counts"]["train"] + res.info["counts"]["validation"] == 6
+    where = {s["line"]: s["reason"] for s in res.info["skipped"]}
+    assert "chat template cannot render" in where[3] and "no forbidden words" in where[3]
+    assert "tokenizer cannot encode" in where[6] and "cannot encode" in where[6]
+    assert res.info["tokens"]["train"]["count"] + res.info["tokens"]["validation"]["count"] == 6
+    with pytest.raises(DataError, match=r"a\.jsonl:3: the chat template cannot render"):
+        prepare_data(cfg(on_error="fail"), tok, progress=False)
