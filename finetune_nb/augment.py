@@ -32,10 +32,11 @@ _BLANKS = re.compile(r"\n{3,}")
 
 def normalize_text(s:str)->str:
     "`s` in Unicode NFC with tidy whitespace (indentation kept)."
-    if not s.isascii():  # ASCII is already NFC and holds none of the characters dropped or replaced here
+    if s.isascii():  # ASCII is already NFC; of the characters replaced here it can hold only \r
+        if "\r" in s: s = _LINE_ENDS.sub("\n", s)
+    else:
         s = unicodedata.normalize("NFC", s).translate(_DROP)
-        s = _SPACES.sub(" ", s)
-    if "\r" in s or not s.isascii(): s = _LINE_ENDS.sub("\n", s)
+        s = _SPACES.sub(" ", _LINE_ENDS.sub("\n", s))
     if " \n" in s or "\t\n" in s: s = _TRAILING.sub("", s)  # (spaces at the very end go with the strip below)
     if "\n\n\n" in s: s = _BLANKS.sub("\n\n", s)
     return s.strip()
@@ -128,7 +129,7 @@ class Deduplicator:
             self._MinHash, self._seed = MinHash, seed
             self._perm = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations  # (a, b): uint32 arrays
             self.lsh = MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm))  # keys: rows of `sigs`
-            self.sigs, self._labels, self._row = np.empty((1024, num_perm), np.uint32), [], {}  # kept signatures; row -> label; label -> row
+            self.sigs, self._labels, self._taken = np.empty((1024, num_perm), np.uint32), [], set()  # kept signatures; row -> label; labels in use
 
     def _minhash(self, text:str):
         "datasketch's affine32 MinHash of the shingles (fmix, then `a*h+b mod 2^32` per permutation, min) in one numpy step."
@@ -152,10 +153,10 @@ class Deduplicator:
             if best[0] >= self.threshold:
                 return Dropped(file, f"near duplicate of {best[1]} (estimated Jaccard {best[0]:.2f} >= {self.threshold})",
                                line=line, page=page, kind="near_duplicate", duplicate_of=best[1])
-            if label in self._row: label = f"{label} #{n}"  # two records at one place (e.g. chunks without lines)
+            if label in self._taken: label = f"{label} #{n}"  # two records at one place (e.g. chunks without lines)
             k = len(self._labels)
             if k == len(self.sigs): self.sigs = np.concatenate([self.sigs, np.empty_like(self.sigs)])
-            self.sigs[k] = m.hashvalues; self._labels.append(label); self._row[label] = k
+            self.sigs[k] = m.hashvalues; self._labels.append(label); self._taken.add(label)
             self.lsh.insert(k, m, check_duplication=False)  # rows are new by construction
         self.seen[key] = label
         return None

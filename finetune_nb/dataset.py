@@ -181,7 +181,7 @@ def _origin(ex:dict)->str:
     return m.get("format") or m.get("origin") or ("code" if m.get("strategy") else "document")
 
 # %% ../nbs/06_dataset.ipynb #d0b34d05
-def _measured(rows, rep:PrepareReport, split:str, tokenizer, template, lengths:list, on_error:str, batch:int=256):
+def _measured(rows, rep:PrepareReport, tokenizer, template, lengths:list, on_error:str, batch:int=256):
     "Count sources and token lengths of rows on their way out (in order); drop, and report, rows the template or tokenizer cannot take."
     def count(ex): rep.by_source[str(ex.get("metadata", {}).get("source", "?"))] += 1
     def drop(ex, what, e):
@@ -243,9 +243,9 @@ def prepare_data(config, # A `FineTuneConfig`
             return tqdm(rows, desc="validation" if in_val else "train", unit="ex", total=n_val if in_val else kept - n_val,
                         disable=not progress, leave=False)
         lengths = {"train": [], "validation": []}
-        rep.validation = write_jsonl(out/"validation.jsonl", _measured(side(True), rep, "validation", tokenizer, template, lengths["validation"], d.on_error))
+        rep.validation = write_jsonl(out/"validation.jsonl", _measured(side(True), rep, tokenizer, template, lengths["validation"], d.on_error))
         train_rows = augment(side(False), d.augmentation, seed=d.split.seed) if d.augmentation.enabled else side(False)
-        rep.train = write_jsonl(out/"train.jsonl", _measured(train_rows, rep, "train", tokenizer, template, lengths["train"], d.on_error))
+        rep.train = write_jsonl(out/"train.jsonl", _measured(train_rows, rep, tokenizer, template, lengths["train"], d.on_error))
     finally: tmp.unlink(missing_ok=True)
     rep.augmented = max(0, rep.train + rep.validation - kept)
     s = ing.stats

@@ -159,7 +159,7 @@ def test_rows_the_template_or_tokenizer_cannot_take_are_dropped_and_reported(tmp
                    "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{%- endfor -%}")
     real = type(tok).__call__
     def fragile(self, text, *a, **kw):  # the fault: the tokenizer raises on one conversation (and on any batch holding it)
-        if any("breaks the tokenizer" in t for t in ([text] if isinstance(text, str) else text)): raise ValueError("cannot encode")
+        if any("breaks the tokenizer" in t for t in ([text] if isinstance(text, str) else text)): raise ValueError("unsupported byte sequence")
         return real(self, text, *a, **kw)
     monkeypatch.setattr(type(tok), "__call__", fragile)
     cfg = lambda **d: FineTuneConfig.validate({"project": {"output_dir": str(tmp_path / "runs"), "name": "t"}, "model": {"chat_template": str(tpl)},
@@ -168,7 +168,7 @@ def test_rows_the_template_or_tokenizer_cannot_take_are_dropped_and_reported(tmp
     assert res.info["counts"]["train"] + res.info["counts"]["validation"] == 6
     where = {s["line"]: s["reason"] for s in res.info["skipped"]}
     assert "chat template cannot render" in where[3] and "no forbidden words" in where[3]
-    assert "tokenizer cannot encode" in where[6] and "cannot encode" in where[6]
+    assert "tokenizer cannot encode" in where[6] and "unsupported byte sequence" in where[6]
     assert res.info["tokens"]["train"]["count"] + res.info["tokens"]["validation"]["count"] == 6
     with pytest.raises(DataError, match=r"a\.jsonl:3: the chat template cannot render"):
         prepare_data(cfg(on_error="fail"), tok, progress=False)
