@@ -12,10 +12,13 @@ Alpaca-like length mix: most rows 60-200 tokens, a long tail to about 1,300.
 
 Ours trains more: LoRA r16 on all seven linear layers of each block (r8 on q/v for bare), which
 costs CPU time that the padding it saves has to pay for; a third run, ours_peft_lora, is our config
-with PEFT's default adapter (r8 on q/v, no dropout), to separate the two effects.
+with PEFT's default adapter (r8 on q/v, no dropout), to separate the two effects. When bitsandbytes
+is installed, a fourth run, ours_qlora, is our config with `use_qlora: true`: the frozen base in NF4
+4-bit on the CPU; its figures are ratios to ours (tokens/s, and the memory of the model's weights).
 
 Figures: real tokens/s (non-padding tokens the model was run on, divided by training time), padding
-efficiency (real / computed tokens, counted at the model's forward), peak RSS; ratios ours / bare.
+efficiency (real / computed tokens, counted at the model's forward), peak RSS, the memory of the model's
+weights (`get_memory_footprint`); ratios ours / bare.
 Prints one JSON line. Usage: python benchmarks/train_throughput.py [--steps 8] [--batch-size 4] [--rows 400] [--repeats 2]
 """
 import argparse, json, multiprocessing as mp, os, random, shutil, tempfile, time
@@ -65,10 +68,11 @@ def run(kind, root, steps, batch_size, q):
 
     class Measure(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
-            count_tokens(model, stats); self.t0 = time.perf_counter()
+            count_tokens(model, stats); stats["weights_mb"] = model.get_memory_footprint() / 2**20; self.t0 = time.perf_counter()
         def on_train_end(self, args, state, control, **kw): stats["train_s"] = time.perf_counter() - self.t0
 
     lora = {"target_modules": ["q_proj", "v_proj"], "lora_rank": 8, "lora_dropout": 0.0} if kind == "ours_peft_lora" else {}
+    if kind == "ours_qlora": lora["use_qlora"] = True
     cfg = FineTuneConfig.validate({"project": {"name": "run", "output_dir": str(root)}, "model": {"model_name": "builtin:small-llama", **lora},
                                    "training": {"device": "cpu", "max_steps": steps, "batch_size": batch_size, "gradient_accumulation_steps": 1,
                                                 "save_steps": 10_000, "report_to": ["none"], "logging_steps": 10_000}})
@@ -107,7 +111,9 @@ def main():
     tok = AutoTokenizer.from_pretrained(builtin_model("builtin:small-llama"))
     rows = make_rows(tok, a.rows)
     lengths = sorted(len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in rows)
-    kinds = ("ours", "bare", "ours_peft_lora")
+    from finetune_nb.models import qlora_unavailable
+    no_qlora = qlora_unavailable("cpu")
+    kinds = ("ours", "bare", "ours_peft_lora") + (() if no_qlora else ("ours_qlora",))
     for kind in kinds:
         for i in range(a.repeats): write_jsonl(root/f"{kind}{i}"/"data"/"train.jsonl", rows)
     ctx, out = mp.get_context("spawn"), {}
@@ -121,6 +127,12 @@ def main():
             if kind not in out or r["tokens_per_s"] > out[kind]["tokens_per_s"]: out[kind] = r
     shutil.rmtree(root, ignore_errors=True)
     o, b = out["ours"], out["bare"]
+    ql = out.get("ours_qlora")
+    qlora = {"qlora": f"skipped: {no_qlora}"} if ql is None else {
+        "qlora_tokens_per_s": round(ql["tokens_per_s"], 1), "qlora_vs_lora_tokens_per_s_ratio": round(ql["tokens_per_s"] / o["tokens_per_s"], 3),
+        "qlora_weights_mb": round(ql["weights_mb"], 1), "lora_weights_mb": round(o["weights_mb"], 1),
+        "qlora_vs_lora_weights_ratio": round(ql["weights_mb"] / o["weights_mb"], 3),
+        "qlora_peak_rss_mb": round(ql["peak_rss_mb"]), "qlora_vs_lora_peak_rss_ratio": round(ql["peak_rss_mb"] / o["peak_rss_mb"], 3)}
     print(json.dumps({
         "benchmark": "train_throughput", "model": "builtin:small-llama", "device": "cpu", "steps": a.steps, "batch_size": a.batch_size,
         "rows": a.rows, "repeats": a.repeats, "row_tokens_p50": lengths[len(lengths) // 2], "row_tokens_p95": lengths[int(len(lengths) * .95)], "row_tokens_max": lengths[-1],
@@ -132,7 +144,7 @@ def main():
         "padding_efficiency_ratio": round(o["padding_efficiency"] / b["padding_efficiency"], 3),
         "ours_real_tokens": o["real"], "bare_real_tokens": b["real"], "ours_train_s": round(o["train_s"], 1), "bare_train_s": round(b["train_s"], 1),
         "ours_peak_rss_mb": round(o["peak_rss_mb"]), "bare_peak_rss_mb": round(b["peak_rss_mb"]),
-        "peak_rss_ratio": round(o["peak_rss_mb"] / b["peak_rss_mb"], 3), "torch_threads": o["torch_threads"]}))
+        "peak_rss_ratio": round(o["peak_rss_mb"] / b["peak_rss_mb"], 3), **qlora, "torch_threads": o["torch_threads"]}))
 
 
 if __name__ == "__main__":

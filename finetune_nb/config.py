@@ -46,7 +46,7 @@ class ModelConfig(_Section):
     lora_alpha:int = Field(32, gt=0, description="LoRA alpha (scaling = alpha / r)")
     lora_dropout:float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch")
     target_modules:list[str]|Literal["all-linear"] = Field("all-linear", description="Modules to adapt: all-linear, or a list such as [q_proj, v_proj]")
-    use_qlora:bool = Field(False, description="Load the base model in 4-bit NF4 (bitsandbytes, needs CUDA)")
+    use_qlora:bool = Field(False, description="QLoRA: hold the frozen base model in 4-bit NF4 (bitsandbytes, on CUDA or the CPU)")
     chat_template:str = Field("auto", description="auto (the tokenizer's, else chatml), chatml, alpaca, or a path to a .jinja file")
     attn_implementation:Literal["auto","sdpa","eager","flash_attention_2","flash_attention_3"] = Field("auto", description="Attention kernel: auto (the model's default, sdpa on CPU), or flash_attention_2/3 on GPUs with flash-attn installed")
 

@@ -85,6 +85,9 @@ from typing import Any, Iterable, Iterator
 
 log = logging.getLogger("finetune_nb")
 
+# %% ../nbs/00_core.ipynb #ab5f6aa0
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 # %% ../nbs/00_core.ipynb #b889b099
 _UMASK = os.umask(0); os.umask(_UMASK)
 

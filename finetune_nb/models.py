@@ -18,9 +18,9 @@ from .templates import CHATML_TEMPLATE
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'PAD', 'BOS', 'IM_START', 'IM_END', 'TINY_SIZES', 'TINY_ARCHS', 'build_tokenizer', 'make_tiny_model',
+__all__ = ['log', 'PAD', 'BOS', 'IM_START', 'IM_END', 'TINY_SIZES', 'TINY_ARCHS', 'BNB_MIN', 'build_tokenizer', 'make_tiny_model',
            'folder_digest', 'cache_dir', 'builtin_model', 'resolve_model_path', 'resolve_device', 'resolve_dtype',
-           'load_model', 'load_tokenizer', 'load_adapter', 'peft_quiet']
+           'qlora_unavailable', 'load_model', 'load_tokenizer', 'load_adapter', 'peft_quiet']
 
 # %% ../nbs/07_models.ipynb #6687da3d
 PAD, BOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -162,6 +162,25 @@ def _prefer_safetensors(path:str):
     return False
 
 # %% ../nbs/07_models.ipynb #04a95fe0
+BNB_MIN = "0.46.1"  # the oldest bitsandbytes transformers 5 accepts for 4-bit, and the first with CPU 4-bit kernels
+
+def qlora_unavailable(device:str)->str|None:
+    "Why 4-bit QLoRA cannot run on `device` (cpu or cuda) with what is installed; None when it can."
+    from packaging.version import Version
+    try: import bitsandbytes as bnb
+    except ImportError as e: return f"bitsandbytes is not installed ({e})"
+    if Version(bnb.__version__) < Version(BNB_MIN): return f"bitsandbytes {bnb.__version__} is older than {BNB_MIN}"
+    if device == "cpu":  # a build without the CPU backend fails on its first 4-bit op
+        import torch
+        try: bnb.functional.quantize_4bit(torch.ones(64, 64), quant_type="nf4")
+        except Exception as e: return f"bitsandbytes {bnb.__version__} has no 4-bit kernels for the CPU ({type(e).__name__}: {e})"
+    return None
+
+def _placement(device:str)->str:
+    "Where this process's model lives: cpu, or its own GPU (cuda:LOCAL_RANK under data-parallel launches)."
+    return "cpu" if device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+# %% ../nbs/07_models.ipynb #3b6d498e
 def load_model(config, # A `FineTuneConfig`
                device:str|None=None, # Override training.device
               ):
@@ -173,14 +192,16 @@ def load_model(config, # A `FineTuneConfig`
     _check_remote_code(path, m.trust_remote_code)
     kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
     if m.use_qlora:
-        if dev != "cuda":
-            raise FineTuningNotSupportedError(f"model.use_qlora needs a CUDA GPU, and this run is on {dev}",
-                                              hint="set model.use_qlora: false to train plain LoRA in float32 on the CPU")
+        if why := qlora_unavailable(dev):
+            raise FineTuningNotSupportedError(f"model.use_qlora: 4-bit QLoRA cannot run on {dev}: {why}",
+                                              hint=f"pip install 'bitsandbytes>={BNB_MIN}' (the qlora extra), or set model.use_qlora: false "
+                                                   "to train plain LoRA" + (" in float32 on the CPU" if dev == "cpu" else ""))
         from transformers import BitsAndBytesConfig
         kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                                        bnb_4bit_compute_dtype=resolve_dtype(m.torch_dtype, dev))
+        kw["device_map"] = {"": _placement(dev)}  # 4-bit weights are placed while loading and cannot be moved after
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kw)
+        tok = AutoTokenizer.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(m.torch_dtype, dev),
                                                      use_safetensors=_prefer_safetensors(path), **kw)
     except (OSError, ValueError, ImportError) as e:
@@ -190,7 +211,7 @@ def load_model(config, # A `FineTuneConfig`
         raise FineTuningNotSupportedError(f"model.model_name {m.model_name!r} could not be loaded: {str(e).splitlines()[0]}",
                                           hint="use a hub id, a local folder with config.json and weights, or builtin:tiny-llama; "
                                                "offline machines need the model on disk") from e
-    if dev == "cuda" and not m.use_qlora: model = model.to(dev)
+    if dev == "cuda" and not m.use_qlora: model = model.to(_placement(dev))
     return model, tok
 
 # %% ../nbs/07_models.ipynb #b1425d32

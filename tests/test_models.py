@@ -94,9 +94,24 @@ def test_pickle_weights_warned(tmp_path, caplog):
     assert "no safetensors weights" in caplog.text
 
 
-def test_qlora_on_cpu_refused_with_advice():
-    with pytest.raises(FineTuningNotSupportedError, match="use_qlora: false"):
+def test_qlora_loads_4bit_on_the_cpu_and_generates():
+    import bitsandbytes as bnb
+    cfg = FineTuneConfig.validate({"model": {"use_qlora": True}, "training": {"device": "cpu"}})
+    q, tok = load_model(cfg)
+    full, _ = load_model(FineTuneConfig.validate({"training": {"device": "cpu"}}))
+    four = [m for m in q.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(four) == 7 * q.config.num_hidden_layers and {m.weight.quant_type for m in four} == {"nf4"}
+    assert q.device.type == "cpu" and q.get_memory_footprint() < 0.6 * full.get_memory_footprint()
+    enc = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert q.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False).shape[1] == enc["input_ids"].shape[1] + 4
+
+
+def test_qlora_without_bitsandbytes_is_refused_with_both_ways_out(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` now raises ImportError
+    with pytest.raises(FineTuningNotSupportedError, match="bitsandbytes is not installed") as e:
         load_model(FineTuneConfig.validate({"model": {"use_qlora": True}, "training": {"device": "cpu"}}))
+    assert "pip install 'bitsandbytes>=" in e.value.hint and "use_qlora: false" in e.value.hint
+
 
 def test_load_adapter_applies_the_saved_lora_quietly(tmp_path, monkeypatch):
     "A saved adapter loads onto the base with its weights, in eval mode, without the deprecation warning PEFT provokes."

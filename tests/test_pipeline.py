@@ -137,6 +137,8 @@ def test_gpu_notebook_end_to_end_with_tiny_model_on_cpu(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "runs" / "gpu-finetune"
     assert (run / "adapter").is_dir() and (run / "model-f16.gguf").exists() and (run / "eval" / "report.html").exists()
+    assert FineTuneConfig.from_yaml(run / "training_config.yaml").model.use_qlora  # QLoRA, the default, ran on the CPU (bitsandbytes)
+    assert "QLoRA 4-bit" in (tmp_path / "out.ipynb").read_text()
 
 
 def test_quickstart_command(tmp_path):

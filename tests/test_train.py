@@ -148,13 +148,35 @@ def test_template_without_markers_trains_the_completion(tmp_path):
     assert trained_text.startswith("5 plus 5 is 10.<|im_end|>") and "What is" not in trained_text
 
 
-def test_qlora_without_cuda_is_refused_with_advice(tmp_path):
+def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_path):
+    """use_qlora on the CPU (bitsandbytes' CPU kernels): the frozen base is NF4 4-bit while training, the loss falls,
+    the adapter reloads onto a 4-bit base and generates, and the merge goes into the unquantised base."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import TrainerCallback
+    from finetune_nb.export import merge_adapter
+    from finetune_nb.run import validate_finetuned
     from finetune_nb.train import train
-    cfg = make_config(tmp_path)
+    seen = {}
+    class Spy(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            seen["nf4"] = [m.weight.quant_type for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+            seen["layers"] = model.config.num_hidden_layers
+            seen["trainable"] = [n for n, p in model.named_parameters() if p.requires_grad]
+    cfg = make_config(tmp_path, max_steps=30, eval_steps=10, save_steps=10, logging_steps=5)
     cfg.model.use_qlora = True
-    with pytest.raises(FineTuningNotSupportedError, match="CUDA") as e:
-        train(cfg)
-    assert "use_qlora: false" in e.value.hint
+    res = train(cfg, callbacks=[Spy()])
+    assert seen["nf4"] and set(seen["nf4"]) == {"nf4"} and len(seen["nf4"]) == 7 * seen["layers"]  # q k v o gate up down
+    assert seen["trainable"] and all(".lora_A." in n or ".lora_B." in n for n in seen["trainable"])  # the 4-bit base is frozen
+    losses = [h["loss"] for h in res.log_history if "loss" in h]
+    assert losses[-1] < losses[0] - 0.4, losses
+    assert validate_finetuned(cfg, res.adapter_dir, res.metrics)["generated_tokens"] > 0  # a 4-bit base with the adapter
+    merged = merge_adapter(cfg)
+    assert "quantization_config" not in json.loads((merged/"config.json").read_text())
+    from safetensors import safe_open
+    with safe_open(str(next(merged.glob("*.safetensors"))), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
+    assert json.loads((cfg.run_dir/"export_metadata.json").read_text())["merge"]["max_abs_logit_diff"] < 1e-3
 
 
 # --- faults ---
