@@ -162,7 +162,7 @@ def _prefer_safetensors(path:str):
     return False
 
 # %% ../nbs/07_models.ipynb #04a95fe0
-BNB_MIN = "0.46.1"  # the oldest bitsandbytes transformers 5 accepts for 4-bit, and the first with CPU 4-bit kernels
+BNB_MIN = "0.46.1"  # the oldest bitsandbytes transformers 5 accepts for 4-bit; it has CPU 4-bit kernels too
 
 def qlora_unavailable(device:str)->str|None:
     "Why 4-bit QLoRA cannot run on `device` (cpu or cuda) with what is installed; None when it can."

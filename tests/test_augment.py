@@ -4,7 +4,7 @@ import pytest
 from finetune_nb.config import AugmentationConfig, FineTuneConfig
 from finetune_nb.core import ConfigError, Skipped
 from finetune_nb.templates import to_messages, from_messages
-from finetune_nb.augment import (Deduplicator, Dropped, augment, clean, dedup_key, example_id, group_key, normalize_example,
+from finetune_nb.augment import (Deduplicator, augment, clean, dedup_key, example_id, group_key, normalize_example,
                                  normalize_text, record_length, variations, lsh_params)
 
 def rec(q, a, line=None, source="qa.jsonl"):

@@ -1,5 +1,5 @@
 "Atomic writes survive a real SIGKILL; JSONL errors name file:line; torn last lines warn."
-import json, os, signal, subprocess, sys, time, warnings
+import json, os, signal, subprocess, sys, warnings
 import pytest
 from finetune_nb.core import DataError, TornLineWarning, read_jsonl, write_jsonl, write_json, sha256_file
 

@@ -9,7 +9,7 @@ import torch
 gguf = pytest.importorskip("gguf")
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
-from finetune_nb.export import (compare_logits, K_QUANTS, KQUANT_PIP, NUMPY_TYPES, SAMPLE_CONVERSATIONS, export_gguf, make_test_adapter,
+from finetune_nb.export import (compare_logits, K_QUANTS, KQUANT_PIP, NUMPY_TYPES, export_gguf, make_test_adapter,
                                 merge_adapter, sample_inputs, strip_generation_markers, verify_gguf, write_gguf)
 from finetune_nb.models import make_tiny_model
 from finetune_nb.ollama import (check_conversations, deploy_ollama, render_go_template, template_parts, to_go_template,
@@ -210,7 +210,7 @@ def test_kquant_without_llama_cpp_names_the_extra(merged_run, quant, monkeypatch
 
 
 def test_unknown_architecture(tmp_path):
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
     from finetune_nb.models import build_tokenizer
     tok = build_tokenizer()
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path/"g")

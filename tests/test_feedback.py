@@ -1,5 +1,5 @@
 "Feedback loop: the store under concurrent writers, the review widget, import/export, the trigger, watch, model versions, metrics."
-import json, os, signal, sqlite3, subprocess, sys, textwrap, threading, time, urllib.request
+import json, signal, sqlite3, subprocess, sys, textwrap, threading, time, urllib.request
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import DatasetTooSmallWarning, ModelSetConfigError
-from finetune_nb.run import quickstart_config, run_finetune
+from finetune_nb.run import run_finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = "billing shipping returns warranty accounts passwords invoices refunds delivery coupons".split()

@@ -3,7 +3,7 @@
 Faults are real: HTTP status codes and headers from a server on 127.0.0.1, malformed model
 replies, a generation subprocess killed with SIGKILL.
 """
-import json, os, signal, subprocess, sys, time
+import json, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from finetune_nb.core import QAGenerationError, read_jsonl
 from finetune_nb.qa import generate_qa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_anthropic import KEY, FakeAnthropic, fake_pairs, passage  # noqa: E402
+from fake_anthropic import KEY, FakeAnthropic, fake_pairs  # noqa: E402
 
 N_PAIRS = 2
 

@@ -1,5 +1,4 @@
 "The decision-flow checks and the papermill runner, as a user meets them."
-import json, os, subprocess, sys
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ConfigError, FineTuningNotSupportedError, FinetuneNBError

@@ -1,11 +1,10 @@
 "Training on the tiny built-in model, on the CPU: learning, outputs, the loss-mask check, resume, faults, packing, two processes."
-import json, os, signal, subprocess, sys, textwrap, time, warnings
-from pathlib import Path
+import json, os, signal, subprocess, sys, textwrap
 
 import pytest
 
 from finetune_nb.config import FineTuneConfig
-from finetune_nb.core import DataError, FineTuningNotSupportedError, TrainingFailedError, write_jsonl
+from finetune_nb.core import DataError, TrainingFailedError, write_jsonl
 
 
 def facts(lo, hi):
@@ -152,7 +151,7 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
     """use_qlora on the CPU (bitsandbytes' CPU kernels): the frozen base is NF4 4-bit while training, the loss falls,
     the adapter reloads onto a 4-bit base and generates, and the merge goes into the unquantised base."""
     import bitsandbytes as bnb
-    import torch
+    from safetensors import safe_open
     from transformers import TrainerCallback
     from finetune_nb.export import merge_adapter
     from finetune_nb.run import validate_finetuned
@@ -173,7 +172,6 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
     assert validate_finetuned(cfg, res.adapter_dir, res.metrics)["generated_tokens"] > 0  # a 4-bit base with the adapter
     merged = merge_adapter(cfg)
     assert "quantization_config" not in json.loads((merged/"config.json").read_text())
-    from safetensors import safe_open
     with safe_open(str(next(merged.glob("*.safetensors"))), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
     assert json.loads((cfg.run_dir/"export_metadata.json").read_text())["merge"]["max_abs_logit_diff"] < 1e-3
