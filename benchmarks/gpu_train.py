@@ -2,8 +2,12 @@
 
 The model is the Llama-3.2-1B shape (16 layers, 2048 wide, 8192 MLP, 32 heads / 8 KV heads, 128,256 vocab)
 built from its config, so nothing is downloaded. LoRA r16 (alpha 32) on all linear layers, packed
-sequences of exactly 2048 tokens (padding-free, FlashAttention 2 when flash-attn is installed, else sdpa),
+sequences of exactly 2048 tokens (padding-free; FlashAttention 2 when flash-attn is installed, else FlashAttention 4
+when flash-attn-4 is (pip wheels, Hopper and Blackwell), else sdpa; or --attn),
 gradient checkpointing on (off with --no-checkpointing), the same SFTTrainer/PEFT stack `finetune_nb.train` uses.
+With sdpa, the padding-free batch is one flattened row (batch x 2048 tokens) under a dense block-diagonal
+mask, so attention does batch-size times the work it needs: an sdpa MFU understates the stack. Use a
+FlashAttention kernel for the measurement (`finetune_nb.train` itself bin-packs only with one).
 
 FLOPs counted per trained token (the PaLM appendix B convention peers report):
     model_flops = 6 * N + 12 * L * d * S
@@ -53,6 +57,8 @@ def main():
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--no-checkpointing", action="store_true")
     ap.add_argument("--baseline", action="store_true", help="also run TRL defaults (no packing) side by side")
+    ap.add_argument("--attn", default="auto", choices=["auto", "flash_attention_2", "flash_attention_4", "sdpa"],
+                    help="attention kernel; auto takes the first of FlashAttention 2, 4 that is installed, else sdpa")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test of the code path with a tiny model")
     a = ap.parse_args()
     import torch
@@ -63,14 +69,15 @@ def main():
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
-    from transformers.utils import is_flash_attn_2_available
+    from transformers.utils.import_utils import is_flash_attn_2_available, is_flash_attn_4_available
     from trl import SFTConfig, SFTTrainer
 
     cuda = torch.cuda.is_available() and not a.tiny
     dtype = torch.bfloat16 if cuda else torch.float32
     seq = min(a.seq, 256) if a.tiny else a.seq
     steps, warmup = (3, 1) if a.tiny else (a.steps, a.warmup)
-    attn = "flash_attention_2" if cuda and is_flash_attn_2_available() else "sdpa"
+    attn = a.attn if a.attn != "auto" else next((k for k, ok in (("flash_attention_2", is_flash_attn_2_available),
+                                                                  ("flash_attention_4", is_flash_attn_4_available)) if cuda and ok()), "sdpa")
     cfg = LlamaConfig(**(TINY if a.tiny else LLAMA_1B))
     rows = synthetic_rows(max(200, a.batch_size * seq * (steps + 2) // 150), seq, cfg.vocab_size)
 

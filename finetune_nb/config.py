@@ -48,7 +48,7 @@ class ModelConfig(_Section):
     target_modules:list[str]|Literal["all-linear"] = Field("all-linear", description="Modules to adapt: all-linear, or a list such as [q_proj, v_proj]")
     use_qlora:bool = Field(False, description="QLoRA: hold the frozen base model in 4-bit NF4 (bitsandbytes, on CUDA or the CPU)")
     chat_template:str = Field("auto", description="auto (the tokenizer's, else chatml), chatml, alpaca, or a path to a .jinja file")
-    attn_implementation:Literal["auto","sdpa","eager","flash_attention_2","flash_attention_3"] = Field("auto", description="Attention kernel: auto (the model's default, sdpa on CPU), or flash_attention_2/3 on GPUs with flash-attn installed")
+    attn_implementation:Literal["auto","sdpa","eager","flash_attention_2","flash_attention_3","flash_attention_4"] = Field("auto", description="Attention kernel: auto (the model's default, sdpa on CPU), or flash_attention_2/3/4 on GPUs with flash-attn (2/3) or flash-attn-4 (4, pip wheels for Hopper and Blackwell) installed")
 
     @field_validator("model_name")
     @classmethod

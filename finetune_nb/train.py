@@ -268,7 +268,7 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     set_seed(config.training.seed)  # before PEFT initialises the LoRA weights inside SFTTrainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else config.training.device)
     model, tok = load_model(_for_device(config, device), device=device)
-    if config.model.attn_implementation != "auto": model.set_attn_implementation(config.model.attn_implementation)
+    if config.model.attn_implementation != "auto": _set_attention(model, config)
     tok.chat_template = template = resolve_chat_template(config, tok)
     pad = ensure_pad_token(tok, model)
     files = {s: config.data_dir/f"{s}.jsonl" for s in ("train", "validation")}
@@ -297,6 +297,13 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
 
 # %% ../nbs/08_train.ipynb #8c27d673
 def _nonempty(p:Path)->bool: return p.is_file() and p.stat().st_size > 0
+
+def _set_attention(model, config):
+    "Switch `model` to model.attn_implementation; a kernel that is not installed, or needs a GPU, is a config error naming the field."
+    try: model.set_attn_implementation(config.model.attn_implementation)
+    except (ImportError, ValueError) as e:
+        raise ConfigError([ConfigIssue("model.attn_implementation", f"{str(e).splitlines()[0]} Use auto (sdpa), or install flash-attn "
+                                       "(2, 3) or flash-attn-4 (4) on a CUDA GPU", source=str(config._source) if config._source else None)]) from e
 
 def _for_device(config, device:str):
     "On CPU, train in float32 (bf16/fp16 kernels on CPU are slow or missing)."

@@ -4,7 +4,7 @@ import json, os, signal, subprocess, sys, textwrap
 import pytest
 
 from finetune_nb.config import FineTuneConfig
-from finetune_nb.core import DataError, TrainingFailedError, write_jsonl
+from finetune_nb.core import ConfigError, DataError, TrainingFailedError, write_jsonl
 
 
 def facts(lo, hi):
@@ -175,6 +175,16 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
     with safe_open(str(next(merged.glob("*.safetensors"))), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
     assert json.loads((cfg.run_dir/"export_metadata.json").read_text())["merge"]["max_abs_logit_diff"] < 1e-3
+
+
+def test_an_attention_kernel_that_is_not_installed_is_a_config_error(tmp_path):
+    "flash-attn is not installed here (and there is no GPU): the error names the field and the way out, before any step."
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path)
+    cfg.model.attn_implementation = "flash_attention_2"
+    with pytest.raises(ConfigError, match=r"model\.attn_implementation: FlashAttention2 .*Use auto \(sdpa\)"):
+        train(cfg)
+    assert not (cfg.run_dir/"checkpoints").exists()
 
 
 # --- faults ---
