@@ -69,10 +69,10 @@ def compare_logits(model_a, model_b, inputs:list[list[int]], # Token ids per pro
     max_diff, scale, same, diverged, near_ties = 0.0, 0.0, True, [], 0
     with torch.no_grad():
         for ids in inputs:
-            x = torch.tensor([ids])
+            x = torch.tensor([ids], device=model_a.device)
             kw = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=model_a.config.eos_token_id)
             seq = model_a.generate(x, attention_mask=torch.ones_like(x), **kw)
-            la, lb = model_a(seq).logits.float()[0], model_b(seq).logits.float()[0]
+            la, lb = model_a(seq).logits.float()[0].cpu(), model_b(seq.to(model_b.device)).logits.float()[0].cpu()
             if not (torch.isfinite(la).all() and torch.isfinite(lb).all()):
                 return dict(max_abs_logit_diff=float("inf"), max_abs_logit=float("inf"), greedy_identical=False,
                             greedy_divergences=[], prompts=len(inputs))
@@ -143,9 +143,22 @@ def merge_adapter(config, # A `FineTuneConfig`
         shutil.rmtree(tmp, ignore_errors=True); raise
     info = dict(adapter_dir=str(adapter_dir), base_model=m.model_name, out_dir=str(out_dir), dtype=str(dtype).removeprefix("torch."),
                 device=device, max_abs_logit_diff=diff, prompts=len(inputs), seconds=round(time.perf_counter() - t0, 3))
-    update_export_metadata(run, "merge", info)
     log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
+    if m.use_qlora: info["vs_qlora_model"] = _qlora_gap(config, adapter_dir, merged, inputs, device)
+    update_export_metadata(run, "merge", info)
     return out_dir
+
+def _qlora_gap(config, adapter_dir:Path, merged, inputs:list, device:str)->dict:
+    "`compare_logits` of the model QLoRA trained (the adapter on the 4-bit base) against the merged model."
+    from finetune_nb.models import load_model, qlora_unavailable
+    if why := qlora_unavailable(device): return dict(skipped=why)
+    trained = load_adapter(load_model(config, device=device)[0], adapter_dir)
+    res = compare_logits(trained, merged, inputs)
+    n = len(res["greedy_divergences"])
+    how = ("identical" if res["greedy_identical"] else f"diverge at {n} clear choice(s)" if n else
+           f"differ only at {res['greedy_near_ties']} near-tie(s)")
+    log.info("merged model vs the QLoRA-trained one (adapter on the 4-bit base): greedy tokens %s, max |Δlogit| %.3g", how, res["max_abs_logit_diff"])
+    return res
 
 # %% ../nbs/11_export.ipynb #8c386990
 def make_test_adapter(base_dir:str|os.PathLike, # A checkpoint folder (e.g. from `make_tiny_model`)

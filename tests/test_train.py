@@ -174,7 +174,11 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
     assert "quantization_config" not in json.loads((merged/"config.json").read_text())
     with safe_open(str(next(merged.glob("*.safetensors"))), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
-    assert json.loads((cfg.run_dir/"export_metadata.json").read_text())["merge"]["max_abs_logit_diff"] < 1e-3
+    merge = json.loads((cfg.run_dir/"export_metadata.json").read_text())["merge"]
+    assert merge["max_abs_logit_diff"] < 1e-3  # the merge itself is exact
+    gap = merge["vs_qlora_model"]  # the trained model (adapter on the 4-bit base) against the merged one
+    assert gap["prompts"] == merge["prompts"] and gap["max_abs_logit_diff"] > 1e-3  # the 4-bit rounding is really there
+    assert isinstance(gap["greedy_identical"], bool) and "greedy_divergences" in gap
 
 
 def test_an_attention_kernel_that_is_not_installed_is_a_config_error(tmp_path):
