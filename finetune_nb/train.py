@@ -268,6 +268,7 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     set_seed(config.training.seed)  # before PEFT initialises the LoRA weights inside SFTTrainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else config.training.device)
     model, tok = load_model(_for_device(config, device), device=device)
+    if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
     if config.model.attn_implementation != "auto": _set_attention(model, config)
     tok.chat_template = template = resolve_chat_template(config, tok)
     pad = ensure_pad_token(tok, model)
@@ -297,6 +298,17 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
 
 # %% ../nbs/08_train.ipynb #8c27d673
 def _nonempty(p:Path)->bool: return p.is_file() and p.stat().st_size > 0
+
+def _keep_4bit_trainable(model)->int:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference in the middle of training; returns the layers changed.
+
+    On CPUs with AVX512-BF16, bitsandbytes (0.50) converts a 4-bit weight to an inference-only layout on its
+    first eval-mode forward and never converts it back. Training steps after an evaluation then run through a
+    kernel with no backward: the gradient reaching the LoRA weights below those layers is lost, silently. Off
+    here, evaluation during training takes the ordinary 4-bit path; inference elsewhere keeps the fast one."""
+    layers = [m for m in model.modules() if getattr(m, "support_avx512bf16_for_cpu", False)]
+    for m in layers: m.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 def _set_attention(model, config):
     "Switch `model` to model.attn_implementation; a kernel that is not installed, or needs a GPU, is a config error naming the field."

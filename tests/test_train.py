@@ -1,5 +1,5 @@
 "Training on the tiny built-in model, on the CPU: learning, outputs, the loss-mask check, resume, faults, packing, two processes."
-import json, os, signal, subprocess, sys, textwrap
+import json, os, signal, subprocess, sys, textwrap, warnings
 
 import pytest
 
@@ -162,9 +162,19 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
             seen["nf4"] = [m.weight.quant_type for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
             seen["layers"] = model.config.num_hidden_layers
             seen["trainable"] = [n for n, p in model.named_parameters() if p.requires_grad]
-    cfg = make_config(tmp_path, max_steps=30, eval_steps=10, save_steps=10, logging_steps=5)
+        def on_step_end(self, args, state, control, model=None, **kw):  # bitsandbytes' inference-only layout has no backward
+            seen.setdefault("inference_layout", set()).update(
+                state.global_step for m in model.modules() if getattr(getattr(m, "weight", None), "quant_state", None) is not None
+                and getattr(m.weight.quant_state, "packing_format_for_cpu", False))
+    # evaluations between checkpoints: saving a checkpoint would undo bitsandbytes' repacking and hide the trap below
+    cfg = make_config(tmp_path, max_steps=30, eval_steps=5, save_steps=15, logging_steps=5)
     cfg.model.use_qlora = True
-    res = train(cfg, callbacks=[Spy()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = train(cfg, callbacks=[Spy()])
+    # training after each evaluation still backpropagates through the 4-bit layers (on AVX512-BF16 CPUs bitsandbytes
+    # would repack them for inference at the first evaluation, and the gradient below would be lost)
+    assert not seen["inference_layout"] and not [w for w in caught if "autograd kernel was not registered" in str(w.message)]
     assert seen["nf4"] and set(seen["nf4"]) == {"nf4"} and len(seen["nf4"]) == 7 * seen["layers"]  # q k v o gate up down
     assert seen["trainable"] and all(".lora_A." in n or ".lora_B." in n for n in seen["trainable"])  # the 4-bit base is frozen
     losses = [h["loss"] for h in res.log_history if "loss" in h]
