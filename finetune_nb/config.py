@@ -142,6 +142,7 @@ class TrainingConfig(_Section):
     warmup_ratio:float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up")
     lr_scheduler_type:Literal["linear","cosine","constant","constant_with_warmup"] = Field("cosine", description="Learning-rate schedule")
     weight_decay:float = Field(0.0, ge=0, description="AdamW weight decay")
+    optim:Literal["adamw_torch","adamw_torch_fused","adamw_8bit","paged_adamw_8bit","adafactor"] = Field("adamw_torch", description="Optimizer; adamw_8bit and paged_adamw_8bit (the QLoRA paper's) keep 8-bit state through bitsandbytes")
     max_seq_length:int = Field(2048, gt=0, description="Longest sequence in tokens; longer rows are truncated and counted")
     gradient_checkpointing:bool = Field(True, description="Trade compute for memory")
     packing:bool = Field(True, description="Pack rows into full sequences without cross-row attention")

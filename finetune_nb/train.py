@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
 from .core import read_jsonl, sha256_file, write_json, write_text
-from .models import load_model, peft_quiet, resolve_device
+from .models import BNB_MIN, load_model, peft_quiet, resolve_device
 from .templates import Rendered, has_generation_markers, render, resolve_chat_template, show_trainable
 
 log = logging.getLogger("finetune_nb")
@@ -140,12 +140,17 @@ def sft_args(config, # A `FineTuneConfig`
     stop_early = has_eval and t.early_stopping_patience is not None
     if stop_early and t.save_steps % t.eval_steps:  # the best checkpoint must be one that was evaluated
         raise ConfigError([ConfigIssue("training.save_steps", f"early stopping needs save_steps ({t.save_steps}) to be a multiple of eval_steps ({t.eval_steps})", source=str(config._source) if config._source else None)])
+    if "8bit" in t.optim:
+        try: import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise ConfigError([ConfigIssue("training.optim", f"{t.optim} needs bitsandbytes ({e}): pip install 'bitsandbytes>={BNB_MIN}' "
+                                           "(the qlora extra), or use adamw_torch", source=str(config._source) if config._source else None)]) from e
     return SFTConfig(
         output_dir=str(checkpoint_dir(config)), seed=t.seed, data_seed=t.seed, use_cpu=device == "cpu",
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         num_train_epochs=t.num_epochs, max_steps=t.max_steps, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
-        lr_scheduler_type=t.lr_scheduler_type, weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler_type, weight_decay=t.weight_decay, optim=t.optim,
         packing=bin_pack, packing_strategy="bfd", padding_free=t.packing, max_length=t.max_seq_length if bin_pack or not t.packing else None,
         activation_checkpointing=t.gradient_checkpointing, activation_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps, logging_steps=t.logging_steps,

@@ -191,6 +191,32 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
     assert isinstance(gap["greedy_identical"], bool) and "greedy_divergences" in gap
 
 
+def test_8bit_adamw_keeps_8bit_state_and_learns(tmp_path):
+    "training.optim: adamw_8bit is bitsandbytes' optimizer; moments of tensors of 4,096+ values are stored in uint8."
+    from transformers import TrainerCallback
+    from finetune_nb.train import train
+    seen = {}
+    class Spy(TrainerCallback):
+        def on_train_end(self, args, state, control, optimizer=None, **kw):
+            opt = getattr(optimizer, "optimizer", optimizer)
+            seen["cls"] = f"{type(opt).__module__}.{type(opt).__name__}"
+            seen["dtypes"] = {str(v.dtype) for st in opt.state.values() for v in st.values() if getattr(v, "numel", lambda: 0)() > 1}
+    cfg = make_config(tmp_path, max_steps=20, logging_steps=5, eval_steps=100, save_steps=100, val_rows=False, optim="adamw_8bit")
+    cfg.model.lora_rank = 64  # 64 x 64 LoRA matrices: large enough for 8-bit state
+    res = train(cfg, callbacks=[Spy()])
+    assert seen["cls"].startswith("bitsandbytes.optim") and "torch.uint8" in seen["dtypes"], seen
+    losses = [h["loss"] for h in res.log_history if "loss" in h]
+    assert losses[-1] < losses[0] - 0.4, losses
+
+
+def test_8bit_optimizer_without_bitsandbytes_is_a_config_error(tmp_path, monkeypatch):
+    from finetune_nb.train import train
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    cfg = make_config(tmp_path, optim="paged_adamw_8bit")
+    with pytest.raises(ConfigError, match=r"training\.optim: paged_adamw_8bit needs bitsandbytes .*or use adamw_torch"):
+        train(cfg)
+
+
 def test_an_attention_kernel_that_is_not_installed_is_a_config_error(tmp_path):
     "flash-attn is not installed here (and there is no GPU): the error names the field and the way out, before any step."
     from finetune_nb.train import train
