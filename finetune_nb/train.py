@@ -304,16 +304,16 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
 # %% ../nbs/08_train.ipynb #8c27d673
 def _nonempty(p:Path)->bool: return p.is_file() and p.stat().st_size > 0
 
-def _keep_4bit_trainable(model)->int:
-    """Stop bitsandbytes repacking 4-bit weights for CPU inference in the middle of training; returns the layers changed.
+def _keep_4bit_trainable(model):
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference in the middle of training.
 
     On CPUs with AVX512-BF16, bitsandbytes (0.50) converts a 4-bit weight to an inference-only layout on its
-    first eval-mode forward and never converts it back. Training steps after an evaluation then run through a
-    kernel with no backward: the gradient reaching the LoRA weights below those layers is lost, silently. Off
-    here, evaluation during training takes the ordinary 4-bit path; inference elsewhere keeps the fast one."""
-    layers = [m for m in model.modules() if getattr(m, "support_avx512bf16_for_cpu", False)]
-    for m in layers: m.support_avx512bf16_for_cpu = False
-    return len(layers)
+    first eval-mode forward, and converts it back only when the weights are next saved. Training steps between
+    an evaluation and the next checkpoint then run through a kernel with no backward: the gradient reaching the
+    LoRA weights below those layers is lost, silently. Off here, evaluation during training takes the ordinary
+    4-bit path; inference elsewhere keeps the fast one."""
+    for m in model.modules():
+        if getattr(m, "support_avx512bf16_for_cpu", False): m.support_avx512bf16_for_cpu = False
 
 def _set_attention(model, config):
     "Switch `model` to model.attn_implementation; a kernel that is not installed, or needs a GPU, is a config error naming the field."
