@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/ingest.html.md"""
 
 # %% ../nbs/02_ingest.ipynb #cdc573b8
 from __future__ import annotations
-import codecs, csv, fnmatch, hashlib, json, logging, os, re
+import codecs, csv, fnmatch, json, logging, os, re
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,7 +18,7 @@ from langchain_core.documents import Document
 from langchain_text_splitters import CharacterTextSplitter, Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
-from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, write_jsonl
+from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, sha256_text, write_jsonl
 
 log = logging.getLogger("finetune_nb")
 
@@ -671,7 +671,7 @@ def make_splitter(splitter:str="recursive", # recursive, character or token
 # %% ../nbs/02_ingest.ipynb #f7eb4b4a
 def chunk_id(source:str, chunk_index:int, text:str)->str:
     "The stable id of a chunk: the sha256 of its source, index and text, 16 hex digits."
-    return hashlib.sha256(f"{source}\0{chunk_index}\0{text}".encode("utf-8")).hexdigest()[:16]
+    return sha256_text(f"{source}\0{chunk_index}\0{text}")[:16]
 
 def _find(text:str, piece:str, pos:int)->int:
     "Where `piece` (a splitter chunk) starts in `text`, searching from `pos` first; a short prefix finds it fast, the whole piece confirms it."

@@ -230,11 +230,10 @@ def load_tokenizer(config)->object|None:
 
 def load_adapter(base, # The base model, as `load_model` returns it
                  adapter_dir:str|os.PathLike, # A folder with adapter_config.json (a trained `adapter/`)
-                 trainable:bool=False)->object:
-    "`base` with the LoRA adapter of `adapter_dir` applied (a PEFT model), in eval mode unless `trainable`."
+                )->object:
+    "`base` with the LoRA adapter of `adapter_dir` applied (a PEFT model), in eval mode."
     from peft import PeftModel
-    with peft_quiet(): model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
-    return model if trainable else model.eval()
+    with peft_quiet(): return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
 @contextmanager
 def peft_quiet():

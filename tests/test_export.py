@@ -77,7 +77,7 @@ def test_export_f16_and_q8_0_verified_and_recorded(merged_run):
     assert [p.name for p in paths] == ["model-f16.gguf", "model-q8_0.gguf"]
     g = _meta(cfg)["gguf"]
     f16, q8 = g["f16"]["verification"], g["q8_0"]["verification"]
-    assert f16["passed"] and not f16["greedy_divergences"] and f16["tokenizer_identical"] and f16["template_identical"]
+    assert f16["passed"] and f16["tokenizer_identical"] and f16["template_identical"]
     assert 0 < f16["max_abs_logit_diff"] < 2e-2
     assert 0 < q8["max_abs_logit_diff"] < 0.5 and q8["passed"]  # quantised: deviation recorded
     assert g["q8_0"]["tensor_types"]["Q8_0"] > 0 and g["q8_0"]["bytes"] < g["f16"]["bytes"]
@@ -99,15 +99,29 @@ def test_gguf_round_trip_each_architecture(tmp_path, arch):
     cfg = _config(tmp_path, base)
     paths = export_gguf(cfg, model_dir=base, quantizations=["f16", "q8_0"])
     v = _meta(cfg)["gguf"]
-    assert not v["f16"]["verification"]["greedy_divergences"] and v["q8_0"]["verification"]["max_abs_logit_diff"] > 0
+    assert v["f16"]["verification"]["passed"] and v["q8_0"]["verification"]["max_abs_logit_diff"] > 0
     _, f = _fields(paths[0])
     assert f["general.architecture"] == {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}[arch]
-    # an independent reload: the checkpoint's greedy answers, 12 tokens per prompt, kept wherever its choice was clear
+    # an independent reload, 12 greedy tokens per prompt: its logits stay within f16's bound of the checkpoint's
     ref = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     got = AutoModelForCausalLM.from_pretrained(paths[0].parent, gguf_file=paths[0].name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(base)
     res = compare_logits(ref, got, sample_inputs(tok), new_tokens=12)
-    assert not res["greedy_divergences"] and res["max_abs_logit_diff"] < 2e-2 * max(1, res["max_abs_logit"])
+    assert res["greedy_steps"] > 0 and res["max_abs_logit_diff"] < 2e-2 * max(1, res["max_abs_logit"])
+
+
+def test_compare_logits_records_each_greedy_mismatch_where_it_happened(tmp_path):
+    "Two different models: every step where the second would not pick the first's greedy token, with its prompt and margin."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    a = AutoModelForCausalLM.from_pretrained(make_tiny_model(tmp_path/"a"), dtype=torch.float32).eval()
+    b = AutoModelForCausalLM.from_pretrained(make_tiny_model(tmp_path/"b", seed=1), dtype=torch.float32).eval()
+    inputs = sample_inputs(AutoTokenizer.from_pretrained(tmp_path/"a"))
+    same, other = compare_logits(a, a, inputs), compare_logits(a, b, inputs)
+    assert same["greedy_identical"] and not same["greedy_mismatches"] and same["max_abs_logit_diff"] == 0
+    assert not other["greedy_identical"] and 0 < len(other["greedy_mismatches"]) <= other["greedy_steps"] == same["greedy_steps"]
+    for m in other["greedy_mismatches"]:
+        assert len(inputs[m["prompt"]]) - 1 <= m["position"] and m["margin"] <= 2 * m["deviation"]  # only where the bound allows
+    assert {m["prompt"] for m in other["greedy_mismatches"]} == set(range(len(inputs)))  # a different model parts on every prompt
 
 
 def test_qwen2_biases_written_f32(tmp_path):
@@ -183,7 +197,7 @@ def test_sentencepiece_style_tokenizer_round_trip(tmp_path):
     info = write_gguf(base, tmp_path/"spm.gguf", "f16")
     assert info["tokenizer"]["model"] == "llama"
     v = verify_gguf(tmp_path/"spm.gguf", base, "f16")  # tokenization, template and greedy tokens all checked
-    assert v["tokenizer_identical"] and not v["greedy_divergences"]
+    assert v["tokenizer_identical"] and v["passed"]
     _, f = _fields(tmp_path/"spm.gguf")
     types, toks = f["tokenizer.ggml.token_type"], f["tokenizer.ggml.tokens"]
     assert types[toks.index("<0x41>")] == gguf.TokenType.BYTE and types[tok.bos_token_id] == gguf.TokenType.CONTROL

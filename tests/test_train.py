@@ -188,7 +188,7 @@ def test_qlora_trains_over_4bit_weights_on_the_cpu_then_merges_unquantised(tmp_p
     assert merge["max_abs_logit_diff"] < 1e-3  # the merge itself is exact
     gap = merge["vs_qlora_model"]  # the trained model (adapter on the 4-bit base) against the merged one
     assert gap["prompts"] == merge["prompts"] and gap["max_abs_logit_diff"] > 1e-3  # the 4-bit rounding is really there
-    assert isinstance(gap["greedy_identical"], bool) and "greedy_divergences" in gap
+    assert 0 < gap["greedy_steps"] <= gap["prompts"] * gap["new_tokens"] and len(gap["greedy_mismatches"]) <= gap["greedy_steps"]
 
 
 def test_8bit_adamw_keeps_8bit_state_and_learns(tmp_path):
