@@ -123,6 +123,7 @@ class DataConfig(_Section):
     include:list[str] = Field(["**/*"], description="Glob patterns of files to read inside a folder")
     exclude:list[str] = Field([], description="Glob patterns of files to skip")
     on_error:Literal["skip","fail"] = Field("skip", description="skip bad inputs (each one reported) or fail on the first")
+    follow_symlinks_outside:bool = Field(False, description="Read what symbolic links inside the input folder point to outside it (off: each such link is reported and not read)")
     encoding:str = Field("auto", description="Text encoding of txt/md/csv/code files: auto (BOM, UTF-8, then cp1252/charset detection) or a codec name such as cp1252")
     direct_mode:Literal["continuation","passage","both"] = Field("continuation", description="With QA generation off, how chunks become examples: continuation (first part -> rest), passage (topic question -> passage) or both")
     num_workers:int = Field(0, ge=0, le=64, description="Processes reading documents in parallel (0: one per CPU core when the corpus is large enough, 1: no pool)")

@@ -75,13 +75,14 @@ class PrepareReport:
         return Counter(s.reason.split(";")[0].split(" (")[0] for s in self.skipped)
 
 # %% ../nbs/06_dataset.ipynb #3ceb2784
-def dataset_info(report:PrepareReport, config, input_files:list[Path]|None=None)->dict:
+def _sha_or_none(path)->str|None:
+    "The file's sha256, or None when it is gone or unreadable by now (its skip, if it was not read, is listed)."
+    try: return sha256_file(path)
+    except OSError: return None
+
+def dataset_info(report:PrepareReport, config, input_files:list|None=None, # `ingest.InputFile`s: their names and hashes are listed
+                )->dict:
     "The content of `dataset_info.json`: counts, token statistics, sources, skips with reasons, hashes."
-    root = config.resolve(config.data.input_path)
-    def rel(p):
-        p = Path(p)
-        try: return str(p.relative_to(root if root.is_dir() else root.parent))
-        except ValueError: return str(p)
     return {
         "counts": {"files_read": report.files_read, "documents": report.documents, "pages": report.pages, "chunks": report.chunks,
                    "rows_in": report.rows_in, "train": report.train, "validation": report.validation,
@@ -90,7 +91,7 @@ def dataset_info(report:PrepareReport, config, input_files:list[Path]|None=None)
         "tokens": report.tokens,
         "skipped_reasons": dict(report.reasons.most_common()),
         "skipped": [s.to_dict() for s in report.skipped],
-        "input_files": {rel(p): sha256_file(p) for p in (input_files or []) if Path(p).is_file()},
+        "input_files": {f.source: _sha_or_none(f.path) for f in (input_files or [])},
         "output_files": {name: {"path": Path(p).name, "sha256": sha256_file(p)} for name, p in report.outputs.items() if Path(p).is_file()},
         **report.extra,
         "config_hash": stable_hash(config.model_dump(mode="json")),
@@ -221,10 +222,10 @@ def prepare_data(config, # A `FineTuneConfig`
     root = config.resolve(d.input_path)
     if not root.exists():
         raise DataError("input not found", file=root, hint="set data.input_path to a file or folder; a relative path starts at the config file's folder")
-    out = config.data_dir; out.mkdir(parents=True, exist_ok=True)
     rep = PrepareReport()
     template = resolve_chat_template(config, tokenizer) if tokenizer is not None else None
-    ing = ingest(config, tokenizer, skipped=rep.skipped, progress=progress)
+    ing = ingest(config, tokenizer, skipped=rep.skipped, progress=progress)  # walks the input first: an odd file under `fail` stops it here
+    out = config.data_dir; out.mkdir(parents=True, exist_ok=True)
     def counted(rows):
         for ex in rows:
             rep.rows_in += 1; rep.by_format[_origin(ex)] += 1
@@ -256,7 +257,7 @@ def prepare_data(config, # A `FineTuneConfig`
         rep.tokens = {k: token_stats(v, config.training.max_seq_length) for k, v in lengths.items()}
     rep.outputs = {"train": out/"train.jsonl", "validation": out/"validation.jsonl"}
     if (out/"chunks.jsonl").exists(): rep.outputs["chunks"] = out/"chunks.jsonl"
-    info = dataset_info(rep, config, [f.path for f in ing.files])
+    info = dataset_info(rep, config, ing.files)
     write_json(out/"dataset_info.json", info)
     write_text(out/"dataset_card.md", dataset_card(info, config.project.name))
     log.info("prepared %d train and %d validation examples in %s", rep.train, rep.validation, out)

@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/ingest.html.md"""
 
 # %% ../nbs/02_ingest.ipynb #cdc573b8
 from __future__ import annotations
-import codecs, csv, fnmatch, json, logging, os, re
+import codecs, csv, errno, fnmatch, json, logging, os, re
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,11 +25,11 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES',
            'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate',
-           'detect_kind', 'InputFile', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json',
-           'iter_jsonl', 'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents',
-           'code_language', 'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples',
-           'make_splitter', 'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested',
-           'ingest']
+           'detect_kind', 'InputFile', 'printable_name', 'os_problem', 'walk_inputs', 'detect_encoding',
+           'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl', 'iter_csv', 'load_pdf', 'docx_text', 'load_docx',
+           'load_text', 'load_documents', 'code_language', 'JavaMethod', 'JavaField', 'JavaClass', 'extract_java',
+           'review_notes', 'java_examples', 'make_splitter', 'chunk_id', 'split_documents', 'write_chunks',
+           'direct_examples', 'IngestStats', 'Ingested', 'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -82,9 +82,10 @@ def _is_json_object_line(line:bytes)->bool:
 # %% ../nbs/02_ingest.ipynb #7535b906
 def detect_kind(path:str|os.PathLike, # The file to classify
                 input_type:str="auto", # `data.input_type`; anything but auto forces the kind
+                name:str|None=None, # The name whose extension counts (a link's, when `path` is where it leads); default `path`
                )->str|None:
     "The reader for `path`: json, jsonl, csv, pdf, docx, txt, markdown or code; None when unknown."
-    path = Path(path); ext = path.suffix.lower()
+    path = Path(path); ext = Path(name or path).suffix.lower()
     if input_type != "auto": return input_type
     kind = EXTENSIONS.get(ext)
     if kind == "json":  # a JSON document, or JSONL saved as .json?
@@ -98,7 +99,7 @@ def detect_kind(path:str|os.PathLike, # The file to classify
 @dataclass
 class InputFile:
     "One file to read: where it is, its name relative to the input root, and its reader."
-    path:Path
+    path:Path    # resolved (no links): what was checked is what gets read
     source:str   # relative to the input root, "/"-separated: the name every record and error uses
     kind:str
     size:int
@@ -107,31 +108,87 @@ def _matches(rel:str, patterns:list[str])->bool:
     "Glob match where `**/` also matches no folder at all (so `**/*.md` matches `a.md`)."
     return any(fnmatch.fnmatchcase(rel, p) or (p.startswith("**/") and fnmatch.fnmatchcase(rel, p[3:])) for p in patterns)
 
+def printable_name(name:str)->str:
+    "`name` as valid UTF-8 text: bytes that are not UTF-8 (which Python keeps as surrogates) shown as `\\xNN`."
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+def os_problem(e:OSError)->dict:
+    "The `message` and `hint` for a file the operating system would not let us read (arguments of a `Problems` call)."
+    if isinstance(e, FileNotFoundError):
+        return dict(message="the file is gone (deleted or moved after the folder was listed)", hint="put it back and rerun, or leave it out")
+    if isinstance(e, PermissionError):
+        return dict(message="cannot read the file: permission denied", hint="give this user read access (chmod a+r), or add it to data.exclude")
+    return dict(message=f"cannot read the file: {e.strerror or e}", hint="check the file and the disk, or add it to data.exclude")
+
+# %% ../nbs/02_ingest.ipynb #5dbe9ab9
+_NOT_REGULAR = "not a regular file (a named pipe, socket or device); reading it could block or never end"
+
+def _walk(root:Path, top:Path, problems:Problems, follow_outside:bool, skip_dirs:dict)->list[tuple[str, Path]]:
+    "(relative name, resolved path) of every regular file under folder `root`, each read once, links checked against `top`."
+    out, seen = [], {top}  # `seen`: resolved files and folders already taken (links from outside may lead to one twice)
+    stack = [(root, top, "")]
+    while stack:
+        folder, real_folder, rel = stack.pop()
+        try: entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            problems(f"cannot list this folder: {e.strerror or e}", file=rel.rstrip("/") or ".", hint="give this user access, or add it to data.exclude"); continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."): continue  # .git, .ipynb_checkpoints, editor files
+            name, p = rel + printable_name(e.name), Path(e.path)
+            if printable_name(e.name) != e.name: log.warning("%s: the file name is not UTF-8; records and reports call it that", name)
+            try:
+                if e.is_symlink():
+                    try: real = p.resolve(strict=True)
+                    except (OSError, RuntimeError) as err:  # dangling, or a loop of links
+                        loop = isinstance(err, RuntimeError) or err.errno == errno.ELOOP
+                        problems(f"broken symbolic link ({'a loop of links' if loop else 'its target does not exist'})", file=name,
+                                 hint="fix or remove the link"); continue
+                    if real.is_relative_to(top):  # read under its own name, once
+                        problems(f"a link to {printable_name(real.relative_to(top).as_posix()) or '.'}, which is read under its own name",
+                                 file=name, fatal=False); continue
+                    if not follow_outside:
+                        problems(f"symbolic link to {printable_name(str(real))}, outside the input folder: not read", file=name,
+                                 hint="copy what it points to into the input folder, or set data.follow_symlinks_outside: true"); continue
+                else: real = real_folder / e.name
+                if e.is_dir():
+                    if real in skip_dirs: problems(f"{skip_dirs[real]}: not read as input", file=name, fatal=False)
+                    elif real in seen: problems("a folder that is read already (through another link): not read twice", file=name, fatal=False)
+                    else: seen.add(real); subdirs.append((p, real, name + "/"))
+                elif e.is_file():
+                    if real in seen: problems("a file that is read already (through another link): read once", file=name, fatal=False)
+                    else: seen.add(real); out.append((name, real))
+                else: problems(_NOT_REGULAR, file=name, hint="remove it from the input folder, or add it to data.exclude")
+            except OSError as err: problems(**os_problem(err), file=name)
+        stack.extend(reversed(subdirs))  # depth first, in name order
+    return out
+
 def walk_inputs(input_path:str|os.PathLike, # A file or a folder (walked recursively)
                 include:list[str]=("**/*",), # Globs of files to read, relative to the folder
                 exclude:list[str]=(), # Globs of files to leave out (not reported)
                 input_type:str="auto", # Force one reader, or auto
-                skipped:list|None=None, # Receives a `Skipped` for each unreadable file
+                skipped:list|None=None, # Receives a `Skipped` for each file not read
+                on_error:str="skip", # "fail" raises `DataError` on the first odd file (a refused link, an unreadable file)
+                follow_outside:bool=False, # Read what links inside the folder point to outside it
+                skip_dirs:dict|None=None, # {resolved folder: why}: folders never read (the project's own outputs)
                )->list[InputFile]:
     "The files to read under `input_path`, sorted by relative path (the same order on every machine)."
     root = Path(input_path)
     if not root.exists():
         raise DataError("input path does not exist", file=root, hint="set data.input_path to a file or folder (relative to the config file)")
-    if root.is_file(): paths, base = [root], root.parent
-    else:
-        base = root
-        paths = [p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    problems, top = Problems(on_error, skipped), root.resolve()  # the input root may itself be a link (data/raw -> /mnt/corpus)
+    if top.is_dir(): files = _walk(root, top, problems, follow_outside, {Path(k).resolve(): v for k, v in (skip_dirs or {}).items()})
+    elif top.is_file(): files = [(printable_name(root.name), top)]
+    else: problems(_NOT_REGULAR, file=printable_name(str(root)), hint="point data.input_path at a file or folder"); files = []
     out = []
-    for p in sorted(paths, key=lambda p: p.relative_to(base).as_posix()):
-        rel = p.relative_to(base).as_posix()
-        if root.is_dir() and (not _matches(rel, list(include)) or _matches(rel, list(exclude))): continue
-        kind = detect_kind(p, input_type)
+    for rel, real in sorted(files):
+        if top.is_dir() and (not _matches(rel, list(include)) or _matches(rel, list(exclude))): continue
+        try: kind, size = detect_kind(real, input_type, name=rel), real.stat().st_size
+        except OSError as e: problems(**os_problem(e), file=rel); continue
         if kind is None:
-            s = Skipped(rel, f"unknown file type '{p.suffix or '(no extension)'}'; set data.input_type to force a reader, or add it to data.exclude")
-            log.warning("skipped %s", s)
-            if skipped is not None: skipped.append(s)
-            continue
-        out.append(InputFile(p, rel, kind, p.stat().st_size))
+            problems(f"unknown file type '{Path(rel).suffix or '(no extension)'}'; set data.input_type to force a reader, or add it to data.exclude",
+                     file=rel, fatal=False); continue
+        out.append(InputFile(real, rel, kind, size))
     return out
 
 # %% ../nbs/02_ingest.ipynb #e51cf443
@@ -285,20 +342,59 @@ def iter_jsonl(path:str|os.PathLike, source:str|None=None, problems:Problems|Non
         sk.clear(); yield Row(v, source, n, "jsonl")
     for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
 
+class _Lines:
+    "The lines of a text file for `csv.reader`, counted; keeps the lines of the record being read, so after a bad record the lines following its first can be read again."
+    def __init__(self, f): self.f, self.back, self.held, self.count = f, deque(), [], 0
+    def __iter__(self): return self
+    def __next__(self):
+        line = self.back.popleft() if self.back else next(self.f)
+        self.held.append(line); self.count += 1
+        return line
+    def start(self)->int:
+        "Begin a record; returns its first line number."
+        self.held = []; return self.count + 1
+    def retry_after_first(self):
+        "Give back every line of the current record but its first."
+        rest = self.held[1:]; self.back.extendleft(reversed(rest)); self.count -= len(rest); self.held = []
+
+def _csv_reason(e:csv.Error, start:int, end:int)->str:
+    "What went wrong in the CSV record on lines `start`..`end`, in a user's words (the row is skipped, the lines after its first read again)."
+    msg = str(e)
+    if "unexpected end of data" in msg or "field larger than field limit" in msg:
+        what = "an unterminated quote: the value opened here never closes" if "end of data" in msg else \
+               f"a value longer than {csv.field_size_limit():,} characters (an unterminated quote?)"
+        return f"{what} and would swallow lines {start + 1}-{end}"
+    return f"not valid CSV: {msg}"
+
 def iter_csv(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None, encoding:str="auto")->Iterator[Row]:
-    "Stream the rows of a CSV/TSV file (first row is the header) as dicts, each with its line number."
+    "Stream the rows of a CSV/TSV file (first row is the header) as dicts, each with its line number; a bad row is reported and the rows after it kept."
     problems = problems or Problems("fail"); source = source or str(path)
     with open(path, encoding=detect_encoding(path, encoding), newline="") as f:
         sample = f.read(1 << 16); f.seek(0)
         try: dialect = csv.Sniffer().sniff(sample, delimiters=",\t;|")
         except csv.Error: dialect = csv.excel_tab if str(path).endswith(".tsv") else csv.excel
-        reader = csv.DictReader(f, dialect=dialect, restkey="_extra_columns")
-        line = 2
-        try:
-            for row in reader:
-                yield Row(row, source, line, "csv"); line = reader.line_num + 1
-        except csv.Error as e:  # e.g. an unterminated quote swallowing the rest of the file
-            problems(f"not valid CSV: {e}", file=source, line=reader.line_num, hint="fix the quoting on this line, or re-export the file")
+        lines = _Lines(f); header = None
+        reader = csv.reader(lines, dialect, strict=True)  # strict: a broken quote raises instead of eating the file
+        while True:
+            start = lines.start()
+            try: values = next(reader)
+            except StopIteration: return
+            except csv.Error as e:
+                end = lines.count; lines.retry_after_first()
+                reader = csv.reader(lines, dialect, strict=True)
+                problems(_csv_reason(e, start, end), file=source, line=start, hint="fix the quoting on this line, or re-export the file"); continue
+            if not values: continue  # a blank line
+            if header is None:
+                if dup := next((h for i, h in enumerate(values) if h in values[:i]), None):
+                    problems(f"the header names column {dup!r} twice, so each row would keep only one of its values", file=source, line=start,
+                             hint="rename one of the columns"); return
+                header = values; continue
+            if len(values) > len(header) and any(v.strip() for v in values[len(header):]):
+                problems(f"{len(values)} values but the header has {len(header)} columns, so {len(values) - len(header)} would be lost "
+                         "(a delimiter inside an unquoted value?)", file=source, line=start,
+                         hint="quote values that contain the delimiter"); continue
+            yield Row({h: values[i] if i < len(values) else None for i, h in enumerate(header)}, source, start, "csv")
+
 
 # %% ../nbs/02_ingest.ipynb #2a1b129a
 def _doc(text, source, fmt, sha, **meta)->Document:
@@ -423,17 +519,19 @@ def load_text(path, source:str|None=None, problems:Problems|None=None, fmt:str="
 # %% ../nbs/02_ingest.ipynb #d51e593b
 def load_documents(f:InputFile, # From `walk_inputs`
                    problems:Problems, config=None)->Iterator[Document]:
-    "The `Document`s of one input file, whatever its kind."
+    "The `Document`s of one input file, whatever its kind; a file the system will not let us read is reported against it."
     d = config.data if config is not None else None
     if f.size == 0: problems("empty file (0 bytes)", file=f.source, hint="remove it or add it to data.exclude"); return
-    sha = sha256_file(f.path)
-    if f.kind == "pdf":
-        yield from load_pdf(f.path, f.source, problems, d.pdf.backend if d else "pypdfium2", d.pdf.password_env if d else None, sha)
-    elif f.kind == "docx": yield from load_docx(f.path, f.source, problems, sha)
-    elif f.kind in ("txt", "markdown"): yield from load_text(f.path, f.source, problems, f.kind, d.encoding if d else "auto", sha)
-    elif f.kind == "code":
-        yield from load_text(f.path, f.source, problems, "code", d.encoding if d else "auto", sha, language=code_language(f.path))
-    else: raise ValueError(f"{f.kind} files hold rows, not documents")
+    try:
+        sha = sha256_file(f.path)
+        if f.kind == "pdf":
+            yield from load_pdf(f.path, f.source, problems, d.pdf.backend if d else "pypdfium2", d.pdf.password_env if d else None, sha)
+        elif f.kind == "docx": yield from load_docx(f.path, f.source, problems, sha)
+        elif f.kind in ("txt", "markdown"): yield from load_text(f.path, f.source, problems, f.kind, d.encoding if d else "auto", sha)
+        elif f.kind == "code":
+            yield from load_text(f.path, f.source, problems, "code", d.encoding if d else "auto", sha, language=code_language(f.source))
+        else: raise ValueError(f"{f.kind} files hold rows, not documents")
+    except OSError as e: problems(**os_problem(e), file=f.source)
 
 def code_language(path)->str: return CODE_EXTENSIONS.get(Path(path).suffix.lower(), "text")
 
@@ -782,7 +880,7 @@ _WORKER = {}
 def _chunk_file(f:InputFile, config, splitter_args:dict, tokenizer=None, on_error:str="skip")->tuple[list|Iterator, list, list, dict]:
     "Chunks of one document file, plus its skips, fatal problems and counts (also run inside pool workers)."
     problems = Problems(on_error); counts = {"documents":0, "pages":0}
-    lang = code_language(f.path) if f.kind == "code" else ("markdown" if f.kind == "markdown" else None)
+    lang = code_language(f.source) if f.kind == "code" else ("markdown" if f.kind == "markdown" else None)
     splitter = make_splitter(tokenizer=tokenizer, language=lang, **splitter_args)
     def docs():
         for d in load_documents(f, problems, config):
@@ -853,7 +951,7 @@ class Ingested:
         self.skipped = skipped if skipped is not None else []
         self.stats = IngestStats(files_found=len(files) + unknown, files_skipped=unknown)
         for f in files: self.stats.by_kind[f.kind] = self.stats.by_kind.get(f.kind, 0) + 1
-        self._read, self._counted = set(), set()
+        self._read, self._counted, self._unread = set(), set(), set()  # sources seen by a pass; (what, source) counted; sources not read
 
     def _files(self, kinds)->list[InputFile]: return [f for f in self.files if f.kind in kinds]
     def _bar(self, files, desc): return tqdm(files, desc=desc, unit="file", disable=not self.progress or not files, leave=False)
@@ -863,7 +961,7 @@ class Ingested:
         if f.source in self._read: return
         self._read.add(f.source)
         if ok: self.stats.files_read += 1; self.stats.bytes_read += f.size
-        else: self.stats.files_skipped += 1
+        else: self.stats.files_skipped += 1; self._unread.add(f.source)
         self._count("read", f, **counts)
     def _count(self, what:str, f:InputFile, **counts):
         "Add `counts` to the stats the first time `what` is counted for `f`."
@@ -883,6 +981,7 @@ def _rows(self:Ingested)->Iterator[Row]:
         try:
             for row in readers[f.kind](f.path, f.source, problems, **kw): n += 1; yield row
         except DataError as e: relocate(e, problems, f.source)
+        except OSError as e: problems(**os_problem(e), file=f.source)
         self._done(f, n > 0 or len(problems.skipped) == n0, rows=n)
 
 Ingested.rows = _rows
@@ -925,7 +1024,7 @@ def _chunks(self:Ingested)->Iterator[dict]:
 
 def _code_ok(self:Ingested, f:InputFile)->bool:
     "Whether `f`'s language is in `data.code.languages` (others are reported once)."
-    lang = code_language(f.path)
+    lang = code_language(f.source)
     if lang in self.config.data.code.languages: return True
     if f.source not in self._read:
         self.skipped.append(Skipped(f.source, f"{lang} is not in data.code.languages ({', '.join(self.config.data.code.languages)}); add it to read these files"))
@@ -939,13 +1038,14 @@ def _code_examples(self:Ingested)->Iterator[dict]:
     "Examples from Java classes by the strategies in `data.code.strategies`."
     cc = self.config.data.code
     if "java" not in cc.languages or not cc.strategies: return
-    for f in self._bar([f for f in self._files(("code",)) if code_language(f.path) == "java"], "java"):
+    for f in self._bar([f for f in self._files(("code",)) if code_language(f.source) == "java"], "java"):
         problems = self._problems()
-        if f.size == 0: continue  # reported by chunks()
+        if f.size == 0 or f.source in self._unread: continue  # reported by chunks() already
         try:
             src = "".join(d.page_content for d in load_text(f.path, f.source, problems, "code", self.config.data.encoding, block_chars=1 << 30))
             classes = extract_java(src, f.source)
         except DataError as e: relocate(e, problems, f.source); continue
+        except OSError as e: problems(**os_problem(e), file=f.source); continue
         counts = {}
         for ex in java_examples(classes, f.source, cc.strategies, cc.long_method_lines, counts):
             self.stats.code_examples += 1; yield ex
@@ -963,6 +1063,12 @@ def _direct(self:Ingested, chunks_path:str|os.PathLike|None=None, # Also write c
 Ingested.code_examples, Ingested.direct_examples = _code_examples, _direct
 
 # %% ../nbs/02_ingest.ipynb #e5707fe7
+def _output_dirs(config)->dict:
+    "{folder: why} of the folders this config writes to, which are never read as input (input_path: . would read last run's output)."
+    out = {config.resolve(config.project.output_dir): "this project's outputs (project.output_dir)", config.data_dir: "the prepared data (data.output_path)"}
+    if config.training.output_dir: out[config.resolve(config.training.output_dir)] = "the checkpoints (training.output_dir)"
+    return out
+
 def ingest(config, # A `FineTuneConfig`
            tokenizer=None, # The model's tokenizer, for `splitter: token`
            skipped:list|None=None, # Receives every `Skipped` (unknown files, bad rows, empty pages, ...)
@@ -972,6 +1078,7 @@ def ingest(config, # A `FineTuneConfig`
     d = config.data
     if d.langchain.splitter == "token" and tokenizer is None: make_splitter("token")  # fail now, not mid-run
     skipped = skipped if skipped is not None else []; n0 = len(skipped)
-    files = walk_inputs(config.resolve(d.input_path), d.include, d.exclude, d.input_type, skipped)
+    files = walk_inputs(config.resolve(d.input_path), d.include, d.exclude, d.input_type, skipped, d.on_error,
+                        d.follow_symlinks_outside, _output_dirs(config))
     log.info("ingest: %d files to read, %d skipped", len(files), len(skipped) - n0)
     return Ingested(config, files, tokenizer, skipped, progress, unknown=len(skipped) - n0)
