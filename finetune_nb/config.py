@@ -34,6 +34,12 @@ class ProjectConfig(_Section):
     output_dir:str = Field("runs", description="Folder holding one sub-folder per run (relative to this file)")
     description:str = Field("", description="Free text, copied into metadata.json")
 
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, v):
+        if set(v) == {"."}: raise ValueError(f"{v!r} would make the run folder the output folder itself or its parent; give the run a name")
+        return v
+
 # %% ../nbs/01_config.ipynb #c9b90d69
 BUILTIN_MODELS = [f"builtin:{s}-{a}" for s in ("tiny","small") for a in ("llama","qwen2","mistral")]
 
@@ -117,7 +123,7 @@ class SplitConfig(_Section):
     seed:int = Field(42, ge=0, le=2**32 - 1, description="Seed of the train/validation split")
 
 class DataConfig(_Section):
-    input_path:str = Field("data/raw", description="File or folder of raw material (relative to this file)")
+    input_path:str = Field("data/raw", min_length=1, description="File or folder of raw material (relative to this file)")
     output_path:str|None = Field(None, description="Where prepared data goes; default <run>/data")
     input_type:Literal["auto","json","jsonl","csv","pdf","docx","txt","markdown","code"] = Field("auto", description="auto picks by extension and content")
     include:list[str] = Field(["**/*"], description="Glob patterns of files to read inside a folder")
@@ -132,6 +138,14 @@ class DataConfig(_Section):
     augmentation:AugmentationConfig = Field(default_factory=AugmentationConfig)
     pdf:PdfConfig = Field(default_factory=PdfConfig)
     code:CodeConfig = Field(default_factory=CodeConfig)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, v):
+        if v != "auto":
+            try: codecs.lookup(v)
+            except LookupError: raise ValueError(f"unknown encoding {v!r}; use auto, or a Python codec name such as utf-8, cp1252 or latin-1") from None
+        return v
 
 # %% ../nbs/01_config.ipynb #33106e96
 class TrainingConfig(_Section):

@@ -298,7 +298,11 @@ def prepare_data(config, # A `FineTuneConfig`
     rep = PrepareReport()
     template = resolve_chat_template(config, tokenizer) if tokenizer is not None else None
     ing = ingest(config, tokenizer, skipped=rep.skipped, progress=progress)  # walks the input first: an odd file under `fail` stops it here
-    out = config.data_dir; out.mkdir(parents=True, exist_ok=True)
+    out = config.data_dir
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the output folder: {e.strerror}", file=e.filename or out,
+                        hint="set project.output_dir (or data.output_path) to a folder this user can write") from None
     def counted(rows):
         for ex in rows:
             rep.rows_in += 1; rep.by_format[_origin(ex)] += 1
@@ -307,9 +311,9 @@ def prepare_data(config, # A `FineTuneConfig`
     def grouped(rows):
         for ex in rows: groups.add(ex); yield ex
     tmp = {}  # the cleaned examples, then train and validation until they are complete and not empty
-    for name in ("examples", "train", "validation"):
-        fd, p = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".jsonl"); os.close(fd); tmp[name] = Path(p)
     try:
+        for name in ("examples", "train", "validation"):
+            fd, p = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".jsonl"); os.close(fd); tmp[name] = Path(p)
         kept = write_jsonl(tmp["examples"], grouped(clean(counted(_examples(config, ing, rep, out, progress)), d.augmentation, dropped,
                                                           tokenizer, workdir=out)))
         rep.skipped.extend(dropped)
@@ -327,6 +331,9 @@ def prepare_data(config, # A `FineTuneConfig`
         rep.files_read, rep.documents, rep.pages = s.files_read, s.documents, s.pages
         if rep.train + rep.validation == 0: raise _nothing_usable(rep, config)
         for name in ("train", "validation"): os.replace(tmp[name], out/f"{name}.jsonl")
+    except OSError as e:  # inputs that cannot be read are reported per file; this is the output side (a full disk, a folder gone)
+        raise DataError(f"cannot write the prepared data: {e.strerror or e}", file=e.filename or out,
+                        hint="check the free space and permissions of the output folder") from e
     finally:
         for p in tmp.values(): p.unlink(missing_ok=True)
     if rep.validation == 0 and d.split.validation_fraction > 0:

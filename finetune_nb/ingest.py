@@ -23,13 +23,13 @@ from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line,
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES',
-           'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate',
-           'detect_kind', 'InputFile', 'printable_name', 'os_problem', 'walk_inputs', 'detect_encoding',
-           'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl', 'iter_csv', 'load_pdf', 'docx_text', 'load_docx',
-           'load_text', 'load_documents', 'code_language', 'JavaMethod', 'JavaField', 'JavaClass', 'extract_java',
-           'review_notes', 'java_examples', 'make_splitter', 'chunk_id', 'split_documents', 'write_chunks',
-           'direct_examples', 'IngestStats', 'Ingested', 'ingest']
+__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'DOCX_MAX_UNPACKED', 'STRATEGIES',
+           'TEXT_SEPARATORS', 'DIRECT_MODES', 'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW',
+           'POOL_AHEAD_BYTES', 'Problems', 'relocate', 'detect_kind', 'InputFile', 'printable_name', 'os_problem',
+           'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl', 'iter_csv',
+           'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language', 'JavaMethod',
+           'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter', 'chunk_id',
+           'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -93,6 +93,7 @@ def detect_kind(path:str|os.PathLike, # The file to classify
         line = _first_line(path)
         if _is_json_object_line(line) and rest.lstrip(codecs.BOM_UTF8).strip()[len(line):].strip(): return "jsonl"
     if kind == "txt" and _is_json_object_line(_first_line(path)): return "jsonl"
+    if kind == "jsonl" and _first_line(path).startswith(b"["): return "json"  # a JSON array saved as .jsonl: one line per record would lose them all
     return kind
 
 # %% ../nbs/02_ingest.ipynb #6a2378eb
@@ -332,14 +333,29 @@ def iter_json(path:str|os.PathLike, # A .json file
             if obj is not None: yield Row(obj, source, head, "json")  # one record, not a container
         except ValueError as e:
             problems(f"not valid JSON: {e}", file=source, line=s.line, hint="fix the file (e.g. `python -m json.tool FILE`) or convert it to JSONL")
+        except RecursionError:  # the decoder recurses once per level
+            problems("not readable JSON: a value nested more deeply than Python can decode", file=source, line=s.line,
+                     hint="flatten the records, or convert the file to JSONL with one record a line")
 
 # %% ../nbs/02_ingest.ipynb #a4ffc225
+def _next_record_line(path, after:int)->int:
+    "The number of the first non-blank line after line `after` of `path`."
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n > after and raw.strip(): return n
+    return after + 1
+
 def iter_jsonl(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None)->Iterator[Row]:
     "Stream the records of a JSONL file (via `core.read_jsonl`, which knows line numbers and torn last lines)."
-    problems = problems or Problems("fail"); source = source or str(path); sk = []
-    for n, v in read_jsonl(path, on_error="skip", skipped=sk, log_skips=False):  # `problems` logs each skip once
-        for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
-        sk.clear(); yield Row(v, source, n, "jsonl")
+    problems = problems or Problems("fail"); source = source or str(path); sk, last = [], 0
+    try:
+        for n, v in read_jsonl(path, on_error="skip", skipped=sk, log_skips=False):  # `problems` logs each skip once
+            for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
+            sk.clear(); last = n; yield Row(v, source, n, "jsonl")
+    except RecursionError:  # a line nested deeper than the decoder can recurse: the reader cannot go past it
+        bad = _next_record_line(path, max([last] + [s.line for s in sk]))
+        problems("a value nested more deeply than Python can decode; the lines after it were not read", file=source, line=bad,
+                 hint="flatten or delete this line, then rerun")
     for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
 
 class _Lines:
@@ -496,10 +512,24 @@ def docx_text(path:str|os.PathLike)->str:
         elif block.text.strip(): out.append(block.text)
     return "\n".join(out).strip()
 
+DOCX_MAX_UNPACKED = 1 << 30  # python-docx unpacks every part into memory; a real document this big is mostly incompressible images
+
+def _docx_bomb(path)->str|None:
+    "Why `path` must not be unpacked (a zip bomb: far more data than its size, by its own directory), or None."
+    import zipfile
+    try: unpacked = sum(i.file_size for i in zipfile.ZipFile(path).infolist())
+    except zipfile.BadZipFile: return None  # python-docx says so below
+    packed = os.path.getsize(path)
+    if unpacked > DOCX_MAX_UNPACKED and unpacked > 20 * packed:
+        return f"it would unpack to {unpacked / 2**30:.1f} GiB from {packed / 2**20:.1f} MiB (a zip bomb?)"
+    return None
+
 def load_docx(path, source:str|None=None, problems:Problems|None=None, sha:str|None=None)->Iterator[Document]:
     "One `Document` for a .docx file (paragraphs and tables)."
     problems = problems or Problems("fail"); source = source or str(path)
+    if why := _docx_bomb(path): problems(f"not read: {why}", file=source, hint="open and re-save it in Word or LibreOffice"); return
     try: text = docx_text(path)
+    except OSError: raise  # the file went away or cannot be read: reported as such by the caller
     except Exception as e:  # python-docx raises zipfile/KeyError/lxml errors for damaged files
         problems(f"not a readable DOCX ({type(e).__name__}: {e})", file=source, hint="open and re-save it in Word or LibreOffice"); return
     if not text.strip(): problems("the document has no text", file=source, hint="check the file; images need OCR"); return

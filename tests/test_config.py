@@ -25,6 +25,9 @@ def test_typo_names_field_line_and_suggestion():
     ("model", "lora_dropout", 1.5, "less than 1"),
     ("data", "on_error", "ignore", "'skip' or 'fail'"),
     ("export", "gguf", ["q3_x"], "'f16'"),
+    ("data", "encoding", "nonsense", "unknown encoding 'nonsense'"),
+    ("project", "name", "..", "the output folder itself or its parent"),
+    ("data", "input_path", "", "at least 1 character"),
     ("model", "model_name", "builtin:huge-llama", "builtin:tiny-llama"),
 ])
 def test_bad_values_name_path_and_allowed_values(section, field, value, expect):

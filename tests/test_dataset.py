@@ -234,3 +234,10 @@ def test_dedup_memory_does_not_grow_with_rows():
         return out
     small, big = peak(2000), peak(8000)
     assert big < small * 1.3 + (1 << 20), (small, big)  # the old in-memory LSH grew by about 2.4 KiB a row: +14 MB here
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_data_error(tmp_path, tok):
+    (tmp_path / "in").mkdir(); (tmp_path / "in" / "a.txt").write_text("Pears ripen after picking.")
+    (tmp_path / "runs").write_text("a file where the run folder should go")
+    with pytest.raises(DataError, match=r"runs/t/data: cannot create the output folder: Not a directory"):
+        prepare_data(_cfg(tmp_path / "in", tmp_path / "runs"), tok, progress=False)

@@ -536,3 +536,27 @@ def test_csv_unterminated_quote_and_extra_columns_lose_no_later_row(tmp_path, cl
     (tmp_path / "f.yaml").write_text("project: {name: f}\ndata: {input_path: in, on_error: fail}\n")
     r = cli("prepare-data", "f.yaml")
     assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("error: bad.csv:11: 4 values but the header has 2 columns"), r.stderr
+
+def test_json_nested_beyond_the_decoder_is_a_reported_row_not_a_crash(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "a.jsonl").write_text('{"instruction": "Hi?", "output": "Hello."}\n\n{"x": ' + deep + '}\n{"instruction": "Bye?", "output": "Bye."}\n')
+    (inp / "b.json").write_text('[{"instruction": "Why?", "output": "Because."}, ' + deep + "]")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    why = {(s["file"], s["line"]): s["reason"] for s in info["skipped"]}
+    assert why[("a.jsonl", 3)].startswith("a value nested more deeply than Python can decode; the lines after it were not read")
+    assert why[("b.json", 1)].startswith("not readable JSON: a value nested more deeply")
+    assert "Hello." in text and "Because." in text
+
+def test_docx_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    "A DOCX whose directory promises far more data than its size is reported, not unpacked into memory."
+    import zipfile
+    import finetune_nb.ingest as ingest_mod
+    monkeypatch.setattr(ingest_mod, "DOCX_MAX_UNPACKED", 64 << 20)  # the real limit is 1 GiB; the same check at a size a test can write
+    p = make_docx(tmp_path / "bomb.docx")
+    with zipfile.ZipFile(p, "a", zipfile.ZIP_DEFLATED) as z: z.writestr("word/media/zeros.bin", bytes(100 << 20))
+    assert p.stat().st_size < 2 << 20
+    sk = []
+    assert list(load_docx(p, "bomb.docx", Problems("skip", sk))) == []
+    assert sk[0].reason.startswith("not read: it would unpack to 0.1 GiB from") and "zip bomb" in sk[0].reason
+    assert len(list(load_docx(make_docx(tmp_path / "fine.docx"), "fine.docx"))) == 1
