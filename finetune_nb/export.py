@@ -6,12 +6,12 @@ Docs: https://finetune-nb.github.io/finetune-nb/export.html.md"""
 
 # %% ../nbs/11_export.ipynb #ce922a61
 from __future__ import annotations
-import json, logging, os, re, shutil, tempfile, time
+import json, logging, os, re, time
 from pathlib import Path
 
 import numpy as np
 
-from .core import ExportError, write_json
+from .core import ExportError, atomic_dir, check_replaceable, recover_dir, write_json
 from .models import load_adapter, resolve_model_path
 
 log = logging.getLogger("finetune_nb")
@@ -111,9 +111,11 @@ def merge_adapter(config, # A `FineTuneConfig`
     run = config.run_dir
     adapter_dir = Path(adapter_dir) if adapter_dir else run/"adapter"
     out_dir = Path(out_dir) if out_dir else run/"merged"
+    recover_dir(adapter_dir)
     if not (adapter_dir/"adapter_config.json").is_file():
         raise ExportError(f"no LoRA adapter in {adapter_dir} (adapter_config.json is missing)",
                           hint="train first (`finetune-nb train`), or pass the adapter folder")
+    check_replaceable(out_dir, "merged")  # before minutes of merging, not after; the adapter's own folder is refused too
     m = config.model
     device = device or config.export.merge_device
     base = resolve_model_path(m.model_name)
@@ -131,15 +133,9 @@ def merge_adapter(config, # A `FineTuneConfig`
         merged = model.merge_and_unload()
         diff = max((merged(torch.tensor([ids], device=device)).logits.float().cpu() - b).abs().max().item()
                    for ids, b in zip(inputs, before))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir, "merged") as tmp:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         tok.save_pretrained(tmp)
-        if out_dir.exists(): shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     info = dict(adapter_dir=str(adapter_dir), base_model=m.model_name, out_dir=str(out_dir), dtype=str(dtype).removeprefix("torch."),
                 device=device, max_abs_logit_diff=diff, prompts=len(inputs), seconds=round(time.perf_counter() - t0, 3))
     log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
@@ -172,8 +168,9 @@ def make_test_adapter(base_dir:str|os.PathLike, # A checkpoint folder (e.g. from
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
             if "lora_B" in n: p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    peft_model.save_pretrained(adapter_dir)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(adapter_dir)
+    with atomic_dir(adapter_dir, "adapter") as tmp:
+        peft_model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
     return Path(adapter_dir)
 
 # %% ../nbs/11_export.ipynb #a2873316

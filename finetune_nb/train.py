@@ -6,12 +6,12 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
-import json, logging, os, platform, shutil, signal, subprocess, sys, tempfile, threading, time, warnings
+import json, logging, os, platform, signal, subprocess, sys, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
-from .core import read_jsonl, sha256_file, write_json, write_text
+from .core import atomic_dir, read_jsonl, sha256_file, write_json, write_text
 from .models import BNB_MIN, load_model, peft_quiet, resolve_device
 from .templates import Rendered, has_generation_markers, render, resolve_chat_template, show_trainable
 
@@ -215,18 +215,10 @@ def _hardware(device:str, world_size:int=1)->dict:
     return hw
 
 def save_adapter(model, tokenizer, dest:Path)->Path:
-    "Save the adapter and tokenizer (with its chat template) into `dest`, atomically."
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
+    "Save the adapter and tokenizer (with its chat template) into `dest`, atomically (`core.atomic_dir`)."
+    with atomic_dir(dest, "adapter") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        if dest.exists(): dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     return dest
 
 # %% ../nbs/08_train.ipynb #832c6e41

@@ -143,3 +143,31 @@ def test_prepare_data_command(cli, tmp_path):
     assert "train" in r.stdout and "skipped: 1 x not valid JSON" in r.stdout
     info = json.loads((tmp_path / "runs" / "c" / "data" / "dataset_info.json").read_text())
     assert info["counts"]["train"] + info["counts"]["validation"] == 5
+
+
+def _adapter_run(cli, tmp_path):
+    "A config and a (random) adapter in its run folder, as training would leave them."
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    code = ("from finetune_nb.config import FineTuneConfig\nfrom finetune_nb.models import builtin_model\n"
+            "from finetune_nb.export import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
+            "make_test_adapter(builtin_model('builtin:tiny-llama'), c.run_dir / 'adapter')\n")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=300)
+    return tmp_path / "runs" / "c"
+
+
+def test_merge_adapter_never_deletes_a_folder_it_did_not_make(cli, tmp_path):
+    run = _adapter_run(cli, tmp_path)
+    (tmp_path / "p").mkdir(); (tmp_path / "p" / "thesis.txt").write_text("x")
+    r = cli("merge-adapter", "c.yaml", "--out", "p", "-q")
+    assert r.returncode == 1 and "is not empty and is not a merged folder made by finetune_nb" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "p" / "thesis.txt").read_text() == "x"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = cli("merge-adapter", "c.yaml", "--out", ".", "-q")
+    assert r.returncode == 1 and "current folder" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    r = cli("merge-adapter", "c.yaml", "--out", str(run / "adapter"), "-q")
+    assert r.returncode == 1 and "it is a finetune_nb adapter folder" in r.stderr and (run / "adapter" / "adapter_config.json").is_file()
+    for _ in range(2):  # our own merged folder is replaced by the next merge
+        r = cli("merge-adapter", "c.yaml", "-q")
+        assert r.returncode == 0, r.stderr
+    assert (run / "merged" / "config.json").is_file() and not [p for p in run.iterdir() if p.name.startswith(".merged")]
