@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
-import json, logging, os, platform, signal, subprocess, sys, threading, time, warnings
+import json, logging, os, platform, signal, subprocess, sys, threading, time, warnings, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +19,8 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_rows', 'checkpoint_dir', 'lora_config',
-           'sft_args', 'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'resolved', 'packed_vs_unpacked_loss',
-           'launch']
+           'sft_args', 'check_checkpoint', 'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'cannot_train',
+           'resolved', 'packed_vs_unpacked_loss', 'launch']
 
 # %% ../nbs/08_train.ipynb #3a09094f
 def ensure_pad_token(tokenizer, # The tokenizer training will use (changed in place)
@@ -160,16 +160,42 @@ def sft_args(config, # A `FineTuneConfig`
         ddp_find_unused_parameters=False)
 
 # %% ../nbs/08_train.ipynb #f76d1df7
-def last_checkpoint(folder:str|os.PathLike)->Path|None:
-    "The newest `checkpoint-N` in `folder` holding trainer state and adapter weights."
+def _file_problem(p:Path)->str|None:
+    "What is wrong with one checkpoint file, from its header or directory alone; None when it looks whole."
+    try:
+        size = p.stat().st_size
+        if p.suffix == ".safetensors":
+            with open(p, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if size < 8 or 8 + n > size: return f"cut off: {size} bytes, shorter than its own header"
+                header = json.loads(f.read(n))
+            end = 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if end != size: return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
+        elif p.suffix == ".json": json.loads(p.read_bytes())
+        elif p.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
+    return None
+
+def check_checkpoint(ck:str|os.PathLike)->list[str]:
+    "Problems that make checkpoint folder `ck` unusable for resuming, each naming its file; empty when it is intact."
+    ck = Path(ck)
+    out = [f"{f}: missing" for f in ("trainer_state.json", "adapter_model.safetensors") if not (ck/f).is_file()]
+    return out + [f"{p.name}: {why}" for p in sorted(ck.iterdir()) if p.is_file() and (why := _file_problem(p))]
+
+def last_checkpoint(folder:str|os.PathLike, # The checkpoint folder (training.output_dir)
+                    damaged:list|None=None, # Receives (checkpoint, problems) for every newer checkpoint skipped
+                   )->Path|None:
+    "The newest intact `checkpoint-N` in `folder`; each newer damaged one is skipped with a warning naming its file."
     folder = Path(folder)
     cks = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
                  key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []
     for ck in cks:
-        missing = [f for f in ("trainer_state.json", "adapter_model.safetensors") if not (ck/f).is_file()]
-        if not missing: return ck
-        warnings.warn(f"{ck} is incomplete (missing {', '.join(missing)}); resuming from an earlier checkpoint", stacklevel=2)
-        log.warning("%s is incomplete (missing %s); skipped", ck, ", ".join(missing))
+        problems = check_checkpoint(ck)
+        if not problems: return ck
+        if damaged is not None: damaged.append((ck, problems))
+        msg = f"{ck} is damaged ({'; '.join(problems)}); skipped, an earlier checkpoint is tried"
+        warnings.warn(msg, stacklevel=2); log.warning("%s", msg)
     return None
 
 # %% ../nbs/08_train.ipynb #32e28907
@@ -261,7 +287,6 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     n = num_processes or config.training.num_processes
     if n > 1 and "LOCAL_RANK" not in os.environ: return launch(config, n, resume=resume, force_cpu=force_cpu)
     from transformers import set_seed
-    from trl import SFTTrainer
     set_seed(config.training.seed)  # before PEFT initialises the LoRA weights inside SFTTrainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else config.training.device)
     model, tok = load_model(_for_device(config, device), device=device)
@@ -274,19 +299,17 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     if "validation" not in data: log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
     args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation)
-    ck = last_checkpoint(checkpoint_dir(config)) if resume else None
-    if resume: log.info("resuming from %s", ck or "the start (no complete checkpoint)")
-    trainer = None
-    try:  # from here on, any failure (OOM included) is a TrainingFailedError carrying the original
-        with peft_quiet():
-            trainer = SFTTrainer(model=model, args=args, processing_class=tok,
-                                 train_dataset=ds["train"], eval_dataset=ds.get("validation"), peft_config=lora_config(config),
-                                 callbacks=[stop, *_extra_callbacks(config), *(callbacks or [])])
+    ck = _resume_from(config) if resume else _hint_resume(config)
+    trainer = _trainer(config, model, tok, args, ds, [stop, *_extra_callbacks(config), *(callbacks or [])])
+    try:  # from here on, a failure that means "cannot be tuned here" (OOM included) is a TrainingFailedError carrying the original
         with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
         metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if "validation" in ds else {})}
     except (FinetuneNBError, KeyboardInterrupt): raise
-    except Exception as e: raise _failed(e, trainer.state.global_step if trainer else 0) from e
-    if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in {checkpoint_dir(config)}")
+    except Exception as e:
+        if not cannot_train(e): raise
+        raise _failed(e, trainer.state.global_step) from e
+    if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in "
+                                               f"{checkpoint_dir(config)}: rerun with --resume to continue from it")
     meta = dict(base_model=config.model.model_name, revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
                 duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
                 hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template),
@@ -331,6 +354,47 @@ def _extra_callbacks(config)->list:
         from torch.utils.tensorboard import SummaryWriter
         cbs.append(TensorBoardCallback(SummaryWriter(str(config.run_dir/"tensorboard"))))
     return cbs
+
+def cannot_train(e:BaseException)->bool:
+    "Whether an exception out of the trainer means this model cannot be tuned here (OOM, an op the device or model lacks), not a bad file, a setting or a bug."
+    return isinstance(e, (MemoryError, RuntimeError, NotImplementedError, FloatingPointError))  # torch.OutOfMemoryError is a RuntimeError
+
+def _trainer(config, model, tok, args, ds:dict, callbacks:list):
+    "TRL's SFTTrainer with the LoRA config; an adapter setting PEFT refuses is a config error naming it."
+    from trl import SFTTrainer
+    try:
+        with peft_quiet():
+            return SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=ds["train"], eval_dataset=ds.get("validation"),
+                              peft_config=lora_config(config), callbacks=callbacks)
+    except ValueError as e:
+        if "target_modules" not in str(e) and "Target modules" not in str(e): raise
+        raise ConfigError([ConfigIssue("model.target_modules", f"{str(e).splitlines()[0]} (the model's linear layers are listed by "
+                                       "`finetune_nb.run.lora_targets`; all-linear adapts every one)", source=str(config._source) if config._source else None)]) from e
+    except Exception as e:
+        if not cannot_train(e): raise
+        raise _failed(e, 0) from e
+
+def _resume_from(config)->Path|None:
+    "The checkpoint `train(resume=True)` continues from; refuse when every checkpoint there is damaged, naming the files."
+    damaged, folder = [], checkpoint_dir(config)
+    ck = last_checkpoint(folder, damaged)
+    if ck is None and damaged:
+        raise FinetuneNBError(f"no intact checkpoint to resume from in {folder}: " + "; ".join(f"{c.name}/{p}" for c, ps in damaged for p in ps),
+                              hint="rerun without --resume to start over (the damaged checkpoints are left for you to inspect)")
+    log.info("resuming from %s", ck or "the start (no checkpoint)")
+    return ck
+
+def _hint_resume(config)->None:
+    "When an interrupted training left a checkpoint and this one starts over, say that --resume would continue it."
+    folder, done = checkpoint_dir(config), config.run_dir/"metadata.json"
+    cks = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
+    try: state = json.loads((cks[-1]/"trainer_state.json").read_text(encoding="utf-8"))
+    except (IndexError, OSError, ValueError): return None
+    finished_later = done.is_file() and done.stat().st_mtime > (cks[-1]/"trainer_state.json").stat().st_mtime
+    if state.get("global_step", 0) < state.get("max_steps", 0) and not finished_later:
+        log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, rerun with --resume "
+                    "(finetune-nb train/run) or resume=True", cks[-1], state["global_step"], state["max_steps"])
+    return None
 
 def _failed(e:BaseException, step:int)->TrainingFailedError:
     "The error `train` raises for any exception out of the trainer (OOM included)."

@@ -171,3 +171,19 @@ def test_merge_adapter_never_deletes_a_folder_it_did_not_make(cli, tmp_path):
         r = cli("merge-adapter", "c.yaml", "-q")
         assert r.returncode == 0, r.stderr
     assert (run / "merged" / "config.json").is_file() and not [p for p in run.iterdir() if p.name.startswith(".merged")]
+
+
+def test_train_resume_with_only_damaged_checkpoints_names_the_files(cli, tmp_path):
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    run = tmp_path / "runs" / "c"
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{2 * i}."}]} for i in range(8)]
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ck = run / "checkpoints" / "checkpoint-3"; ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text('{"global_step": 3, "log_hist')  # cut off mid-write
+    (ck / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")  # a header and nothing else
+    r = cli("train", "c.yaml", "--resume", "-q")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert "no intact checkpoint to resume from" in err and "checkpoint-3/trainer_state.json: unreadable" in err, r.stderr
+    assert "checkpoint-3/adapter_model.safetensors: cut off" in err and "without --resume" in err
