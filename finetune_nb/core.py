@@ -13,7 +13,8 @@ __all__ = ['log', 'OUTPUT_MARKER', 'FinetuneNBError', 'ConfigIssue', 'ConfigErro
            'FineTuningNotSupportedError', 'ModelSetConfigError', 'ExportError', 'TrainingFailedError',
            'DatasetTooSmallWarning', 'TornLineWarning', 'atomic_write', 'write_text', 'write_bytes', 'write_json',
            'write_yaml', 'jsonl_line', 'write_jsonl', 'output_kind', 'check_replaceable', 'recover_dir', 'atomic_dir',
-           'Skipped', 'read_jsonl', 'sha256_bytes', 'sha256_text', 'sha256_file', 'stable_hash']
+           'Skipped', 'read_jsonl', 'file_problem', 'folder_problems', 'sha256_bytes', 'sha256_text', 'sha256_file',
+           'stable_hash']
 
 # %% ../nbs/00_core.ipynb #15cba4a3
 class FinetuneNBError(Exception):
@@ -75,7 +76,7 @@ class TornLineWarning(UserWarning):
     "The last line of a JSONL file is cut off (a crash mid-write); it was skipped."
 
 # %% ../nbs/00_core.ipynb #7a197806
-import hashlib, json, logging, os, tempfile, warnings
+import hashlib, json, logging, os, tempfile, warnings, zipfile
 import orjson
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
@@ -273,6 +274,37 @@ def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                     if skipped is not None: skipped.append(Skipped(str(path), reason, line=n))
                     return
                 skip(n, f"not valid JSON: {e.msg} at column {e.colno}", "fix or delete this line")
+
+# %% ../nbs/00_core.ipynb #b0164c3f
+def _gguf_problem(p:Path, size:int)->str|None:
+    import gguf
+    r = gguf.GGUFReader(p)  # raises on a header or tensor table that does not fit the file
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in r.tensors), default=0)
+    return f"cut off: {size} bytes where its tensors need {end}" if end > size else None
+
+def file_problem(path:str|os.PathLike)->str|None:
+    "What is wrong with a weights, state or JSON file, read from its header or directory alone; None when it looks whole."
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.suffix == ".safetensors":
+            with open(p, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if size < 8 or 8 + n > size: return f"cut off: {size} bytes, shorter than its own header"
+                header = json.loads(f.read(n))
+            end = 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if end != size: return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
+        elif p.suffix == ".json": json.loads(p.read_bytes())
+        elif p.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
+        elif p.suffix == ".gguf": return _gguf_problem(p, size)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
+    return None
+
+def folder_problems(folder:str|os.PathLike)->list[str]:
+    "`name: problem` for every damaged weights, state or JSON file directly in `folder`."
+    folder = Path(folder)
+    return [f"{p.name}: {why}" for p in sorted(folder.iterdir()) if p.is_file() and (why := file_problem(p))] if folder.is_dir() else []
 
 # %% ../nbs/00_core.ipynb #602b1860
 def sha256_bytes(data:bytes)->str: return hashlib.sha256(data).hexdigest()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ExportError, atomic_dir, check_replaceable, recover_dir, write_json
+from .core import ExportError, atomic_dir, check_replaceable, folder_problems, recover_dir, write_json
 from .models import load_adapter, resolve_model_path
 
 log = logging.getLogger("finetune_nb")
@@ -116,9 +116,13 @@ def merge_adapter(config, # A `FineTuneConfig`
         raise ExportError(f"no LoRA adapter in {adapter_dir} (adapter_config.json is missing)",
                           hint="train first (`finetune-nb train`), or pass the adapter folder")
     check_replaceable(out_dir, "merged")  # before minutes of merging, not after; the adapter's own folder is refused too
+    if bad := folder_problems(adapter_dir):
+        raise ExportError(f"the adapter in {adapter_dir} is damaged: {'; '.join(bad)}",
+                          hint="train again, or pass --adapter with an intact checkpoint folder (checkpoints/checkpoint-N)")
     m = config.model
     device = device or config.export.merge_device
     base = resolve_model_path(m.model_name)
+    if bad := folder_problems(base): raise ExportError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
     dtype = _merge_dtype(base, m.torch_dtype)
     t0 = time.perf_counter()
     log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
@@ -523,8 +527,10 @@ def export_gguf(config, # A `FineTuneConfig`
     unknown = [q for q in quants if q not in NUMPY_TYPES + K_QUANTS]
     if unknown: raise ExportError(f"unknown GGUF type(s) {unknown}", hint=f"choose from {', '.join(NUMPY_TYPES + K_QUANTS)}")
     if any(q in K_QUANTS for q in quants): _llama_cpp()  # fail before any work
-    if not (model_dir/"config.json").is_file():
+    if not (recover_dir(model_dir)/"config.json").is_file():
         raise ExportError(f"no merged model in {model_dir}", hint="run `finetune-nb merge-adapter` first, or pass model_dir")
+    if bad := folder_problems(model_dir):
+        raise ExportError(f"the merged model in {model_dir} is damaged: {'; '.join(bad)}", hint="run `finetune-nb merge-adapter` again")
     paths = []
     for q in quants:
         t0 = time.perf_counter()

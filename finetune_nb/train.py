@@ -6,13 +6,13 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
-import json, logging, os, platform, signal, subprocess, sys, threading, time, warnings, zipfile
+import json, logging, os, platform, signal, subprocess, sys, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
-from .core import atomic_dir, read_jsonl, sha256_file, write_json, write_text
-from .models import BNB_MIN, load_model, peft_quiet, resolve_device
+from .core import atomic_dir, folder_problems, read_jsonl, sha256_file, write_json, write_text
+from .models import BNB_MIN, load_model, peft_quiet, resolve_device, resolve_model_path
 from .templates import Rendered, has_generation_markers, render, resolve_chat_template, show_trainable
 
 log = logging.getLogger("finetune_nb")
@@ -160,28 +160,11 @@ def sft_args(config, # A `FineTuneConfig`
         ddp_find_unused_parameters=False)
 
 # %% ../nbs/08_train.ipynb #f76d1df7
-def _file_problem(p:Path)->str|None:
-    "What is wrong with one checkpoint file, from its header or directory alone; None when it looks whole."
-    try:
-        size = p.stat().st_size
-        if p.suffix == ".safetensors":
-            with open(p, "rb") as f:
-                n = int.from_bytes(f.read(8), "little")
-                if size < 8 or 8 + n > size: return f"cut off: {size} bytes, shorter than its own header"
-                header = json.loads(f.read(n))
-            end = 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-            if end != size: return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
-        elif p.suffix == ".json": json.loads(p.read_bytes())
-        elif p.suffix in (".pt", ".pth", ".bin"):
-            with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
-    return None
-
 def check_checkpoint(ck:str|os.PathLike)->list[str]:
     "Problems that make checkpoint folder `ck` unusable for resuming, each naming its file; empty when it is intact."
     ck = Path(ck)
     out = [f"{f}: missing" for f in ("trainer_state.json", "adapter_model.safetensors") if not (ck/f).is_file()]
-    return out + [f"{p.name}: {why}" for p in sorted(ck.iterdir()) if p.is_file() and (why := _file_problem(p))]
+    return out + folder_problems(ck)
 
 def last_checkpoint(folder:str|os.PathLike, # The checkpoint folder (training.output_dir)
                     damaged:list|None=None, # Receives (checkpoint, problems) for every newer checkpoint skipped
@@ -289,6 +272,7 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     from transformers import set_seed
     set_seed(config.training.seed)  # before PEFT initialises the LoRA weights inside SFTTrainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else config.training.device)
+    _check_inputs(config)
     model, tok = load_model(_for_device(config, device), device=device)
     if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
     if config.model.attn_implementation != "auto": _set_attention(model, config)
@@ -354,6 +338,14 @@ def _extra_callbacks(config)->list:
         from torch.utils.tensorboard import SummaryWriter
         cbs.append(TensorBoardCallback(SummaryWriter(str(config.run_dir/"tensorboard"))))
     return cbs
+
+def _check_inputs(config):
+    "Fail before loading anything when the prepared data is missing or the base model's files are damaged, naming them."
+    if not (config.data_dir/"train.jsonl").is_file():
+        raise DataError("no prepared training data", file=config.data_dir/"train.jsonl", hint="run `finetune-nb prepare-data` (or `finetune-nb run`) first")
+    base = resolve_model_path(config.model.model_name)
+    if bad := folder_problems(base):
+        raise FinetuneNBError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
 
 def cannot_train(e:BaseException)->bool:
     "Whether an exception out of the trainer means this model cannot be tuned here (OOM, an op the device or model lacks), not a bad file, a setting or a bug."

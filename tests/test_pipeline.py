@@ -104,6 +104,11 @@ def test_finetune_path_then_second_run_skips_finished_stages(tmp_path):
     assert sum(s.value for s in runs if s.labels.get("status") == "success") == 3
     from finetune_nb.versions import list_models
     assert len(list_models(cfg)) == 2  # the all-skipped rerun made no new model files, so no new version
+    gguf = run / "model-f16.gguf"
+    gguf.write_bytes(gguf.read_bytes()[: gguf.stat().st_size // 3])  # cut short after the run (a full disk, an interrupted copy)
+    again = run_finetune(cfg)
+    assert [o.status for o in again.stages] == ["skipped (up to date)"] * 4 + ["ran"]  # not "up to date": the file changed
+    assert json.loads((run / "export_metadata.json").read_text())["gguf"]["f16"]["verification"]["passed"]
 
 
 def _papermill(nb, out, params, env=None):
