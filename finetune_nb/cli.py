@@ -82,6 +82,7 @@ def _config_arg(p, overrides:bool=True):
     p.add_argument("-c", "--config", dest="config_opt", metavar="CONFIG", help="the config file, as an option")
     if overrides: _override_args(p)
 
+# %% ../nbs/14_cli.ipynb #763d3bbe
 def _positive(text:str)->int:
     "An argparse type: a whole number above 0."
     try: n = int(text)
@@ -136,7 +137,11 @@ def cmd_run_notebook(args)->int:
     "Execute a workflow notebook with papermill."
     import yaml
     from finetune_nb.run import run_notebook
-    params = {k: yaml.safe_load(v) for k, v in (args.param or [])}
+    params = {}
+    for k, v in args.param or []:
+        try: params[k] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise FinetuneNBError(f"-p {k} {v}: not a YAML value ({str(e).splitlines()[0]})", hint="quote it to pass it as text, e.g. -p name \"'[draft'\"") from None
     out = run_notebook(args.notebook, params, output=args.output, cell_timeout=args.cell_timeout, kernel=args.kernel,
                        cwd=args.cwd, progress=not args.quiet)
     print(f"executed {args.notebook} -> {out}")

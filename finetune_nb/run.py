@@ -17,7 +17,7 @@ from .core import stable_hash, write_json
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
+__all__ = ['log', 'STAGES', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
            'check_finetunable', 'check_parameters', 'run_notebook', 'RunResult', 'decide', 'validate_finetuned',
            'run_finetune', 'quickstart_config']
 
@@ -327,6 +327,9 @@ def _error_record(e:BaseException)->dict:
 
 def _skip(name:str, why:str)->StageOutcome: return StageOutcome(name, f"not run: {why}")
 
+# %% ../nbs/13_run.ipynb #b0c024f9
+STAGES = ("prepare-data", "train", "fallback", "evaluate", "merge", "export")
+
 # %% ../nbs/13_run.ipynb #6486a5cf
 def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
                  force:tuple|list=(), # Stage names to rerun even when up to date ("all" reruns every stage)
@@ -336,6 +339,8 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
                 )->RunResult:
     "Run the pipeline the config describes, following the seed decision flow; resumable stage by stage."
     from finetune_nb.config import FineTuneConfig
+    if unknown := sorted(set(force) - set(STAGES) - {"all"}):  # a typo would otherwise force nothing, silently
+        raise FinetuneNBError(f"no stage named {', '.join(map(repr, unknown))} to force", hint=f"the stages: {', '.join(STAGES)}, or all")
     cfg = config if isinstance(config, FineTuneConfig) else FineTuneConfig.from_yaml(config)
     t0, run = time.perf_counter(), cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)

@@ -238,6 +238,10 @@ def test_careless_arguments_are_named(cli, tmp_path):
     assert r.returncode == 1 and "standard input, which is closed" in r.stderr and "Traceback" not in r.stderr
     r = cli("train")
     assert r.returncode == 1 and "train.jsonl: no prepared training data" in r.stderr and "prepare-data" in r.stderr
+    r = cli("run", "--force", "evalaute")
+    assert r.returncode == 1 and "no stage named 'evalaute' to force" in r.stderr and not (tmp_path / "runs").exists()
+    r = cli("run-notebook", "wf.ipynb", "-p", "name", "[draft")
+    assert r.returncode == 1 and "-p name [draft: not a YAML value" in r.stderr
 
 
 def test_a_feedback_store_that_is_not_ours_is_refused_untouched(cli, tmp_path):
