@@ -296,7 +296,9 @@ def file_problem(path:str|os.PathLike)->str|None:
             if end != size: return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
         elif p.suffix == ".json": json.loads(p.read_bytes())
         elif p.suffix in (".pt", ".pth", ".bin"):
-            with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
+            with open(p, "rb") as f: legacy = f.read(1) == b"\x80"  # a pickle, as torch.save wrote before 1.6: nothing cheap to check
+            if not legacy:
+                with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
         elif p.suffix == ".gguf": return _gguf_problem(p, size)
     except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
     return None

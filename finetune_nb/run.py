@@ -262,7 +262,7 @@ def _prepare_stage(config)->dict:
         log.warning("%s; preparing data without token statistics", e); tok = None
     try: res = prepare_data(config, tok)
     except FinetuneNBError as e:
-        if f := _qa_failures(config):  # e.g. no rows at all: the API failing is the cause to name, not the inputs
+        if not isinstance(e, QAGenerationError) and (f := _qa_failures(config)):  # e.g. no rows at all: name the API failing, not the inputs
             raise QAGenerationError(f"{_qa_message(f)}; prepare-data then stopped: {e}", hint=_QA_RERUN) from e
         raise
     c, files = res.info["counts"], res.info.get("output_files", {})

@@ -283,7 +283,8 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     if "validation" not in data: log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
     args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation)
-    ck = _resume_from(config) if resume else _hint_resume(config)
+    ck = _resume_from(config) if resume else None
+    if not resume: _hint_resume(config)
     trainer = _trainer(config, model, tok, args, ds, [stop, *_extra_callbacks(config), *(callbacks or [])])
     try:  # from here on, a failure that means "cannot be tuned here" (OOM included) is a TrainingFailedError carrying the original
         with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
@@ -376,17 +377,16 @@ def _resume_from(config)->Path|None:
     log.info("resuming from %s", ck or "the start (no checkpoint)")
     return ck
 
-def _hint_resume(config)->None:
+def _hint_resume(config):
     "When an interrupted training left a checkpoint and this one starts over, say that --resume would continue it."
     folder, done = checkpoint_dir(config), config.run_dir/"metadata.json"
     cks = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
     try: state = json.loads((cks[-1]/"trainer_state.json").read_text(encoding="utf-8"))
-    except (IndexError, OSError, ValueError): return None
+    except (IndexError, OSError, ValueError): return
     finished_later = done.is_file() and done.stat().st_mtime > (cks[-1]/"trainer_state.json").stat().st_mtime
     if state.get("global_step", 0) < state.get("max_steps", 0) and not finished_later:
         log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, rerun with --resume "
                     "(finetune-nb train/run) or resume=True", cks[-1], state["global_step"], state["max_steps"])
-    return None
 
 def _failed(e:BaseException, step:int)->TrainingFailedError:
     "The error `train` raises for any exception out of the trainer (OOM included)."
