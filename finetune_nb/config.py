@@ -20,7 +20,7 @@ from .core import write_text
 __all__ = ['BUILTIN_MODELS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
            'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'TrainingConfig',
            'FallbackConfig', 'FeedbackConfig', 'EvaluationConfig', 'OllamaConfig', 'ExportConfig', 'yaml_lines',
-           'FineTuneConfig']
+           'FineTuneConfig', 'parse_override', 'with_overrides']
 
 # %% ../nbs/01_config.ipynb #b5c3713d
 class _Section(BaseModel):
@@ -407,3 +407,41 @@ def _summary(self)->str:
     return "\n".join(lines)
 
 FineTuneConfig.summary = _summary
+
+# %% ../nbs/01_config.ipynb #12c82772
+def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
+                   label:str|None=None, # How errors name it (default `--set KEY=VALUE`)
+                  )->tuple[str, object]:
+    "The dotted key and the YAML value of one override."
+    label = label or f"--set {text}"
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not all(p.strip() for p in key.split(".")):
+        raise ConfigError([ConfigIssue("(override)", "expected KEY=VALUE with a dotted key, e.g. --set training.learning_rate=2e-4", None, label)])
+    try: return key, yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError([ConfigIssue(key, f"not a YAML value: {str(e).splitlines()[0]}", None, label)]) from None
+
+def with_overrides(config:FineTuneConfig, # The config as its file gives it
+                   overrides:list, # `KEY=VALUE` strings, or `(label, "KEY=VALUE")` pairs whose label names them in errors
+                  )->FineTuneConfig:
+    "A copy of `config` with the overrides set, validated like a file; each problem names the override at fault."
+    if not overrides: return config
+    raw, labels = config.model_dump(mode="json"), {}
+    for o in overrides:
+        label, text = o if isinstance(o, tuple) else (None, o)
+        key, value = parse_override(text, label)
+        secret = _SECRET_KEY.search(key.rsplit(".", 1)[-1]) or (isinstance(value, str) and _SECRET_VALUE.match(value.strip()))
+        labels[key] = f"the override of {key} (value hidden)" if secret else label or f"--set {text}"
+        node, parts = raw, key.split(".")
+        for i, p in enumerate(parts[:-1]):
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError([ConfigIssue(key, f"{'.'.join(parts[:i + 1])} is a setting, not a section", None, labels[key])])
+        node[parts[-1]] = value
+    try: cfg = FineTuneConfig.validate(raw)
+    except ConfigError as e:
+        def by(path): return next((l for k, l in labels.items() if path == k or path.startswith(k + ".") or k.startswith(path + ".")), None)
+        raise ConfigError([ConfigIssue(i.path, i.message, None, by(i.path)) for i in e.issues]) from None
+    cfg._source = config._source
+    return cfg

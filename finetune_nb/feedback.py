@@ -153,6 +153,26 @@ def _set_wal(c:sqlite3.Connection, timeout:float)->str:
             if "locked" not in str(e) or time.monotonic() > deadline: raise
             time.sleep(wait); wait = min(wait * 2, 0.2)
 
+# %% ../nbs/12_feedback.ipynb #671610a0
+_STORE_HINT = "feedback.store_path must name a feedback store finetune_nb created, or a new file"
+
+def _check_store(path:Path):
+    "Refuse `path` unless it is missing, empty or a feedback store: reads it read-only, writes nothing."
+    if path.is_dir(): raise FinetuneNBError(f"{path} is a folder, not a feedback store file", hint=_STORE_HINT)
+    if not path.is_file() or path.stat().st_size == 0: return
+    try:
+        c = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try: tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally: c.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e): return  # a writer holds it: it is a database, and opening it waits for the lock
+        raise FinetuneNBError(f"{path} cannot be read as a feedback store: {e}", hint=_STORE_HINT) from None
+    except sqlite3.DatabaseError as e:
+        raise FinetuneNBError(f"{path} is not an SQLite database ({e}), so not a feedback store; it was left untouched", hint=_STORE_HINT) from None
+    if tables and "schema_version" not in tables:
+        raise FinetuneNBError(f"{path} is another program's SQLite database (tables: {', '.join(sorted(tables)[:8])}); it was left untouched",
+                              hint=_STORE_HINT)
+
 # %% ../nbs/12_feedback.ipynb #377d96dc
 class FeedbackStore:
     "An SQLite feedback store that several threads and processes can write at once."
@@ -160,6 +180,7 @@ class FeedbackStore:
                  timeout:float=30.0): # Seconds a writer waits for another writer's lock
         self.path, self.timeout = Path(path), timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_store(self.path)
         self._local = threading.local()
         self._migrate()
 

@@ -3,7 +3,8 @@
 A real HTTP server on 127.0.0.1 (a thread per connection); point the real SDK at it with
 ANTHROPIC_BASE_URL=server.url. Replies are deterministic functions of the request, so a test
 knows exactly which rows to expect. Faults are scripted: `script` holds (status, headers, body)
-replies served before normal ones, `bad_outputs` malformed replies, `batch_hold` keeps batches
+replies served before normal ones, `down` (a status) answers every message request with that
+error until it is set back to None, `bad_outputs` malformed replies, `batch_hold` keeps batches
 in progress, `batch_row_faults` makes chosen rows of the first batch error or expire.
 """
 import itertools, json, re, threading, time
@@ -27,7 +28,7 @@ def fake_pairs(prompt: str, n: int) -> list[dict]:
 
 class FakeAnthropic:
     def __init__(self, latency: float = 0.0):
-        self.latency, self.script, self.bad_outputs = latency, [], 0
+        self.latency, self.script, self.bad_outputs, self.down = latency, [], 0, None
         self.counts, self.keys_seen, self.lock = Counter(), set(), threading.Lock()
         self.batches, self.batch_sizes, self.batch_hold, self.batch_row_faults = {}, [], False, {}
         self._ids = itertools.count(1)
@@ -97,6 +98,8 @@ class FakeAnthropic:
             self.keys_seen.add(key)
             self.counts[f"{method} {re.sub(r'msgbatch_[0-9]+', '{id}', path)}"] += 1
             scripted = self.script.pop(0) if path == "/v1/messages" and self.script else None
+            if path == "/v1/messages" and self.down and not scripted:
+                scripted = (self.down, {"retry-after-ms": "1"}, {"type": "error", "error": {"type": "api_error", "message": "the API is down"}})
         if path == "/v1/messages" and self.latency: time.sleep(self.latency)
         if scripted:
             status, headers, reply = scripted
