@@ -20,7 +20,8 @@ log = logging.getLogger("finetune_nb")
 __all__ = ['log', 'COMMANDS', 'cmd_init', 'cmd_validate', 'cmd_run_notebook', 'build_parser', 'main', 'cmd_prepare_data',
            'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_generate_qa', 'cmd_merge_adapter', 'cmd_export',
            'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats',
-           'cmd_feedback_export', 'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
+           'cmd_feedback_export', 'cmd_feedback_judge', 'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote',
+           'cmd_models_rollback']
 
 # %% ../nbs/14_cli.ipynb #316153a4
 def cmd_init(args)->int:
@@ -309,6 +310,14 @@ def cmd_feedback_export(args)->int:
     print(f"{n} rows -> {out}")
     return 0
 
+def cmd_feedback_judge(args)->int:
+    from finetune_nb.feedback import check_trigger, judge_feedback
+    cfg = _config(args)
+    rep = judge_feedback(cfg, rescore=args.rescore, limit=args.limit, progress=not args.quiet)
+    print(rep)
+    print(check_trigger(cfg, cfg.feedback.threshold, cfg.feedback.min_score))
+    return 0
+
 def cmd_feedback_watch(args)->int:
     from finetune_nb.run import run_finetune
     from finetune_nb.versions import watch
@@ -328,6 +337,9 @@ def _feedback_args(p):
     exp.add_argument("out", nargs="?", help="output JSONL (default feedback.export_path)")
     exp.add_argument("--min-rating", type=float, help="lowest rating kept (default feedback.min_rating)")
     exp.add_argument("--since-version", help="only feedback newer than this model version (e.g. v3)")
+    j = add("judge", cmd_feedback_judge, "score pending rows with the LLM judge of evaluation.judge (0-1), for the trigger")
+    j.add_argument("--rescore", action="store_true", help="judge again the rows a judge scored before")
+    j.add_argument("--limit", type=int, help="judge at most this many rows")
     w = add("watch", cmd_feedback_watch, "run the pipeline when enough new high-quality feedback exists")
     w.add_argument("--threshold", type=int); w.add_argument("--min-score", type=float)
     w.add_argument("--check", action="store_true", help="check once and exit")
@@ -358,5 +370,5 @@ def _models_args(p):
         _common(sp, suppress=True); sp.set_defaults(func=fn)
         if name == "promote": sp.add_argument("version", help="e.g. demo-v3 or v3")
 
-COMMANDS["feedback"] = (None, "review feedback: import, stats, export, watch", _feedback_args)
+COMMANDS["feedback"] = (None, "review feedback: import, stats, export, judge, watch", _feedback_args)
 COMMANDS["models"] = (None, "model versions: list, promote, rollback", _models_args)
