@@ -18,8 +18,8 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'COMMANDS', 'cmd_init', 'cmd_validate', 'cmd_run_notebook', 'build_parser', 'main', 'cmd_prepare_data',
-           'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_generate_qa', 'cmd_merge_adapter', 'cmd_export',
-           'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats',
+           'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_prepare_pairs', 'cmd_generate_qa', 'cmd_merge_adapter',
+           'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats',
            'cmd_feedback_export', 'cmd_feedback_judge', 'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote',
            'cmd_models_rollback']
 
@@ -176,9 +176,9 @@ COMMANDS["run"] = (cmd_run, "run the whole pipeline the config describes (resuma
 COMMANDS["quickstart"] = (cmd_quickstart, "the whole pipeline on the bundled samples and built-in model, offline", _quickstart_args)
 
 def cmd_train(args)->int:
-    "Fine-tune on the prepared data of the run."
-    from finetune_nb.train import train
-    res = train(_config(args), resume=args.resume, force_cpu=args.force_cpu, num_processes=args.num_processes)
+    "Fine-tune on the prepared data of the run, as training.method says (sft, dpo, orpo, sft+dpo, sft+orpo)."
+    from finetune_nb.preference import fine_tune
+    res = fine_tune(_config(args), resume=args.resume, force_cpu=args.force_cpu, num_processes=args.num_processes)
     print(f"adapter: {res.adapter_dir} (step {res.global_step})")
     for k, v in res.metrics.items(): print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
     return 0
@@ -189,7 +189,19 @@ def _train_args(p):
     p.add_argument("--force-cpu", action="store_true", help="train on the CPU in float32 even when a GPU is present")
     p.add_argument("--num-processes", type=int, help="data-parallel processes (default training.num_processes)")
 
-COMMANDS["train"] = (cmd_train, "fine-tune with LoRA/QLoRA on the prepared data", _train_args)
+COMMANDS["train"] = (cmd_train, "fine-tune with LoRA/QLoRA on the prepared data (training.method: sft, dpo, orpo, sft+dpo, sft+orpo)", _train_args)
+
+def cmd_prepare_pairs(args)->int:
+    "Gather preference pairs (pair files, judged pairs, feedback corrections) into the run's data folder."
+    from finetune_nb.run import prepare_pairs
+    cfg = _config(args)
+    info = prepare_pairs(cfg)
+    c = info["counts"]
+    print(f"{c['train']} pairs to train on, {c['validation']} held out, {c['skipped']} left out -> {cfg.data_dir/'pairs_info.json'}")
+    for reason, n in info["skipped_by_reason"].items(): print(f"  {n} × {reason}")
+    return 0
+
+COMMANDS["prepare-pairs"] = (cmd_prepare_pairs, "gather preference pairs for DPO/ORPO: pair files, judged pairs, corrections", _config_arg)
 
 def cmd_generate_qa(args)->int:
     "Generate question/answer pairs from the run's chunks.jsonl."
