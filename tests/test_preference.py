@@ -76,6 +76,17 @@ def test_orpo_trains_without_a_reference_and_raises_the_margin(tmp_path):
     assert m["after"]["margin"] > m["before"]["margin"] + 1, m
 
 
+def test_dpo_over_a_4bit_base_on_the_cpu(tmp_path):
+    "QLoRA: the frozen base in NF4 (bitsandbytes), DPO's reference being that base with the adapter off."
+    from finetune_nb.preference import fine_tune
+    cfg = make_config(tmp_path, max_steps=4, eval_steps=4, save_steps=4)
+    cfg.model.use_qlora = True
+    res = fine_tune(cfg)
+    meta = json.loads((cfg.run_dir/"metadata.json").read_text())
+    assert meta["margins"]["after"]["margin"] > meta["margins"]["before"]["margin"] + 5, meta["margins"]
+    assert json.loads((res.adapter_dir/"adapter_config.json").read_text())["base_model_name_or_path"]
+
+
 def test_sft_then_dpo_tunes_the_supervised_adapter_further(tmp_path):
     from finetune_nb.preference import fine_tune
     cfg = make_config(tmp_path, method="sft+dpo", max_steps=6, eval_steps=6, save_steps=6)
@@ -138,6 +149,34 @@ def test_prepare_pairs_counts_every_pair_it_leaves_out(tmp_path):
     assert [(r["prompt"][-1]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == \
         [("Q1?", "right", "wrong"), ("Q2?", "right", "wrong"), ("J0?", "t", "b"), ("J1?", "b", "t"), ("F1?", "new", "old")]
     assert rows[4]["metadata"]["origin"] == "feedback" and rows[2]["metadata"]["origin"] == "judge"
+
+
+def test_run_does_sft_then_dpo_and_reruns_only_what_a_change_touches(tmp_path, cli):
+    from finetune_nb.run import run_finetune
+    (tmp_path/"raw").mkdir()
+    write_jsonl(tmp_path/"raw"/"facts.jsonl", facts(0, 60))
+    write_jsonl(tmp_path/"pairs.jsonl", pairs(0, 30))
+    t = dict(device="cpu", method="sft+dpo", max_steps=3, batch_size=4, gradient_accumulation_steps=1, learning_rate=5e-3, eval_steps=3,
+             save_steps=3, logging_steps=1, max_seq_length=128, report_to=["none"], warmup_ratio=0.0, gradient_checkpointing=False,
+             preference={"pairs": ["pairs.jsonl"], "validation_fraction": 0.2})
+    (tmp_path/"config.yaml").write_text(json.dumps({"project": {"name": "both", "output_dir": "runs"},
+        "data": {"input_path": "raw", "augmentation": {"instruction_variations": False, "dedup": "exact"}}, "training": t,
+        "evaluation": {"num_prompts": 2, "max_new_tokens": 8, "compare_base": False}, "export": {"merge": False}}))
+    cfg = FineTuneConfig.from_yaml(tmp_path/"config.yaml")
+    res = run_finetune(cfg)
+    assert res.mode == "finetuned" and [(o.name, o.status) for o in res.stages] == \
+        [(n, "ran") for n in ("prepare-data", "train", "prepare-pairs", "preference", "evaluate")] + [("export", "not run: export.merge is off")]
+    meta = json.loads((cfg.run_dir/"metadata.json").read_text())
+    assert meta["method"] == "sft+dpo" and meta["start_adapter"] == str(cfg.run_dir/"sft"/"adapter") and res.metadata["status"] == "success"
+    cfg.training.preference.beta = 0.2  # a preference setting: the supervised step stays up to date
+    res = run_finetune(cfg)
+    assert [(o.name, o.status) for o in res.stages][:4] == [("prepare-data", "skipped (up to date)"), ("train", "skipped (up to date)"),
+                                                            ("prepare-pairs", "ran"), ("preference", "ran")]
+    r = cli("prepare-pairs", tmp_path/"config.yaml")
+    assert r.returncode == 0 and r.stdout.startswith(f"{json.loads((cfg.data_dir/'pairs_info.json').read_text())['counts']['train']} pairs to train on"), r.stderr
+    (tmp_path/"pairs.jsonl").write_text(json.dumps({"prompt": "Same?", "chosen": "yes", "rejected": "yes"}) + "\n")
+    r = cli("prepare-pairs", tmp_path/"config.yaml")
+    assert r.returncode == 1 and "error: " in r.stderr and "no usable preference pairs: 1 × chosen equals rejected" in r.stderr
 
 
 def test_resume_continues_a_preference_run(dpo):
