@@ -658,7 +658,7 @@ class FeedbackJudgeReport:
     failed:list = field(default_factory=list); skipped:list = field(default_factory=list)
     usage:dict = field(default_factory=dict); cost_usd:float = 0.0; ids:list = field(default_factory=list)
     def __str__(self):
-        s = (f"{self.judged} pending rows scored by {self.judge} (rubric {self.rubric})" + (f", mean {self.mean_score:.2f}/5" if self.mean_score else "")
+        s = (f"{self.judged} pending rows scored by {self.judge} (rubric {self.rubric})" + (f", mean {self.mean_score:.2f}/5" if self.mean_score is not None else "")
              + f"; {len(self.failed)} failed, {len(self.skipped)} not judged; {self.usage.get('requests', 0)} requests, "
              f"{self.usage.get('cached', 0)} cached, ≈ ${self.cost_usd:.4f}")
         return s + "".join(f"\n  - failed: feedback id {f['id']}: {f['error']}" for f in self.failed) + "".join(f"\n  - {x}" for x in self.skipped)

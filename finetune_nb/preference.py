@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/preference.html.md"""
 
 # %% ../nbs/08a_preference.ipynb #c622d739
 from __future__ import annotations
-import json, logging, os, time
+import json, logging, os, re, time
 from collections import Counter
 from pathlib import Path
 
@@ -14,16 +14,15 @@ from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, Skipped
 from .core import read_jsonl, sha256_file, stable_hash, write_json, write_jsonl
 from .models import load_model, peft_quiet, resolve_device
 from .templates import has_generation_markers, resolve_chat_template
-from .train import (TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train,
-                               _eos_ids, _extra_callbacks, _failed, _for_device, _hardware, _interrupt_callback, _keep_4bit_trainable,
-                               _nonempty, _set_attention, _sigint_to, _versions, _write_outputs)
+from .train import (
+    TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train, _eos_ids, _extra_callbacks,
+    _failed, _for_device, _hardware, _interrupt_callback, _keep_4bit_trainable, _nonempty, _set_attention, _sigint_to, _versions, _write_outputs)
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'pair_record', 'read_pairs', 'collect_pairs', 'save_pairs', 're_digits', 'pair_ids', 'check_pairs',
-           'pair_logps', 'preference_margin', 'preference_method', 'preference_args', 'train_preference', 'sft_config',
-           'fine_tune']
+__all__ = ['log', 'pair_record', 'read_pairs', 'collect_pairs', 'save_pairs', 'pair_ids', 'check_pairs', 'pair_logps',
+           'preference_margin', 'preference_method', 'preference_args', 'train_preference', 'sft_config', 'fine_tune']
 
 # %% ../nbs/08a_preference.ipynb #da40f582
 def _messages(v, field:str)->list[dict]:
@@ -115,7 +114,7 @@ def save_pairs(data_dir:str|os.PathLike, # Where pairs_train.jsonl, pairs_valida
     for s, rows in split.items(): write_jsonl(data_dir/f"pairs_{s}.jsonl", rows)
     info = {"counts": {"train": len(split["train"]), "validation": len(split["validation"]), "skipped": len(skipped)},
             "sources": sources, "validation_fraction": validation_fraction, "seed": seed,
-            "skipped_by_reason": dict(Counter(re_digits(s.reason) for s in skipped).most_common()),
+            "skipped_by_reason": dict(Counter(_reason_kind(s.reason) for s in skipped).most_common()),
             "skipped": [s.to_dict() for s in skipped],
             "sha256": {f"pairs_{s}.jsonl": sha256_file(data_dir/f"pairs_{s}.jsonl") for s in split}}
     write_json(data_dir/"pairs_info.json", info)
@@ -123,9 +122,8 @@ def save_pairs(data_dir:str|os.PathLike, # Where pairs_train.jsonl, pairs_valida
                                            len(skipped), f" ({info['skipped_by_reason']})" if skipped else "")
     return info
 
-def re_digits(reason:str)->str:
+def _reason_kind(reason:str)->str:
     "A reason with its numbers generalised, to count reasons of one kind together."
-    import re
     return re.sub(r"\d+", "N", reason)
 
 # %% ../nbs/08a_preference.ipynb #773cba10

@@ -255,7 +255,7 @@ def prepare_pairs(config)->dict:
     info = save_pairs(config.data_dir, pairs, skipped, sources, p.validation_fraction, config.data.split.seed)
     if not info["counts"]["train"]:
         why = ", ".join(f"{n} × {r}" for r, n in info["skipped_by_reason"].items())
-        raise DataError(f"no usable preference pairs" + (f": {why}" if why else "") + f" (from {', '.join(sources) or 'no source'})",
+        raise DataError("no usable preference pairs" + (f": {why}" if why else "") + f" (from {', '.join(sources) or 'no source'})",
                         file=config.data_dir/"pairs_info.json", hint="list pair files in training.preference.pairs, or correct model "
                         f"outputs in the feedback store ({store}) with training.preference.from_feedback on")
     return info
