@@ -1,5 +1,5 @@
 """Preference tuning on the tiny built-in model, on the CPU: DPO and ORPO raise the chosen-over-rejected margin on
-held-out pairs, SFT then DPO, resume, pairs refused with their reasons, and the whole quality loop from the feedback
+held-out pairs, QLoRA, SFT then DPO in a run, resume, pairs refused with their reasons, and the whole quality loop from the feedback
 store (import, judge over real HTTP, trigger, DPO run, registered version)."""
 import json, sys
 from pathlib import Path
@@ -34,13 +34,13 @@ def make_config(root, method="dpo", train_pairs=None, **training):
 
 
 def margin_of(cfg, adapter=None):
-    "The held-out margin of the base model, or of the base with `adapter`, measured afresh."
+    "The margin on the run's held-out pairs of the base model, or of the base with `adapter`, measured afresh."
     from finetune_nb.models import load_adapter, load_model
-    from finetune_nb.preference import preference_margin
+    from finetune_nb.preference import preference_margin, read_pairs
     from finetune_nb.templates import resolve_chat_template
     model, tok = load_model(cfg, device="cpu")
     if adapter is not None: model = load_adapter(model, adapter)
-    return preference_margin(model, tok, resolve_chat_template(cfg, tok), pairs(24, 30))
+    return preference_margin(model, tok, resolve_chat_template(cfg, tok), [p for _, p in read_pairs(cfg.data_dir/"pairs_validation.jsonl")])
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +85,6 @@ def test_dpo_over_a_4bit_base_on_the_cpu(tmp_path):
     meta = json.loads((cfg.run_dir/"metadata.json").read_text())
     assert meta["margins"]["after"]["margin"] > meta["margins"]["before"]["margin"] + 5, meta["margins"]
     assert json.loads((res.adapter_dir/"adapter_config.json").read_text())["base_model_name_or_path"]
-
-
-def test_sft_then_dpo_tunes_the_supervised_adapter_further(tmp_path):
-    from finetune_nb.preference import fine_tune
-    cfg = make_config(tmp_path, method="sft+dpo", max_steps=6, eval_steps=6, save_steps=6)
-    write_jsonl(cfg.data_dir/"train.jsonl", facts(0, 24)); write_jsonl(cfg.data_dir/"validation.jsonl", facts(24, 28))
-    res = fine_tune(cfg)
-    sft = cfg.run_dir/"sft"
-    assert (sft/"adapter"/"adapter_config.json").is_file() and json.loads((sft/"metadata.json").read_text())["global_step"] == 6
-    assert list((cfg.run_dir/"checkpoints"/"sft").glob("checkpoint-6")) and list((cfg.run_dir/"checkpoints").glob("checkpoint-6"))
-    meta = json.loads((cfg.run_dir/"metadata.json").read_text())
-    assert meta["method"] == "sft+dpo" and meta["start_adapter"] == str(sft/"adapter") and res.adapter_dir == cfg.run_dir/"adapter"
-    # the "before" is the supervised model's margin (DPO's reference), not the base model's
-    assert meta["margins"]["before"]["margin"] == pytest.approx(margin_of(cfg, sft/"adapter")["margin"], abs=1e-3)
-    assert meta["margins"]["before"]["margin"] != pytest.approx(margin_of(cfg)["margin"], abs=0.1)
-    assert meta["margins"]["after"]["margin"] > meta["margins"]["before"]["margin"]
 
 
 def test_pairs_that_teach_nothing_are_refused_before_training(tmp_path):
@@ -166,8 +150,15 @@ def test_run_does_sft_then_dpo_and_reruns_only_what_a_change_touches(tmp_path, c
     res = run_finetune(cfg)
     assert res.mode == "finetuned" and [(o.name, o.status) for o in res.stages] == \
         [(n, "ran") for n in ("prepare-data", "train", "prepare-pairs", "preference", "evaluate")] + [("export", "not run: export.merge is off")]
+    sft = cfg.run_dir/"sft"
+    assert json.loads((sft/"metadata.json").read_text())["global_step"] == 3
+    assert list((cfg.run_dir/"checkpoints"/"sft").glob("checkpoint-3")) and list((cfg.run_dir/"checkpoints").glob("checkpoint-3"))
     meta = json.loads((cfg.run_dir/"metadata.json").read_text())
-    assert meta["method"] == "sft+dpo" and meta["start_adapter"] == str(cfg.run_dir/"sft"/"adapter") and res.metadata["status"] == "success"
+    assert meta["method"] == "sft+dpo" and meta["start_adapter"] == str(sft/"adapter") and res.metadata["status"] == "success"
+    # DPO trained the supervised adapter further: its "before" is the supervised model's margin (the reference), not the base's
+    assert meta["margins"]["before"]["margin"] == pytest.approx(margin_of(cfg, sft/"adapter")["margin"], abs=1e-3)
+    assert meta["margins"]["before"]["margin"] != pytest.approx(margin_of(cfg)["margin"], abs=0.1)
+    assert meta["margins"]["after"]["margin"] > meta["margins"]["before"]["margin"]
     cfg.training.preference.beta = 0.2  # a preference setting: the supervised step stays up to date
     res = run_finetune(cfg)
     assert [(o.name, o.status) for o in res.stages][:4] == [("prepare-data", "skipped (up to date)"), ("train", "skipped (up to date)"),
