@@ -18,10 +18,10 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'CONFIG_NAME', 'SHORTHANDS', 'COMMANDS', 'find_config', 'cmd_init', 'cmd_validate', 'cmd_run_notebook',
-           'build_parser', 'main', 'cmd_prepare_data', 'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_generate_qa',
-           'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat', 'cmd_feedback_import',
-           'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote',
-           'cmd_models_rollback']
+           'build_parser', 'main', 'cmd_prepare_data', 'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_prepare_pairs',
+           'cmd_generate_qa', 'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat',
+           'cmd_feedback_import', 'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_judge',
+           'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
 
 # %% ../nbs/14_cli.ipynb #0212e2a4
 CONFIG_NAME = "finetune.yaml"
@@ -253,9 +253,9 @@ COMMANDS["run"] = (cmd_run, "run the whole pipeline the config describes (resuma
 COMMANDS["quickstart"] = (cmd_quickstart, "the whole pipeline on the bundled samples and built-in model, offline", _quickstart_args)
 
 def cmd_train(args)->int:
-    "Fine-tune on the prepared data of the run."
-    from finetune_nb.train import train
-    res = train(_config(args), resume=args.resume, force_cpu=args.force_cpu, num_processes=args.num_processes)
+    "Fine-tune on the prepared data of the run, as training.method says (sft, dpo, orpo, sft+dpo, sft+orpo)."
+    from finetune_nb.preference import fine_tune
+    res = fine_tune(_config(args), resume=args.resume, force_cpu=args.force_cpu, num_processes=args.num_processes)
     print(f"adapter: {res.adapter_dir} (step {res.global_step})")
     for k, v in res.metrics.items(): print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
     return 0
@@ -266,7 +266,19 @@ def _train_args(p):
     p.add_argument("--force-cpu", action="store_true", help="train on the CPU in float32 even when a GPU is present")
     p.add_argument("--num-processes", type=_positive, help="data-parallel processes (default training.num_processes)")
 
-COMMANDS["train"] = (cmd_train, "fine-tune with LoRA/QLoRA on the prepared data", _train_args)
+COMMANDS["train"] = (cmd_train, "fine-tune with LoRA/QLoRA on the prepared data (training.method: sft, dpo, orpo, sft+dpo, sft+orpo)", _train_args)
+
+def cmd_prepare_pairs(args)->int:
+    "Gather preference pairs (pair files, judged pairs, feedback corrections) into the run's data folder."
+    from finetune_nb.run import prepare_pairs
+    cfg = _config(args)
+    info = prepare_pairs(cfg)
+    c = info["counts"]
+    print(f"{c['train']} pairs to train on, {c['validation']} held out, {c['skipped']} left out -> {cfg.data_dir/'pairs_info.json'}")
+    for reason, n in info["skipped_by_reason"].items(): print(f"  {n} × {reason}")
+    return 0
+
+COMMANDS["prepare-pairs"] = (cmd_prepare_pairs, "gather preference pairs for DPO/ORPO: pair files, judged pairs, corrections", _config_arg)
 
 def cmd_generate_qa(args)->int:
     "Generate question/answer pairs from the run's chunks.jsonl; without one, read and split the documents first."
@@ -408,6 +420,14 @@ def cmd_feedback_export(args)->int:
     print(f"{n} rows -> {out}")
     return 0
 
+def cmd_feedback_judge(args)->int:
+    from finetune_nb.feedback import check_trigger, judge_feedback
+    cfg = _config(args)
+    rep = judge_feedback(cfg, rescore=args.rescore, limit=args.limit, progress=not args.quiet)
+    print(rep)
+    print(check_trigger(cfg, cfg.feedback.threshold, cfg.feedback.min_score))
+    return 0
+
 def cmd_feedback_watch(args)->int:
     from finetune_nb.run import run_finetune
     from finetune_nb.versions import watch
@@ -428,6 +448,9 @@ def _feedback_args(p):
     exp.add_argument("out", nargs="?", help="output JSONL (default feedback.export_path)")
     exp.add_argument("--min-rating", type=float, help="lowest rating kept (default feedback.min_rating)")
     exp.add_argument("--since-version", help="only feedback newer than this model version (e.g. v3)")
+    j = add("judge", cmd_feedback_judge, "score pending rows with the LLM judge of evaluation.judge (0-1), for the trigger")
+    j.add_argument("--rescore", action="store_true", help="judge again the rows a judge scored before")
+    j.add_argument("--limit", type=int, help="judge at most this many rows")
     w = add("watch", cmd_feedback_watch, "run the pipeline when enough new high-quality feedback exists")
     w.add_argument("--threshold", type=_positive, help="new high-quality samples that start a run (default feedback.threshold)")
     w.add_argument("--min-score", type=_score, help="quality from 0 to 1 a sample needs to count (default feedback.min_score)")
@@ -461,5 +484,5 @@ def _models_args(p):
         _common(sp, suppress=True); sp.set_defaults(func=fn)
         if name == "promote": sp.add_argument("version", help="e.g. demo-v3 or v3")
 
-COMMANDS["feedback"] = (None, "review feedback: import, stats, export, watch", _feedback_args)
+COMMANDS["feedback"] = (None, "review feedback: import, stats, export, judge, watch", _feedback_args)
 COMMANDS["models"] = (None, "model versions: list, promote, rollback", _models_args)

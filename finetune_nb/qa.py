@@ -204,12 +204,12 @@ def require_api_key()->None:
         raise QAGenerationError("ANTHROPIC_API_KEY is not set", hint="export it in the shell or notebook environment "
                                 "(never in the config), or use data.langchain.qa_llm_provider: local")
 
-def _reply_from(msg)->Reply:
+def _reply_from(msg, tool_name:str=QA_TOOL_NAME)->Reply:
     "A `Reply` from an anthropic `Message`: the forced tool call's input, else the text; `ChunkFailed` when it is not a message."
     if isinstance(msg, str):  # the SDK hands over the body as text when its content-type is not JSON (a proxy's HTML page)
         raise ChunkFailed("the API reply is not JSON (it is text, e.g. an HTML error page)", raw=msg[:4000])
     try:
-        tool = next((b for b in msg.content if b.type == "tool_use" and b.name == QA_TOOL_NAME), None)
+        tool = next((b for b in msg.content if b.type == "tool_use" and b.name == tool_name), None)
         raw = json.dumps([b.model_dump(mode="json") for b in msg.content], ensure_ascii=False)
         text = "".join(getattr(b, "text", "") for b in msg.content)
         return Reply(tool.input if tool is not None else text, raw, int(msg.usage.input_tokens), int(msg.usage.output_tokens))

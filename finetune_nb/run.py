@@ -19,7 +19,7 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'STAGES', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
            'check_finetunable', 'check_parameters', 'run_notebook', 'RunResult', 'decide', 'validate_finetuned',
-           'run_finetune', 'quickstart_config']
+           'read_pair_file', 'prepare_pairs', 'run_finetune', 'quickstart_config']
 
 # %% ../nbs/13_run.ipynb #35d0f0ee
 @dataclass
@@ -252,6 +252,42 @@ def validate_finetuned(config, adapter_dir:Path, metrics:dict)->dict:
     if out.shape[1] <= enc["input_ids"].shape[1]: raise TrainingFailedError("the fine-tuned model generated nothing")
     return {"loss": loss, "generated_tokens": int(out.shape[1] - enc["input_ids"].shape[1])}
 
+# %% ../nbs/13_run.ipynb #a31451ac
+from .core import DataError, read_jsonl
+
+def read_pair_file(path:str|os.PathLike, # A JSONL file of preference pairs, or a judge's pairwise results
+                   on_error:str="skip", # "skip" records bad lines in `skipped`, "fail" raises at the first
+                   skipped:list|None=None)->list[dict]:
+    "The preference pairs of a file: pairs in any accepted format, or the agreed verdicts of eval/judge_pairwise.jsonl."
+    from finetune_nb.judge import judged_pairs
+    from finetune_nb.preference import collect_pairs, read_pairs
+    path = Path(path)
+    if not path.is_file(): raise DataError("preference pairs file not found", file=path, hint="fix training.preference.pairs")
+    first = next((row for _, row in read_jsonl(path, on_error="skip", log_skips=False)), None)
+    if isinstance(first, dict) and "winner" in first and "answers" in first:
+        return collect_pairs(judged_pairs(list(read_jsonl(path, on_error=on_error, skipped=skipped)), str(path), skipped), str(path), skipped)
+    return [p for _, p in read_pairs(path, on_error, skipped)]
+
+def prepare_pairs(config)->dict:
+    "Gather the preference pairs the config names, write <data>/pairs_train.jsonl, pairs_validation.jsonl and pairs_info.json."
+    from finetune_nb.feedback import feedback_pairs, feedback_paths
+    from finetune_nb.preference import collect_pairs, save_pairs
+    p, skipped, pairs, sources = config.training.preference, [], [], {}
+    for f in p.pairs:
+        got = read_pair_file(config.resolve(f), config.data.on_error, skipped)
+        sources[str(config.resolve(f))] = len(got); pairs += got
+    store = feedback_paths(config).store
+    if p.from_feedback and store.is_file():
+        got = collect_pairs(feedback_pairs(store, skipped), str(store), skipped)
+        sources[str(store)] = len(got); pairs += got
+    info = save_pairs(config.data_dir, pairs, skipped, sources, p.validation_fraction, config.data.split.seed)
+    if not info["counts"]["train"]:
+        why = ", ".join(f"{n} × {r}" for r, n in info["skipped_by_reason"].items())
+        raise DataError("no usable preference pairs" + (f": {why}" if why else "") + f" (from {', '.join(sources) or 'no source'})",
+                        file=config.data_dir/"pairs_info.json", hint="list pair files in training.preference.pairs, or correct model "
+                        f"outputs in the feedback store ({store}) with training.preference.from_feedback on")
+    return info
+
 # %% ../nbs/13_run.ipynb #16e085a8
 def _prepare_stage(config)->dict:
     from finetune_nb.dataset import prepare_data
@@ -291,6 +327,46 @@ def _train_stage(config, resume:bool, callbacks)->dict:
     res = train(config, resume=resume, callbacks=callbacks)
     check = validate_finetuned(config, res.adapter_dir, res.metrics)
     return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics, "validation": check}
+
+def _sft_stage(config, resume:bool, callbacks)->dict:
+    "The supervised step of sft+dpo or sft+orpo, into <run>/sft/."
+    from finetune_nb.preference import sft_config
+    from finetune_nb.train import train
+    res = train(sft_config(config), resume=resume, callbacks=callbacks)
+    return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics}
+
+def _pairs_stage(config)->dict:
+    info = prepare_pairs(config)
+    return {**info["counts"], "sources": info["sources"], "pairs_info": str(config.data_dir/"pairs_info.json")}
+
+def _pairs_inputs(config)->list:
+    "What the pairs depend on outside the config: the pair files, and the feedback store's revision."
+    from finetune_nb.feedback import feedback_paths, open_store
+    store = feedback_paths(config).store
+    rev = open_store(store).current_rev() if config.training.preference.from_feedback and store.is_file() else None
+    return [[files_fingerprint(config.resolve(f)) for f in config.training.preference.pairs], rev]
+
+def _preference_stage(config, resume:bool, callbacks)->dict:
+    from finetune_nb.preference import train_preference
+    start = config.run_dir/"sft"/"adapter" if config.training.method.startswith("sft+") else None
+    res = train_preference(config, adapter=start, resume=resume, callbacks=callbacks)
+    check = validate_finetuned(config, res.adapter_dir, res.metrics)
+    margins = json.loads((res.run_dir/"metadata.json").read_text(encoding="utf-8"))["margins"]
+    return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics, "margins": margins, "validation": check}
+
+def _train_steps(cfg, step:Callable, resume:bool, callbacks)->StageOutcome:
+    "The training stages training.method asks for; returns the outcome of the one that wrote <run>/adapter."
+    from finetune_nb.config import TrainingConfig
+    adapter = lambda c: [c.run_dir/"adapter"]
+    m = cfg.training.method
+    if m == "sft": return step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"), outputs=adapter))
+    if m.startswith("sft+"):
+        sft_sections = tuple(f"training.{f}" for f in TrainingConfig.model_fields if f not in ("method", "preference"))
+        step(Stage("train", lambda c: _sft_stage(c, resume, callbacks), ("model", *sft_sections),
+                   outputs=lambda c: [c.run_dir/"sft"/"adapter"]))
+    step(Stage("prepare-pairs", _pairs_stage, ("training.preference", "data.split.seed", "data.on_error"),
+               outputs=lambda c: [c.data_dir/"pairs_train.jsonl", c.data_dir/"pairs_info.json"], inputs=_pairs_inputs))
+    return step(Stage("preference", lambda c: _preference_stage(c, resume, callbacks), ("model", "training"), outputs=adapter))
 
 def _fallback_stage(config, reason)->dict:
     from finetune_nb.fallback import build_model_set
@@ -370,8 +446,7 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
         log.info("decision: %s%s", "fine-tune" if mode == "finetune" else "model-set config", f" ({reason})" if reason else "")
         if mode == "finetune":
             try:
-                tr = step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"),
-                                outputs=lambda c: [c.run_dir/"adapter"]))
+                tr = _train_steps(cfg, step, resume, callbacks)
                 res.paths["adapter"] = tr.result["adapter"]
             except TrainingFailedError as e:
                 log.error("training failed: %s", e)
@@ -427,7 +502,7 @@ def _finish(cfg, res:RunResult, status:str, error:dict|None, seconds:float):
     if status != "prepared":
         try:
             write_run_metrics(cfg, status=status, duration_s=seconds, dataset_rows=rows, fallback=res.mode == "model_set")
-            if status == "success" and any(o.name in ("train", "merge", "export") and o.status == "ran" for o in res.stages):
+            if status == "success" and any(o.name in ("train", "preference", "merge", "export") and o.status == "ran" for o in res.stages):
                 register_model(cfg, res.run_dir)  # a new version only when this run made new model files
         except Exception as e: log.error("could not write run metrics or register the model: %s", e)
     log.info("run %s: %s in %.1fs", status, res.mode, seconds)

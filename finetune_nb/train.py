@@ -267,6 +267,10 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
           callbacks:list|None=None, # Extra transformers TrainerCallbacks
          )->TrainResult:
     "Fine-tune `config.model` with LoRA/QLoRA on the prepared data; write <run>/adapter and metadata."
+    if config.training.method != "sft":  # never supervised-only when preference tuning was asked for
+        raise ConfigError([ConfigIssue("training.method", f"train() is supervised fine-tuning; method {config.training.method!r} trains with "
+                                       "finetune_nb.preference.fine_tune (what `finetune-nb train` and `run` call)",
+                                       source=str(config._source) if config._source else None)])
     n = num_processes or config.training.num_processes
     if n > 1 and "LOCAL_RANK" not in os.environ: return launch(config, n, resume=resume, force_cpu=force_cpu)
     from transformers import set_seed
