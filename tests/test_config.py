@@ -214,7 +214,7 @@ def test_files_that_are_no_config_are_refused_by_name(tmp_path, cli, content, ex
 def test_folder_huge_and_missing_configs(tmp_path, cli):
     (tmp_path / "big.yaml").write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
     (tmp_path / "dir.yaml").mkdir()
-    for name, expect in (("big.yaml", "2.0 MiB, far more than a config"), ("dir.yaml", "is a folder"), ("nope.yaml", "config file not found")):
+    for name, expect in (("big.yaml", "2.0 MiB, far more than a config"), ("dir.yaml", "no finetune.yaml or other finetune_nb config in"), ("nope.yaml", "config file not found")):
         r = cli("validate", name)
         assert r.returncode == 1 and expect in r.stderr and "unexpected" not in r.stderr, r.stderr
 
