@@ -155,8 +155,9 @@ class Deduplicator:
     def _flush(self):
         "Write what is held in memory to the index, in key order (inserts in order touch few pages)."
         self.db.executemany("INSERT INTO seen VALUES (?, ?)", sorted(self._seen.items()))
-        self.db.executemany("INSERT INTO sig VALUES (?, ?, ?)", [(i, l, h) for i, (l, h) in self._sigs.items()])
-        self.db.executemany("INSERT OR IGNORE INTO band VALUES (?, ?)", sorted((k, i) for k, ids in self._bands.items() for i in ids))
+        if self.mode == "near":  # exact mode has no signature tables
+            self.db.executemany("INSERT INTO sig VALUES (?, ?, ?)", [(i, l, h) for i, (l, h) in self._sigs.items()])
+            self.db.executemany("INSERT OR IGNORE INTO band VALUES (?, ?)", sorted((k, i) for k, ids in self._bands.items() for i in ids))
         self._seen, self._sigs, self._bands = {}, {}, {}
 
     def close(self):

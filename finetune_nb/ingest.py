@@ -234,10 +234,14 @@ def iter_text_blocks(path:str|os.PathLike, # The text file
     with open(path, "rb") as f:
         while True:
             raw = f.read(block_chars)
-            try: buf += dec.decode(raw, final=not raw)
+            try: new = dec.decode(raw, final=not raw)
             except UnicodeDecodeError as e:
                 raise DataError(f"cannot decode as {encoding} at byte {offset + e.start}", file=path,
                                 hint="re-save the file as UTF-8, or set data.encoding to its codec") from None
+            if (nul := new.find("\x00")) >= 0:  # valid UTF-8, yet no text file holds one: binary data, or zeros where a crash cut it off
+                raise DataError("holds binary data (a NUL byte), not text", file=path, line=line + buf.count("\n") + new.count("\n", 0, nul),
+                                hint="if it is text, delete the NUL bytes (e.g. `tr -d '\\000'`); else add it to data.exclude")
+            buf += new
             offset += len(raw)
             if "\r" in buf and not buf.endswith("\r"): buf = buf.replace("\r\n", "\n").replace("\r", "\n")
             while len(buf) >= block_chars or (not raw and buf):
@@ -382,10 +386,19 @@ def _csv_reason(e:csv.Error, start:int, end:int)->str:
         return f"{what} and would swallow lines {start + 1}-{end}"
     return f"not valid CSV: {msg}"
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte the codec cannot decode
+
+def _csv_fault(values:list[str], encoding:str)->str|None:
+    "Why a CSV record is not text (a byte `encoding` cannot decode, a NUL byte), or None."
+    s = "\x1f".join(values)
+    if m := _UNDECODED.search(s): return f"cannot decode byte 0x{ord(m.group()) - 0xdc00:02x} as {encoding}"
+    if "\x00" in s: return "holds binary data (a NUL byte), not text"
+    return None
+
 def iter_csv(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None, encoding:str="auto")->Iterator[Row]:
     "Stream the rows of a CSV/TSV file (first row is the header) as dicts, each with its line number; a bad row is reported and the rows after it kept."
-    problems = problems or Problems("fail"); source = source or str(path)
-    with open(path, encoding=detect_encoding(path, encoding), newline="") as f:
+    problems = problems or Problems("fail"); source = source or str(path); enc = detect_encoding(path, encoding)
+    with open(path, encoding=enc, errors="surrogateescape", newline="") as f:  # a bad byte past the sampled start spoils its row, not the file
         sample = f.read(1 << 16); f.seek(0)
         try: dialect = csv.Sniffer().sniff(sample, delimiters=",\t;|")
         except csv.Error: dialect = csv.excel_tab if str(path).endswith(".tsv") else csv.excel
@@ -395,11 +408,19 @@ def iter_csv(path:str|os.PathLike, source:str|None=None, problems:Problems|None=
             start = lines.start()
             try: values = next(reader)
             except StopIteration: return
+            except UnicodeDecodeError as e:  # what surrogateescape cannot carry (an odd byte in UTF-16): the reader cannot go on
+                problems(f"cannot decode as {enc}; the lines after it were not read", file=source, line=start,
+                         hint="re-save the file as UTF-8, or set data.encoding to its codec"); return
             except csv.Error as e:
                 end = lines.count; lines.retry_after_first()
                 reader = csv.reader(lines, dialect, strict=True)
                 problems(_csv_reason(e, start, end), file=source, line=start, hint="fix the quoting on this line, or re-export the file"); continue
             if not values: continue  # a blank line
+            if why := _csv_fault(values, enc):
+                hint = "re-save the file as UTF-8, or set data.encoding to its codec" if "decode" in why else "fix or delete this line"
+                problems(why + ("; the header is needed to read the rows" if header is None else ""), file=source, line=start, hint=hint)
+                if header is None: return
+                continue
             if header is None:
                 if dup := next((h for i, h in enumerate(values) if h in values[:i]), None):
                     problems(f"the header names column {dup!r} twice, so each row would keep only one of its values", file=source, line=start,
@@ -541,8 +562,9 @@ def load_text(path, source:str|None=None, problems:Problems|None=None, fmt:str="
     "Stream `Document` blocks of a text, Markdown or source file, each with its `start_line`."
     problems = problems or Problems("fail"); source = source or str(path)
     try:
-        enc = detect_encoding(path, encoding); sha = sha or sha256_file(path)
-        for line, text in iter_text_blocks(path, enc, block_chars): yield _doc(text, source, fmt, sha, start_line=line, **meta)
+        enc = detect_encoding(path, encoding); sha = sha or sha256_file(path); n = 0
+        for line, text in iter_text_blocks(path, enc, block_chars): n += 1; yield _doc(text, source, fmt, sha, start_line=line, **meta)
+        if not n: problems("the file holds no text, only white space", file=source, hint="remove it or add it to data.exclude")
     except DataError as e: relocate(e, problems, source)
     except LookupError: problems(f"unknown encoding {encoding!r}", file=source, hint="set data.encoding to a Python codec name, or auto")
 
@@ -1000,6 +1022,8 @@ class Ingested:
         for k, v in counts.items(): setattr(self.stats, k, getattr(self.stats, k) + v)
 
 # %% ../nbs/02_ingest.ipynb #119e33b6
+_NO_RECORDS = {"csv": "no rows, only a header", "json": "no records (an empty list or object)", "jsonl": "no records, only blank lines"}
+
 def _rows(self:Ingested)->Iterator[Row]:
     "Every JSON/JSONL/CSV record, with its location."
     readers = {"json": iter_json, "jsonl": iter_jsonl, "csv": iter_csv}
@@ -1012,6 +1036,8 @@ def _rows(self:Ingested)->Iterator[Row]:
             for row in readers[f.kind](f.path, f.source, problems, **kw): n += 1; yield row
         except DataError as e: relocate(e, problems, f.source)
         except OSError as e: problems(**os_problem(e), file=f.source)
+        if n == 0 and len(problems.skipped) == n0:
+            problems(_NO_RECORDS[f.kind], file=f.source, hint="check that it is the file you meant, or add it to data.exclude")
         self._done(f, n > 0 or len(problems.skipped) == n0, rows=n)
 
 Ingested.rows = _rows

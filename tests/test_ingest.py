@@ -560,3 +560,31 @@ def test_docx_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
     assert list(load_docx(p, "bomb.docx", Problems("skip", sk))) == []
     assert sk[0].reason.startswith("not read: it would unpack to 0.1 GiB from") and "zip bomb" in sk[0].reason
     assert len(list(load_docx(make_docx(tmp_path / "fine.docx"), "fine.docx"))) == 1
+
+def test_bad_bytes_past_the_sampled_start_spoil_one_csv_row_not_the_file(tmp_path):
+    "The encoding is guessed from the first MiB; a byte it cannot decode after that (was: unexpected UnicodeDecodeError) and a NUL byte each lose their row only."
+    inp = tmp_path / "in"; inp.mkdir()
+    body = "".join(f'"question number {i} about pears","answer {i}"\n' for i in range(40_000)).encode()
+    assert len(body) > 1 << 20
+    (inp / "late.csv").write_bytes(b"instruction,output\n" + body + b'"bad \xff here","x"\n"nul \x00 here","y"\n"the last one","z"\n')
+    info, text = _prepare(tmp_path, {"input_path": "in", "augmentation": {"dedup": "exact"}})
+    assert [(s["line"], s["reason"].split(";")[0]) for s in info["skipped"]] == [
+        (40_002, "cannot decode byte 0xff as utf-8"), (40_003, "holds binary data (a NUL byte), not text")]
+    assert info["counts"]["rows_in"] == 40_001 and "the last one" in text and "\\u0000" not in text
+
+def test_files_with_nothing_in_them_are_reported_not_silently_dropped(tmp_path):
+    "A header without rows, an empty list, blank lines, white space, a lone byte-order mark, zeros where text should be: each named."
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "header.csv").write_text("instruction,output\n"); (inp / "empty.json").write_text("[]")
+    (inp / "blank.jsonl").write_text("\n \n\n"); (inp / "spaces.txt").write_text("  \n\n\t\n")
+    (inp / "bom.md").write_bytes(b"\xef\xbb\xbf"); (inp / "zeros.txt").write_bytes(b"Notes from the crash.\n" + bytes(4096))
+    (inp / "ok.txt").write_text("Pears ripen after they are picked, from the inside out.")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    why = {s["file"]: (s.get("line"), s["reason"].split(";")[0]) for s in info["skipped"]}
+    assert why == {"header.csv": (None, "no rows, only a header"), "empty.json": (None, "no records (an empty list or object)"),
+                   "blank.jsonl": (None, "no records, only blank lines"), "spaces.txt": (None, "the file holds no text, only white space"),
+                   "bom.md": (None, "the file holds no text, only white space"), "zeros.txt": (2, "holds binary data (a NUL byte), not text")}, why
+    ing = info["ingest"]
+    assert ing["files_read"] == 1 and ing["files_skipped"] == 6 and "Pears ripen" in text and "crash" not in text
+    with pytest.raises(DataError, match=r"^blank\.jsonl: no records, only blank lines"):
+        _prepare(tmp_path, {"input_path": "in", "on_error": "fail"}, name="f")
