@@ -234,6 +234,15 @@ class FallbackConfig(_Section):
     top_p:float = Field(0.9, gt=0, le=1, description="Nucleus sampling threshold stored with the model set")
     max_new_tokens:int|None = Field(None, gt=0, le=2**20, description="Longest answer in tokens; empty: twice the longest selected answer, 64 to 2048")
 
+    @field_validator("rating_mapping", mode="before")
+    @classmethod
+    def _labels_are_text(cls, v):
+        "Star ratings written as numbers (`5: 1.0`) are labels, read as text; a label YAML reads as true/false/null must be quoted."
+        if not isinstance(v, dict): return v
+        if odd := [k for k in v if isinstance(k, bool) or k is None]:
+            raise ValueError(f"a label YAML reads as {odd[0]!r} (yes/no/on/off/true/false/null/~ are not text there): quote it, e.g. 'yes': 1.0")
+        return {str(k) if isinstance(k, (int, float)) else k: x for k, x in v.items()}
+
 class FeedbackConfig(_Section):
     store_path:str|None = Field(None, description="SQLite feedback store; default <run>/feedback/feedback.db")
     export_path:str|None = Field(None, description="Where `feedback watch` writes rated feedback as training JSONL before a run; default <data.input_path>/user_feedback.jsonl")
@@ -324,8 +333,10 @@ _KEEP_OUT = "keep secrets out of config files (they are copied into every run fo
 
 def _find_secrets(raw, known:set, path=()):
     "Yield (path, message, secret text) for every key or string in `raw` that holds or names a secret."
+    if isinstance(raw, bytes): raw = raw.decode("utf-8", "replace")  # YAML's !!binary: base64 hides a key from a text scan, not from the config
     if isinstance(raw, dict):
         for k,v in raw.items():
+            if isinstance(k, bytes): k = k.decode("utf-8", "replace")
             if isinstance(k, str) and (hit := secret_in(k)):
                 yield path + (k,), f"this key holds what looks like {hit[0]}; {_KEEP_OUT}", hit[2]; continue
             p = path + (k,)
@@ -395,8 +406,10 @@ def _issue_from(err:dict, lines:dict, source)->ConfigIssue:
     "Turn one pydantic error into a `ConfigIssue` with a field path, a line, and a suggestion."
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     path = ".".join(map(str, loc)) or "(top level)"
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-    if err["type"] == "extra_forbidden":
+    line = next((lines[p] for n in range(len(loc), 0, -1) for p in (loc[:n], tuple(map(str, loc[:n]))) if p in lines), None)  # YAML keys are text: `1:` is ("1",)
+    if err["type"] == "invalid_key":
+        msg = f"a key must be a name, and YAML reads this one as {type(err['input']).__name__} {err['input']!r}; quote it, or remove it"
+    elif err["type"] == "extra_forbidden":
         section = _section_at(FineTuneConfig, loc[:-1])
         names = list(section.model_fields) if section else []
         close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)

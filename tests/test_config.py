@@ -225,3 +225,29 @@ def test_unreadable_config_named(unprivileged):
         p.write_text("project: {name: x}\n"); p.chmod(0)
         _, err = unprivileged(lambda: FineTuneConfig.from_yaml(p))
     assert err.startswith("ConfigError") and "cfg.yaml: (file): cannot read the config file: Permission denied" in err, err
+
+
+def test_binary_tag_cannot_smuggle_a_secret_past_the_scan(tmp_path, cli):
+    "YAML's !!binary hides a key in base64, in a value or a key; pydantic turns it back into text, so the scan must read it as that."
+    import base64
+    key = "sk-ant-api03-Xy7Qm2LpR9vT4nK8wZ3bF6hJ1dS5gC0aLLMq_8zPv2-Rk4YtW"
+    b = lambda s: base64.b64encode(s.encode()).decode()
+    (tmp_path / "in").mkdir(); (tmp_path / "in" / "a.txt").write_text("Some text to learn from. " * 20)
+    (tmp_path / "cfg.yaml").write_text(f"project:\n  name: leak\n  description: !!binary {b('prod key ' + key)}\ndata: {{input_path: in}}\n"
+                                       f"fallback:\n  rating_mapping:\n    !!binary {b(key)}: 1.0\n")
+    r = cli("run", "cfg.yaml", "--prepare-only")
+    assert r.returncode == 1 and "cfg.yaml:3: project.description: holds what looks like an Anthropic API key" in r.stderr, r.stderr
+    assert "cfg.yaml:6: fallback.rating_mapping.(the key): this key holds what looks like an Anthropic API key" in r.stderr, r.stderr
+    assert key[14:] not in r.stderr + r.stdout and not (tmp_path / "runs").exists()
+
+
+def test_keys_yaml_does_not_read_as_names(tmp_path):
+    "Star ratings as numbers are labels; yes/no/~ labels and a number where a field name belongs are refused on their line."
+    p = tmp_path / "cfg.yaml"
+    p.write_text("fallback:\n  rating_mapping:\n    5: 1.0\n    1: 0.0\n")
+    assert FineTuneConfig.from_yaml(p).fallback.rating_mapping == {"5": 1.0, "1": 0.0}
+    p.write_text("project:\n  name: x\n  1: 2\nfallback:\n  rating_mapping: {good: 1.0, ~: 0.5}\n")
+    issues = pytest.raises(ConfigError, FineTuneConfig.from_yaml, p).value.issues
+    assert sorted((i.line, i.path, i.message.split(" (")[0].split(";")[0]) for i in issues) == [
+        (3, "project.1", "a key must be a name, and YAML reads this one as int 1"),
+        (5, "fallback.rating_mapping", "a label YAML reads as None")], issues
