@@ -18,18 +18,18 @@ from langchain_core.documents import Document
 from langchain_text_splitters import CharacterTextSplitter, Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
-from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, sha256_text, write_jsonl
+from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, sha256_text, unpaired_surrogate, write_jsonl
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'DOCX_MAX_UNPACKED', 'STRATEGIES',
-           'TEXT_SEPARATORS', 'DIRECT_MODES', 'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW',
-           'POOL_AHEAD_BYTES', 'Problems', 'relocate', 'detect_kind', 'InputFile', 'printable_name', 'os_problem',
-           'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl', 'iter_csv',
-           'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language', 'JavaMethod',
-           'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter', 'chunk_id',
-           'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
+__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'CSV_MAX_FIELD', 'DOCX_MAX_UNPACKED',
+           'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES', 'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES',
+           'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate', 'detect_kind', 'InputFile', 'printable_name',
+           'os_problem', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl',
+           'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language',
+           'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter',
+           'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -309,6 +309,9 @@ def iter_json(path:str|os.PathLike, # A .json file
              )->Iterator[Row]:
     "Stream the records of a JSON array, of an object with a records key, or a single JSON object."
     problems = problems or Problems("fail"); source = source or str(path)
+    def row(v, line):
+        if why := unpaired_surrogate(v): problems(why, file=source, line=line, hint="fix or delete this record")
+        else: yield Row(v, source, line, "json")
     with open(path, encoding=detect_encoding(path)) as f:
         s = _JsonStream(f)
         try:
@@ -317,7 +320,7 @@ def iter_json(path:str|os.PathLike, # A .json file
                 s.take("[")
                 if s.peek() == "]": return
                 while True:
-                    line, v = s.value(); yield Row(v, source, line, "json")
+                    line, v = s.value(); yield from row(v, line)
                     if s.peek() == "]": return
                     s.take(",")
             if first != "{": raise ValueError(f"expected a JSON array or object, found {first or 'nothing'!r}")
@@ -327,14 +330,14 @@ def iter_json(path:str|os.PathLike, # A .json file
                 if key in RECORD_KEYS and s.peek() == "[":
                     s.take("[")
                     while s.peek() != "]":
-                        line, v = s.value(); yield Row(v, source, line, "json")
+                        line, v = s.value(); yield from row(v, line)
                         if s.peek() == ",": s.take(",")
                     s.take("]"); obj = None
                 else:
                     _, v = s.value()
                     if obj is not None: obj[key] = v
                 if s.peek() == ",": s.take(",")
-            if obj is not None: yield Row(obj, source, head, "json")  # one record, not a container
+            if obj is not None: yield from row(obj, head)  # one record, not a container
         except ValueError as e:
             problems(f"not valid JSON: {e}", file=source, line=s.line, hint="fix the file (e.g. `python -m json.tool FILE`) or convert it to JSONL")
         except RecursionError:  # the decoder recurses once per level
@@ -379,12 +382,14 @@ class _Lines:
 
 def _csv_reason(e:csv.Error, start:int, end:int)->str:
     "What went wrong in the CSV record on lines `start`..`end`, in a user's words (the row is skipped, the lines after its first read again)."
-    msg = str(e)
+    msg, more = str(e), end > start
     if "unexpected end of data" in msg or "field larger than field limit" in msg:
         what = "an unterminated quote: the value opened here never closes" if "end of data" in msg else \
-               f"a value longer than {csv.field_size_limit():,} characters (an unterminated quote?)"
-        return f"{what} and would swallow lines {start + 1}-{end}"
+               f"a value longer than {csv.field_size_limit():,} characters" + (" (an unterminated quote?)" if more else "")
+        return what + (f" and would swallow lines {start + 1}-{end}" if more else "")
     return f"not valid CSV: {msg}"
+
+CSV_MAX_FIELD = 1 << 26  # characters in one value, as for one JSON value; the csv module's own limit (128 Ki) loses a long document
 
 _UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte the codec cannot decode
 
@@ -398,6 +403,7 @@ def _csv_fault(values:list[str], encoding:str)->str|None:
 def iter_csv(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None, encoding:str="auto")->Iterator[Row]:
     "Stream the rows of a CSV/TSV file (first row is the header) as dicts, each with its line number; a bad row is reported and the rows after it kept."
     problems = problems or Problems("fail"); source = source or str(path); enc = detect_encoding(path, encoding)
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_MAX_FIELD))  # process-wide, and only ever raised
     with open(path, encoding=enc, errors="surrogateescape", newline="") as f:  # a bad byte past the sampled start spoils its row, not the file
         sample = f.read(1 << 16); f.seek(0)
         try: dialect = csv.Sniffer().sniff(sample, delimiters=",\t;|")

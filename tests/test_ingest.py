@@ -588,3 +588,21 @@ def test_files_with_nothing_in_them_are_reported_not_silently_dropped(tmp_path):
     assert ing["files_read"] == 1 and ing["files_skipped"] == 6 and "Pears ripen" in text and "crash" not in text
     with pytest.raises(DataError, match=r"^blank\.jsonl: no records, only blank lines"):
         _prepare(tmp_path, {"input_path": "in", "on_error": "fail"}, name="f")
+
+def test_an_escaped_half_surrogate_loses_its_record_not_the_run(tmp_path):
+    "`\\ud83d` alone (an emoji cut in two) is valid JSON to Python but no UTF-8 file can hold it (was: unexpected UnicodeEncodeError at dedup)."
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "a.jsonl").write_text('{"instruction": "Smile?", "output": "Yes \\ud83d\\ude00"}\n'
+                                 '{"instruction": "Cut?", "output": "half \\ud83d"}\n{"instruction": "After?", "output": "Still read."}\n')
+    (inp / "b.json").write_text('[{"instruction": "Low?", "output": "\\udc00 alone"},\n {"instruction": "Next?", "output": "Kept too."}]')
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert [(s["file"], s["line"], s["reason"].split(",")[0]) for s in info["skipped"]] == [
+        ("a.jsonl", 2, "holds the escape \\ud83d"), ("b.json", 1, "holds the escape \\udc00")]
+    assert info["counts"]["rows_in"] == 3 and "\U0001f600" in text and "Still read." in text and "Kept too." in text
+
+def test_a_csv_value_longer_than_the_csv_module_limit_is_kept(tmp_path):
+    "A whole document in one cell (300,000 characters; the csv module stops at 131,072) arrives whole, and so does the next row."
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "docs.csv").write_text("instruction,output\nSummarise the report.,%s\nNext?,Yes.\n" % ("pears ripen slowly " * 15_790))
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert info["skipped"] == [] and info["counts"]["rows_in"] == 2 and text.count("pears ripen slowly") == 15_790
