@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/cli.html.md"""
 
 # %% ../nbs/14_cli.ipynb #a4331d46
 from __future__ import annotations
-import argparse, logging, re, sys
+import argparse, logging, os, re, sys
 from pathlib import Path
 
 from . import __version__
@@ -198,6 +198,9 @@ def main(argv:list[str]|None=None)->int:
     except (FinetuneNBError, DatasetTooSmallWarning) as e:
         if args.debug: raise
         print(f"error: {e}", file=sys.stderr); return 1
+    except BrokenPipeError:  # whoever read the output stopped (`| head`): nothing is wrong, and nothing more can be said
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 141  # as a shell reports a command SIGPIPE ended
     except KeyboardInterrupt as e:
         print("interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr); return 130
     except Exception as e:

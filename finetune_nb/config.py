@@ -627,6 +627,9 @@ def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
     key = key.strip()
     if not sep or not key or not all(p.strip() for p in key.split(".")):
         raise ConfigError([ConfigIssue("(override)", "expected KEY=VALUE with a dotted key, e.g. --set training.learning_rate=2e-4", None, label)])
+    if m := re.search("[\udc80-\udcff]", value):  # how Python keeps a command-line byte that is not UTF-8
+        raise ConfigError([ConfigIssue(key, f"holds the byte 0x{ord(m.group()) - 0xdc00:02x}, which is not UTF-8; a config holds text only, "
+                                       "so rename the file or folder (e.g. `convmv -f latin1 -t utf8`) or point at a folder above it", None, label)])
     try: return key, yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError([ConfigIssue(key, f"not a YAML value: {str(e).splitlines()[0]}", None, label)]) from None
