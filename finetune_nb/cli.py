@@ -10,8 +10,8 @@ import argparse, logging, os, re, sys
 from pathlib import Path
 
 from . import __version__
-from .config import FineTuneConfig, ProjectConfig, with_overrides
-from .core import DatasetTooSmallWarning, FinetuneNBError
+from .config import FineTuneConfig, ProjectConfig, with_overrides, yaml_value
+from .core import ConfigError, DatasetTooSmallWarning, FinetuneNBError
 from .core import write_text
 
 log = logging.getLogger("finetune_nb")
@@ -135,13 +135,12 @@ COMMANDS["validate"] = (cmd_validate, "check a config and summarise what it will
 # %% ../nbs/14_cli.ipynb #0ffb5a1d
 def cmd_run_notebook(args)->int:
     "Execute a workflow notebook with papermill."
-    import yaml
     from finetune_nb.run import run_notebook
     params = {}
     for k, v in args.param or []:
-        try: params[k] = yaml.safe_load(v)
-        except yaml.YAMLError as e:
-            raise FinetuneNBError(f"-p {k} {v}: not a YAML value ({str(e).splitlines()[0]})", hint="quote it to pass it as text, e.g. -p name \"'[draft'\"") from None
+        try: params[k] = yaml_value(v)
+        except ConfigError as e:
+            raise FinetuneNBError(f"-p {k} {v}: not a YAML value ({e.issues[0].message})", hint="quote it to pass it as text, e.g. -p name \"'[draft'\"") from None
     out = run_notebook(args.notebook, params, output=args.output, cell_timeout=args.cell_timeout, kernel=args.kernel,
                        cwd=args.cwd, progress=not args.quiet)
     print(f"executed {args.notebook} -> {out}")

@@ -20,7 +20,7 @@ from .core import write_text
 __all__ = ['BUILTIN_MODELS', 'JUDGE_TASKS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
            'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'rubric_missing_points',
            'JudgeConfig', 'PreferenceConfig', 'TrainingConfig', 'FallbackConfig', 'FeedbackConfig', 'EvaluationConfig',
-           'OllamaConfig', 'ExportConfig', 'secret_in', 'yaml_lines', 'FineTuneConfig', 'parse_override',
+           'OllamaConfig', 'ExportConfig', 'secret_in', 'yaml_lines', 'FineTuneConfig', 'yaml_value', 'parse_override',
            'with_overrides']
 
 # %% ../nbs/01_config.ipynb #b5c3713d
@@ -618,6 +618,12 @@ def _summary(self)->str:
 FineTuneConfig.summary = _summary
 
 # %% ../nbs/01_config.ipynb #12c82772
+def yaml_value(text:str, # YAML from the command line: an override's value, a notebook parameter
+               label:str|None=None, # How errors name it
+              ):
+    "The value `text` holds, read as carefully as a config file: an alias bomb is refused before it is built."
+    return _load_yaml(text, label)
+
 def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
                    label:str|None=None, # How errors name it (default `--set KEY=VALUE`)
                   )->tuple[str, object]:
@@ -630,9 +636,9 @@ def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
     if m := re.search("[\udc80-\udcff]", value):  # how Python keeps a command-line byte that is not UTF-8
         raise ConfigError([ConfigIssue(key, f"holds the byte 0x{ord(m.group()) - 0xdc00:02x}, which is not UTF-8; a config holds text only, "
                                        "so rename the file or folder (e.g. `convmv -f latin1 -t utf8`) or point at a folder above it", None, label)])
-    try: return key, yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError([ConfigIssue(key, f"not a YAML value: {str(e).splitlines()[0]}", None, label)]) from None
+    if not value.strip(): return key, ""
+    try: return key, yaml_value(value, label)
+    except ConfigError as e: raise ConfigError([ConfigIssue(key, i.message, None, label) for i in e.issues]) from None
 
 def with_overrides(config:FineTuneConfig, # The config as its file gives it
                    overrides:list, # `KEY=VALUE` strings, or `(label, "KEY=VALUE")` pairs whose label names them in errors

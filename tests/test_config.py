@@ -251,3 +251,13 @@ def test_keys_yaml_does_not_read_as_names(tmp_path):
     assert sorted((i.line, i.path, i.message.split(" (")[0].split(";")[0]) for i in issues) == [
         (3, "project.1", "a key must be a name, and YAML reads this one as int 1"),
         (5, "fallback.rating_mapping", "a label YAML reads as None")], issues
+
+
+def test_alias_bomb_on_the_command_line_refused_at_once(tmp_path, cli):
+    "The same bomb as one flow value in `--set` or a notebook parameter `-p` (was: every command hung)."
+    bomb = "[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]" for i in range(1, 9)]) + "]"
+    (tmp_path / "cfg.yaml").write_text("project: {name: x}\n")
+    for args in (("validate", "cfg.yaml", "--set", f"fallback.target_topics={bomb}"), ("run-notebook", "quickstart", "-p", "topics", bomb)):
+        t = time.perf_counter(); r = cli(*args); took = time.perf_counter() - t
+        assert r.returncode == 1 and "YAML aliases would add 490,329,036 nodes" in r.stderr and "unexpected" not in r.stderr, r.stderr
+        assert took < 15, took
