@@ -30,9 +30,9 @@ def _looks_like_config(p:Path)->bool:
     "A small YAML file whose top-level keys are all finetune_nb config sections (composed, not built: no alias is expanded)."
     import yaml
     try:
-        if p.stat().st_size > 1 << 20: return False
+        if not p.is_file() or p.stat().st_size > 1 << 20: return False  # a named pipe would block the read
         node = yaml.compose(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError): return False
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError): return False
     keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
     return bool(keys) and keys <= set(FineTuneConfig.model_fields)
 

@@ -299,3 +299,14 @@ def test_an_override_that_is_not_utf8_is_named(cli, tmp_path):
                        capture_output=True, cwd=tmp_path, timeout=120)
     err = p.stderr.decode("utf-8", "backslashreplace")
     assert p.returncode == 1 and "data.input_path: holds the byte 0xe9, which is not UTF-8" in err and "unexpected" not in err, err
+
+
+def test_config_search_passes_over_pipes_and_deep_yaml(tmp_path):
+    "No config given: a real FIFO named *.yaml (was: the command blocked forever) and YAML nested 5000 deep (was: unexpected RecursionError)."
+    os.mkfifo(tmp_path / "feed.yaml"); (tmp_path / "deep.yaml").write_text("[" * 5000 + "]" * 5000)
+    run = lambda: subprocess.run([sys.executable, "-m", "finetune_nb", "validate"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    r = run()
+    assert r.returncode == 1 and "no config given, and no finetune.yaml or other finetune_nb config in" in r.stderr, r.stderr
+    (tmp_path / "mine.yaml").write_text("project: {name: found}\n")
+    r = run()
+    assert r.returncode == 0 and "found" in r.stdout, r.stderr
