@@ -492,7 +492,8 @@ def _config_text(path:Path)->str:
         if path.is_dir(): fail("is a folder; give the YAML config file inside it (e.g. finetune.yaml)")
         size = path.stat().st_size
         if size > _MAX_CONFIG_BYTES: fail(f"is {size / 2**20:.1f} MiB, far more than a config; is it another file (a model, a dataset)?")
-        raw = path.read_bytes()
+        with open(path, "rb") as f: raw = f.read(_MAX_CONFIG_BYTES + 1)  # a pipe or device has no size: /dev/zero never ends
+        if len(raw) > _MAX_CONFIG_BYTES: fail(f"goes on past {_MAX_CONFIG_BYTES / 2**20:.0f} MiB, far more than a config; is it another file (a device, a model)?")
     except FileNotFoundError: fail("config file not found; create one with `finetune-nb init`")
     except OSError as e: fail(f"cannot read the config file: {e.strerror or e}")
     enc = next((e for bom, e in _TEXT_BOMS if raw.startswith(bom)), "utf-8-sig")

@@ -214,7 +214,8 @@ def test_files_that_are_no_config_are_refused_by_name(tmp_path, cli, content, ex
 def test_folder_huge_and_missing_configs(tmp_path, cli):
     (tmp_path / "big.yaml").write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
     (tmp_path / "dir.yaml").mkdir()
-    for name, expect in (("big.yaml", "2.0 MiB, far more than a config"), ("dir.yaml", "no finetune.yaml or other finetune_nb config in"), ("nope.yaml", "config file not found")):
+    for name, expect in (("big.yaml", "2.0 MiB, far more than a config"), ("dir.yaml", "no finetune.yaml or other finetune_nb config in"), ("nope.yaml", "config file not found"),
+                         ("/dev/zero", "goes on past 1 MiB, far more than a config")):  # a device has no size: was read until memory ran out
         r = cli("validate", name)
         assert r.returncode == 1 and expect in r.stderr and "unexpected" not in r.stderr, r.stderr
 
