@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/augment.html.md"""
 
 # %% ../nbs/05_augment.ipynb #50393194
 from __future__ import annotations
-import logging, random, re, unicodedata
+import hashlib, logging, os, random, re, sqlite3, tempfile, unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -115,28 +115,79 @@ def lsh_params(threshold:float, num_perm:int=128, recall:float=0.99)->tuple[int,
     return best
 
 # %% ../nbs/05_augment.ipynb #ee741d30
+def _band_keys(hashvalues:np.ndarray, bands:int, rows:int)->list[int]:
+    "One 64-bit key per LSH band, equal for equal bands: Python's hash of (band, its bytes), stable within a process, as the index is."
+    b, w = hashvalues.astype(np.uint32).tobytes(), 4 * rows
+    return [hash((i, b[i * w:(i + 1) * w])) for i in range(bands)]
+
+class _Bits:
+    "A fixed-size bit set over 64-bit keys (a one-hash Bloom filter): `False` means never added; `True` means maybe."
+    def __init__(self, bits:int=1 << 26): self.mask, self.b = bits - 1, bytearray(bits >> 3)
+    def add(self, k:int): k &= self.mask; self.b[k >> 3] |= 1 << (k & 7)
+    def __contains__(self, k:int): k &= self.mask; return bool(self.b[k >> 3] >> (k & 7) & 1)
+
 class Deduplicator:
-    "Streaming exact or near-duplicate filter: `check` each record in order; it remembers the kept ones."
+    "Streaming exact or near-duplicate filter: `check` each record in order; it remembers the kept ones in an SQLite file on disk."
+    flush_every = 4096  # kept records held in memory, then written to the index in one sorted batch
     def __init__(self, mode:str="near", # "exact" or "near" (near also drops exact duplicates)
                  threshold:float=0.85, # Estimated Jaccard similarity at which records are near duplicates
                  num_perm:int=128, # MinHash permutations: more is more precise and slower
                  shingle:int=5, # Byte n-gram size (at most 8)
-                 seed:int=1):
+                 seed:int=1,
+                 workdir:str|os.PathLike|None=None, # Folder of the temporary index file (default: the system's temporary folder)
+                ):
         if mode not in ("exact", "near"): raise ValueError(f"dedup mode must be exact or near, got {mode!r}")
-        self.mode,self.threshold,self.shingle,self.seen = mode,threshold,shingle,{}
+        self.mode,self.threshold,self.shingle,self.num_perm = mode,threshold,shingle,num_perm
+        fd, self.path = tempfile.mkstemp(prefix=".dedup.", suffix=".sqlite", dir=workdir); os.close(fd)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        for p in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", "cache_size=-8192"): self.db.execute(f"PRAGMA {p}")  # a scratch file
+        self.db.execute("CREATE TABLE seen(key BLOB PRIMARY KEY, label TEXT) WITHOUT ROWID")
         if mode == "near":
-            from datasketch import MinHash, MinHashLSH  # here, not at the top: datasketch imports scipy (~2 s)
-            self._MinHash, self._seed = MinHash, seed
+            from datasketch import MinHash  # here, not at the top: datasketch imports scipy (~2 s)
             self._perm = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations  # (a, b): uint32 arrays
-            self.lsh = MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm))  # keys: rows of `sigs`
-            self.sigs, self._labels, self._taken = np.empty((1024, num_perm), np.uint32), [], set()  # kept signatures; row -> label; labels in use
+            self.bands, self.rows = lsh_params(threshold, num_perm)
+            self.db.execute("CREATE TABLE sig(id INTEGER PRIMARY KEY, label TEXT UNIQUE, hv BLOB)")
+            self.db.execute("CREATE TABLE band(k INTEGER, id INTEGER, PRIMARY KEY (k, id)) WITHOUT ROWID")
+        self.db.execute("BEGIN")  # one transaction: nothing here needs to survive a crash
+        self._maybe = _Bits()  # 8 MiB that answer most lookups without the disk: a key, band or label never added is not there
+        self._seen, self._sigs, self._bands, self._next = {}, {}, {}, 1  # not yet written: key -> label; id -> (label, hv); band -> ids
 
-    def _minhash(self, text:str):
-        "datasketch's affine32 MinHash of the shingles (fmix, then `a*h+b mod 2^32` per permutation, min) in one numpy step."
+    def _flush(self):
+        "Write what is held in memory to the index, in key order (inserts in order touch few pages)."
+        self.db.executemany("INSERT INTO seen VALUES (?, ?)", sorted(self._seen.items()))
+        if self.mode == "near":  # exact mode has no signature tables
+            self.db.executemany("INSERT INTO sig VALUES (?, ?, ?)", [(i, l, h) for i, (l, h) in self._sigs.items()])
+            self.db.executemany("INSERT OR IGNORE INTO band VALUES (?, ?)", sorted((k, i) for k, ids in self._bands.items() for i in ids))
+        self._seen, self._sigs, self._bands = {}, {}, {}
+
+    def close(self):
+        "Drop the index file."
+        if self.db is not None: self.db.close(); self.db = None
+        try: os.unlink(self.path)
+        except FileNotFoundError: pass
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def __del__(self):
+        try: self.close()
+        except Exception: pass  # interpreter shutdown: modules may be gone
+
+    def _hashvalues(self, text:str)->np.ndarray:
+        "The values of datasketch's affine32 MinHash of the shingles (fmix, then `a*h+b mod 2^32` per permutation, min), in one numpy step."
         a, b = self._perm
         h = _fmix32(shingle_hashes(text, self.shingle).astype(np.uint32))[:, None] * a  # one row per shingle, one column per permutation
         h += b
-        return self._MinHash(hashvalues=h.min(axis=0), permutations=self._perm, scheme="affine32", seed=self._seed)
+        return h.min(axis=0).astype(np.uint32)
+
+    def _kept_label(self, key:bytes)->str|None:
+        "The label of the kept record with exact-duplicate key `key`, if any."
+        if int.from_bytes(key[:8], "little") not in self._maybe: return None
+        if key in self._seen: return self._seen[key]
+        row = self.db.execute("SELECT label FROM seen WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _label_taken(self, label:str)->bool:
+        if hash(("label", label)) not in self._maybe: return False
+        return any(l == label for l, _ in self._sigs.values()) or self.db.execute("SELECT 1 FROM sig WHERE label = ?", (label,)).fetchone() is not None
 
     def check(self, ex:dict, # A canonical record
               n:int, # Its position in the stream (1-based), named when it has no source line
@@ -144,35 +195,43 @@ class Deduplicator:
         "A `Dropped` when `ex` duplicates a record seen before; otherwise remember `ex` and return None."
         file, line, page, label = _where(ex, n)
         text = dedup_text(ex)
-        key = sha256_text(text)
-        if key in self.seen:
-            return Dropped(file, f"exact duplicate of {self.seen[key]}", line=line, page=page, kind="exact_duplicate", duplicate_of=self.seen[key])
+        key = hashlib.sha256(text.encode("utf-8")).digest()[:16]
+        if (prev := self._kept_label(key)) is not None:
+            return Dropped(file, f"exact duplicate of {prev}", line=line, page=page, kind="exact_duplicate", duplicate_of=prev)
         if self.mode == "near":
-            m = self._minhash(text)
-            best = self._best(self.lsh.query(m), m.hashvalues)
+            hv = self._hashvalues(text)
+            keys = _band_keys(hv, self.bands, self.rows)
+            best = self._best(keys, hv)
             if best[0] >= self.threshold:
                 return Dropped(file, f"near duplicate of {best[1]} (estimated Jaccard {best[0]:.2f} >= {self.threshold})",
                                line=line, page=page, kind="near_duplicate", duplicate_of=best[1])
-            if label in self._taken: label = f"{label} #{n}"  # two records at one place (e.g. chunks without lines)
-            k = len(self._labels)
-            if k == len(self.sigs): self.sigs = np.concatenate([self.sigs, np.empty_like(self.sigs)])
-            self.sigs[k] = m.hashvalues; self._labels.append(label); self._taken.add(label)
-            self.lsh.insert(k, m, check_duplication=False)  # rows are new by construction
-        self.seen[key] = label
+            if self._label_taken(label): label = f"{label} #{n}"  # two records at one place (e.g. chunks without lines)
+            rid, self._next = self._next, self._next + 1
+            self._sigs[rid] = (label, hv.tobytes()); self._maybe.add(hash(("label", label)))
+            for k in keys: self._bands.setdefault(k, []).append(rid); self._maybe.add(k)
+        self._seen[key] = label; self._maybe.add(int.from_bytes(key[:8], "little"))
+        if len(self._seen) >= self.flush_every: self._flush()
         return None
 
-    def _best(self, candidates:list[int], hashvalues)->tuple[float, str|None]:
-        "The most similar candidate's estimated Jaccard and label (ties: the greatest label); all candidates compared in one numpy step."
-        if not candidates: return 0.0, None
-        sims = (self.sigs[candidates] == hashvalues).mean(axis=1)
+    def _best(self, keys:list[int], hashvalues)->tuple[float, str|None]:
+        "The most similar kept record sharing a band: its estimated Jaccard and label (ties: the greatest label)."
+        keys = [k for k in keys if k in self._maybe]
+        if not keys: return 0.0, None
+        rows = [self._sigs[i] for i in {i for k in keys for i in self._bands.get(k, ())}]
+        rows += self.db.execute(f"SELECT label, hv FROM sig WHERE id IN (SELECT id FROM band WHERE k IN ({','.join('?' * len(keys))}))",
+                                keys).fetchall()
+        if not rows: return 0.0, None
+        sims = (np.frombuffer(b"".join(r[1] for r in rows), np.uint32).reshape(len(rows), -1) == hashvalues).mean(axis=1)
         top = sims.max()
-        return float(top), max(self._labels[k] for k, s in zip(candidates, sims) if s == top)
+        return float(top), max(r[0] for r, s in zip(rows, sims) if s == top)
+
 
 # %% ../nbs/05_augment.ipynb #86e20318
 def clean(examples:Iterable[dict], # Canonical records
           cfg:AugmentationConfig|None=None, # `data.augmentation`; defaults when None
           dropped:list|None=None, # Receives a `Dropped` per removed record
           tokenizer=None, # The model's tokenizer, needed when `length_unit` is tokens
+          workdir:str|os.PathLike|None=None, # Folder for the deduplicator's temporary index (e.g. the output folder)
          )->Iterator[dict]:
     "Normalise, length-filter and deduplicate `examples` (a generator; first occurrences kept)."
     cfg = cfg or AugmentationConfig()
@@ -180,16 +239,19 @@ def clean(examples:Iterable[dict], # Canonical records
         raise ConfigError([ConfigIssue("data.augmentation.max_length", f"must be at least min_length ({cfg.min_length}), got {cfg.max_length}")])
     if cfg.length_unit == "tokens" and tokenizer is None:
         raise ConfigError([ConfigIssue("data.augmentation.length_unit", "tokens needs the model's tokenizer; pass tokenizer= or use chars")])
-    dd = Deduplicator(cfg.dedup, cfg.near_dedup_threshold) if cfg.dedup != "off" else None
+    dd = Deduplicator(cfg.dedup, cfg.near_dedup_threshold, workdir=workdir) if cfg.dedup != "off" else None
     filter_len = cfg.min_length > 0 or cfg.max_length is not None
     kinds, n = Counter(), 0
-    for n, ex in enumerate(examples, 1):
-        if cfg.normalize_whitespace: ex = normalize_example(ex)
-        d = check_length(ex, n, cfg.min_length, cfg.max_length, cfg.length_unit, tokenizer) if filter_len else None
-        if d is None and dd is not None: d = dd.check(ex, n)
-        if d is None: yield ex; continue
-        log.debug("%s", d); kinds[d.kind] += 1
-        if dropped is not None: dropped.append(d)
+    try:
+        for n, ex in enumerate(examples, 1):
+            if cfg.normalize_whitespace: ex = normalize_example(ex)
+            d = check_length(ex, n, cfg.min_length, cfg.max_length, cfg.length_unit, tokenizer) if filter_len else None
+            if d is None and dd is not None: d = dd.check(ex, n)
+            if d is None: yield ex; continue
+            log.debug("%s", d); kinds[d.kind] += 1
+            if dropped is not None: dropped.append(d)
+    finally:
+        if dd is not None: dd.close()
     log.info("cleaning kept %d of %d records%s", n - sum(kinds.values()), n,
              "; dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(kinds.items())) if kinds else "")
 

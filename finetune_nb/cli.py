@@ -6,12 +6,12 @@ Docs: https://finetune-nb.github.io/finetune-nb/cli.html.md"""
 
 # %% ../nbs/14_cli.ipynb #a4331d46
 from __future__ import annotations
-import argparse, logging, re, sys
+import argparse, logging, os, re, sys
 from pathlib import Path
 
 from . import __version__
-from .config import FineTuneConfig, ProjectConfig, with_overrides
-from .core import DatasetTooSmallWarning, FinetuneNBError
+from .config import FineTuneConfig, ProjectConfig, with_overrides, yaml_value
+from .core import ConfigError, DatasetTooSmallWarning, FinetuneNBError
 from .core import write_text
 
 log = logging.getLogger("finetune_nb")
@@ -30,9 +30,9 @@ def _looks_like_config(p:Path)->bool:
     "A small YAML file whose top-level keys are all finetune_nb config sections (composed, not built: no alias is expanded)."
     import yaml
     try:
-        if p.stat().st_size > 1 << 20: return False
+        if not p.is_file() or p.stat().st_size > 1 << 20: return False  # a named pipe would block the read
         node = yaml.compose(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError): return False
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError): return False
     keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
     return bool(keys) and keys <= set(FineTuneConfig.model_fields)
 
@@ -135,13 +135,12 @@ COMMANDS["validate"] = (cmd_validate, "check a config and summarise what it will
 # %% ../nbs/14_cli.ipynb #0ffb5a1d
 def cmd_run_notebook(args)->int:
     "Execute a workflow notebook with papermill."
-    import yaml
     from finetune_nb.run import run_notebook
     params = {}
     for k, v in args.param or []:
-        try: params[k] = yaml.safe_load(v)
-        except yaml.YAMLError as e:
-            raise FinetuneNBError(f"-p {k} {v}: not a YAML value ({str(e).splitlines()[0]})", hint="quote it to pass it as text, e.g. -p name \"'[draft'\"") from None
+        try: params[k] = yaml_value(v)
+        except ConfigError as e:
+            raise FinetuneNBError(f"-p {k} {v}: not a YAML value ({e.issues[0].message})", hint="quote it to pass it as text, e.g. -p name \"'[draft'\"") from None
     out = run_notebook(args.notebook, params, output=args.output, cell_timeout=args.cell_timeout, kernel=args.kernel,
                        cwd=args.cwd, progress=not args.quiet)
     print(f"executed {args.notebook} -> {out}")
@@ -198,6 +197,9 @@ def main(argv:list[str]|None=None)->int:
     except (FinetuneNBError, DatasetTooSmallWarning) as e:
         if args.debug: raise
         print(f"error: {e}", file=sys.stderr); return 1
+    except BrokenPipeError:  # whoever read the output stopped (`| head`): nothing is wrong, and nothing more can be said
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 141  # as a shell reports a command SIGPIPE ended
     except KeyboardInterrupt as e:
         print("interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr); return 130
     except Exception as e:

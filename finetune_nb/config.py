@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/config.html.md"""
 
 # %% ../nbs/01_config.ipynb #2c49ec9c
 from __future__ import annotations
-import difflib, os, re
+import codecs, difflib, os, re
 from pathlib import Path
 from typing import Literal
 
@@ -20,12 +20,13 @@ from .core import write_text
 __all__ = ['BUILTIN_MODELS', 'JUDGE_TASKS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
            'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'rubric_missing_points',
            'JudgeConfig', 'PreferenceConfig', 'TrainingConfig', 'FallbackConfig', 'FeedbackConfig', 'EvaluationConfig',
-           'OllamaConfig', 'ExportConfig', 'yaml_lines', 'FineTuneConfig', 'parse_override', 'with_overrides']
+           'OllamaConfig', 'ExportConfig', 'secret_in', 'yaml_lines', 'FineTuneConfig', 'yaml_value', 'parse_override',
+           'with_overrides']
 
 # %% ../nbs/01_config.ipynb #b5c3713d
 class _Section(BaseModel):
-    "Base of every config section: unknown keys are errors, assignments are validated."
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
+    "Base of every config section: unknown keys are errors, numbers are finite, assignments are validated."
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False,
                               protected_namespaces=())
 
 # %% ../nbs/01_config.ipynb #83ce89be
@@ -33,6 +34,12 @@ class ProjectConfig(_Section):
     name:str = Field("finetune-run", description="Run name; outputs go to <output_dir>/<name>/", pattern=r"^[A-Za-z0-9._-]+$")
     output_dir:str = Field("runs", description="Folder holding one sub-folder per run (relative to this file)")
     description:str = Field("", description="Free text, copied into metadata.json")
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, v):
+        if set(v) == {"."}: raise ValueError(f"{v!r} would make the run folder the output folder itself or its parent; give the run a name")
+        return v
 
 # %% ../nbs/01_config.ipynb #c9b90d69
 BUILTIN_MODELS = [f"builtin:{s}-{a}" for s in ("tiny","small") for a in ("llama","qwen2","mistral")]
@@ -43,7 +50,7 @@ class ModelConfig(_Section):
     trust_remote_code:bool = Field(False, description="Run model code shipped with the checkpoint; only for models you trust")
     torch_dtype:Literal["auto","float32","bfloat16","float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPUs that support it")
     lora_rank:int = Field(16, gt=0, le=1024, description="LoRA rank r")
-    lora_alpha:int = Field(32, gt=0, description="LoRA alpha (scaling = alpha / r)")
+    lora_alpha:int = Field(32, gt=0, le=65536, description="LoRA alpha (scaling = alpha / r)")
     lora_dropout:float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch")
     target_modules:list[str]|Literal["all-linear"] = Field("all-linear", description="Modules to adapt: all-linear, or a list such as [q_proj, v_proj]")
     use_qlora:bool = Field(False, description="QLoRA: hold the frozen base model in 4-bit NF4 (bitsandbytes, on CUDA or the CPU)")
@@ -62,7 +69,7 @@ class ModelConfig(_Section):
 class LangChainConfig(_Section):
     enabled:bool = Field(True, description="Load documents with LangChain loaders and split them into chunks")
     splitter:Literal["recursive","character","token"] = Field("recursive", description="Text splitter; token counts with the model's tokenizer")
-    chunk_size:int = Field(1000, gt=0, description="Chunk size (characters, or tokens for the token splitter)")
+    chunk_size:int = Field(1000, gt=0, le=10_000_000, description="Chunk size (characters, or tokens for the token splitter)")
     chunk_overlap:int = Field(100, ge=0, description="Overlap between neighbouring chunks")
     qa_generation_enabled:bool = Field(False, description="Turn chunks into question/answer pairs with an LLM")
     qa_llm_provider:Literal["anthropic","local"] = Field("anthropic", description="anthropic (ANTHROPIC_API_KEY from the environment) or local (a transformers model)")
@@ -73,15 +80,15 @@ class LangChainConfig(_Section):
     qa_topic_hints:list[str] = Field([], description="Topics the questions should favour, added to the prompt")
     qa_example_system_prompt:str|None = Field(None, description="System message put first in every generated training example; null for none")
     qa_temperature:float = Field(0.2, ge=0, le=1, description="Sampling temperature of a local QA model (0: greedy); the Anthropic Messages API of SDK 2.x takes none")
-    qa_max_tokens:int = Field(2048, gt=0, description="Most output tokens per request")
+    qa_max_tokens:int = Field(2048, gt=0, le=1_000_000, description="Most output tokens per request")
     qa_max_retries:int = Field(4, ge=0, le=20, description="HTTP retries per request (408/409/429/5xx/529, honouring retry-after)")
     qa_output_retries:int = Field(2, ge=0, le=10, description="Re-asks when the model's output is malformed, before the chunk is recorded as failed")
-    qa_requests_per_minute:int|None = Field(None, gt=0, description="Client-side request rate limit; null for none")
-    qa_timeout_seconds:float = Field(120.0, gt=0, description="Timeout of one API request")
+    qa_requests_per_minute:int|None = Field(None, gt=0, le=1_000_000, description="Client-side request rate limit; null for none")
+    qa_timeout_seconds:float = Field(120.0, gt=0, le=86_400, description="Timeout of one API request")
     qa_batch_mode:bool = Field(False, description="Use the Message Batches API (half price, results within 24 h)")
-    qa_batch_poll_seconds:float = Field(30.0, gt=0, description="Seconds between batch status checks")
-    qa_input_price_per_mtok:float = Field(1.0, ge=0, description="USD per million input tokens, for the cost estimate")
-    qa_output_price_per_mtok:float = Field(5.0, ge=0, description="USD per million output tokens, for the cost estimate")
+    qa_batch_poll_seconds:float = Field(30.0, gt=0, le=86_400, description="Seconds between batch status checks")
+    qa_input_price_per_mtok:float = Field(1.0, ge=0, le=10_000, description="USD per million input tokens, for the cost estimate")
+    qa_output_price_per_mtok:float = Field(5.0, ge=0, le=10_000, description="USD per million output tokens, for the cost estimate")
     qa_batch_discount:float = Field(0.5, gt=0, le=1, description="Price factor of batch requests")
 
     @model_validator(mode="after")
@@ -98,8 +105,8 @@ class AugmentationConfig(_Section):
     normalize_whitespace:bool = Field(True, description="Normalise whitespace and Unicode (NFC) in every row")
     dedup:Literal["off","exact","near"] = Field("near", description="off, exact (normalised hash) or near (MinHash LSH)")
     near_dedup_threshold:float = Field(0.85, gt=0, le=1, description="Jaccard similarity above which rows count as near duplicates")
-    min_length:int = Field(0, ge=0, description="Drop rows shorter than this (length_unit; all message contents together; 0: off)")
-    max_length:int|None = Field(None, gt=0, description="Drop rows longer than this (length_unit; all message contents together; empty: off)")
+    min_length:int = Field(0, ge=0, le=1_000_000_000, description="Drop rows shorter than this (length_unit; all message contents together; 0: off)")
+    max_length:int|None = Field(None, gt=0, le=1_000_000_000, description="Drop rows longer than this (length_unit; all message contents together; empty: off)")
     length_unit:Literal["chars","tokens"] = Field("chars", description="Unit of min_length/max_length: chars, or tokens of the model's tokenizer")
 
 class PdfConfig(_Section):
@@ -110,19 +117,20 @@ class CodeConfig(_Section):
     languages:list[str] = Field(["java","python"], description="Source languages to ingest")
     strategies:list[Literal["code_explanation","code_generation","code_review"]] = Field(
         ["code_explanation","code_generation","code_review"], description="How code becomes examples")
-    long_method_lines:int = Field(40, gt=0, description="code_review flags methods longer than this many lines")
+    long_method_lines:int = Field(40, gt=0, le=1_000_000, description="code_review flags methods longer than this many lines")
 
 class SplitConfig(_Section):
     validation_fraction:float = Field(0.1, ge=0, lt=1, description="Share of source groups held out for validation")
-    seed:int = Field(42, description="Seed of the train/validation split")
+    seed:int = Field(42, ge=0, le=2**32 - 1, description="Seed of the train/validation split")
 
 class DataConfig(_Section):
-    input_path:str = Field("data/raw", description="File or folder of raw material (relative to this file)")
+    input_path:str = Field("data/raw", min_length=1, description="File or folder of raw material (relative to this file)")
     output_path:str|None = Field(None, description="Where prepared data goes; default <run>/data")
     input_type:Literal["auto","json","jsonl","csv","pdf","docx","txt","markdown","code"] = Field("auto", description="auto picks by extension and content")
     include:list[str] = Field(["**/*"], description="Glob patterns of files to read inside a folder")
     exclude:list[str] = Field([], description="Glob patterns of files to skip")
     on_error:Literal["skip","fail"] = Field("skip", description="skip bad inputs (each one reported) or fail on the first")
+    follow_symlinks_outside:bool = Field(False, description="Read what symbolic links inside the input folder point to outside it (off: each such link is reported and not read)")
     encoding:str = Field("auto", description="Text encoding of txt/md/csv/code files: auto (BOM, UTF-8, then cp1252/charset detection) or a codec name such as cp1252")
     direct_mode:Literal["continuation","passage","both"] = Field("continuation", description="With QA generation off, how chunks become examples: continuation (first part -> rest), passage (topic question -> passage) or both")
     num_workers:int = Field(0, ge=0, le=64, description="Processes reading documents in parallel (0: one per CPU core when the corpus is large enough, 1: no pool)")
@@ -131,6 +139,14 @@ class DataConfig(_Section):
     augmentation:AugmentationConfig = Field(default_factory=AugmentationConfig)
     pdf:PdfConfig = Field(default_factory=PdfConfig)
     code:CodeConfig = Field(default_factory=CodeConfig)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, v):
+        if v != "auto":
+            try: codecs.lookup(v)
+            except LookupError: raise ValueError(f"unknown encoding {v!r}; use auto, or a Python codec name such as utf-8, cp1252 or latin-1") from None
+        return v
 
 # %% ../nbs/01_config.ipynb #20d8e958
 JUDGE_TASKS = ["qa","summarization","classification","extraction"]
@@ -146,13 +162,13 @@ class JudgeConfig(_Section):
     rubric:str|None = Field(None, description="Your rubric: what to judge, then one line per score from 1 to 5 (e.g. '5: correct and complete'); empty: the task's built-in one")
     modes:list[Literal["absolute","pairwise"]] = Field(["absolute","pairwise"], description="absolute: a 1-5 score per answer; pairwise: base against tuned, asked in both orders")
     max_concurrency:int = Field(8, gt=0, le=256, description="Requests in flight at once")
-    max_tokens:int = Field(1024, gt=0, description="Most output tokens per verdict")
+    max_tokens:int = Field(1024, gt=0, le=1_000_000, description="Most output tokens per verdict")
     max_retries:int = Field(4, ge=0, le=20, description="HTTP retries per request (408/409/429/5xx/529, honouring retry-after)")
     output_retries:int = Field(2, ge=0, le=10, description="Re-asks when a verdict is malformed, before it is recorded as failed")
-    requests_per_minute:int|None = Field(None, gt=0, description="Client-side request rate limit; null for none")
-    timeout_seconds:float = Field(120.0, gt=0, description="Timeout of one API request")
-    input_price_per_mtok:float = Field(3.0, ge=0, description="USD per million input tokens, for the cost estimate")
-    output_price_per_mtok:float = Field(15.0, ge=0, description="USD per million output tokens, for the cost estimate")
+    requests_per_minute:int|None = Field(None, gt=0, le=1_000_000, description="Client-side request rate limit; null for none")
+    timeout_seconds:float = Field(120.0, gt=0, le=86_400, description="Timeout of one API request")
+    input_price_per_mtok:float = Field(3.0, ge=0, le=10_000, description="USD per million input tokens, for the cost estimate")
+    output_price_per_mtok:float = Field(15.0, ge=0, le=10_000, description="USD per million output tokens, for the cost estimate")
 
     @field_validator("rubric")
     @classmethod
@@ -167,56 +183,65 @@ class JudgeConfig(_Section):
 class PreferenceConfig(_Section):
     pairs:list[str] = Field([], description="JSONL files of preference pairs: prompt/chosen/rejected, chosen/rejected message lists, or a judge's pairwise results (eval/judge_pairwise.jsonl)")
     from_feedback:bool = Field(True, description="Reviewers' corrections in the feedback store become pairs: corrected answer chosen, model output rejected")
-    beta:float = Field(0.1, gt=0, description="Strength of the pull towards the reference model (DPO) or weight of the odds-ratio term (ORPO)")
+    beta:float = Field(0.1, gt=0, le=1_000, description="Strength of the pull towards the reference model (DPO) or weight of the odds-ratio term (ORPO)")
     loss_type:Literal["sigmoid","ipo","hinge","robust"] = Field("sigmoid", description="DPO loss: sigmoid (the paper's), ipo, hinge or robust")
     learning_rate:float|None = Field(None, gt=0, lt=1, description="Peak learning rate of preference tuning; empty: training.learning_rate")
-    num_epochs:float|None = Field(None, gt=0, description="Passes over the pairs; empty: training.num_epochs")
-    max_steps:int|None = Field(None, ge=-1, description="Optimizer steps of preference tuning; empty: training.max_steps")
+    num_epochs:float|None = Field(None, gt=0, le=10_000, description="Passes over the pairs; empty: training.num_epochs")
+    max_steps:int|None = Field(None, ge=-1, le=1_000_000_000, description="Optimizer steps of preference tuning; empty: training.max_steps")
     validation_fraction:float = Field(0.1, ge=0, lt=1, description="Share of the pairs held out to measure the chosen-over-rejected margin")
 
 # %% ../nbs/01_config.ipynb #33106e96
 class TrainingConfig(_Section):
-    num_epochs:float = Field(3.0, gt=0, description="Passes over the training data")
-    max_steps:int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: use num_epochs)")
-    batch_size:int = Field(4, gt=0, description="Per-device batch size")
-    gradient_accumulation_steps:int = Field(4, gt=0, description="Batches per optimizer step")
+    num_epochs:float = Field(3.0, gt=0, le=10_000, description="Passes over the training data")
+    max_steps:int = Field(-1, ge=-1, le=1_000_000_000, description="Stop after this many optimizer steps (-1: use num_epochs)")
+    batch_size:int = Field(4, gt=0, le=65_536, description="Per-device batch size")
+    gradient_accumulation_steps:int = Field(4, gt=0, le=65_536, description="Batches per optimizer step")
     learning_rate:float = Field(2e-4, gt=0, lt=1, description="Peak learning rate")
     warmup_ratio:float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up")
     lr_scheduler_type:Literal["linear","cosine","constant","constant_with_warmup"] = Field("cosine", description="Learning-rate schedule")
-    weight_decay:float = Field(0.0, ge=0, description="AdamW weight decay")
+    weight_decay:float = Field(0.0, ge=0, le=10, description="AdamW weight decay")
     optim:Literal["adamw_torch","adamw_torch_fused","adamw_8bit","paged_adamw_8bit","adafactor"] = Field("adamw_torch", description="Optimizer; adamw_8bit and paged_adamw_8bit (the QLoRA paper's) keep 8-bit state through bitsandbytes")
-    max_seq_length:int = Field(2048, gt=0, description="Longest sequence in tokens; longer rows are truncated and counted")
+    max_seq_length:int = Field(2048, gt=0, le=2**20, description="Longest sequence in tokens; longer rows are truncated and counted")
     gradient_checkpointing:bool = Field(True, description="Trade compute for memory")
     packing:bool = Field(True, description="Pack rows into full sequences without cross-row attention")
     completion_only_loss:bool = Field(True, description="Loss on assistant tokens only")
-    eval_steps:int = Field(50, gt=0, description="Evaluate on validation.jsonl every N steps")
-    logging_steps:int = Field(10, gt=0, description="Log the loss every N steps")
-    save_steps:int = Field(100, gt=0, description="Checkpoint every N steps")
-    early_stopping_patience:int|None = Field(None, gt=0, description="Stop after N evaluations without improvement (off when empty)")
+    eval_steps:int = Field(50, gt=0, le=1_000_000_000, description="Evaluate on validation.jsonl every N steps")
+    logging_steps:int = Field(10, gt=0, le=1_000_000_000, description="Log the loss every N steps")
+    save_steps:int = Field(100, gt=0, le=1_000_000_000, description="Checkpoint every N steps")
+    early_stopping_patience:int|None = Field(None, gt=0, le=1_000_000, description="Stop after N evaluations without improvement (off when empty)")
     output_dir:str|None = Field(None, description="Checkpoint folder; default <run>/checkpoints")
-    seed:int = Field(42, description="Seed for initialisation, shuffling and dropout")
+    seed:int = Field(42, ge=0, le=2**32 - 1, description="Seed for initialisation, shuffling and dropout")
     device:Literal["auto","cpu","cuda"] = Field("auto", description="auto uses CUDA when present")
     report_to:list[Literal["tensorboard","wandb","none"]] = Field(["tensorboard"], description="Where training logs go")
-    save_total_limit:int|None = Field(3, gt=0, description="Keep at most this many checkpoints (all when empty)")
-    num_processes:int = Field(1, ge=1, description="Data-parallel processes on this machine (one per GPU; gloo on the CPU)")
+    save_total_limit:int|None = Field(3, gt=0, le=1_000_000, description="Keep at most this many checkpoints (all when empty)")
+    num_processes:int = Field(1, ge=1, le=1024, description="Data-parallel processes on this machine (one per GPU; gloo on the CPU)")
     method:Literal["sft","dpo","orpo","sft+dpo","sft+orpo"] = Field("sft", description="sft (supervised), dpo or orpo (preference pairs), or sft+dpo / sft+orpo: supervised first, then preference tuning of that adapter")
     preference:PreferenceConfig = Field(default_factory=PreferenceConfig)
 
 class FallbackConfig(_Section):
     enabled:bool = Field(True, description="Build a few-shot model-set config when fine-tuning is impossible or not worth it")
-    min_rows:int = Field(50, ge=1, description="Fewer training rows than this means no fine-tuning")
+    min_rows:int = Field(50, ge=1, le=1_000_000_000, description="Fewer training rows than this means no fine-tuning")
     num_examples:int = Field(8, ge=1, le=256, description="Few-shot examples to select")
     rating_mapping:dict[str,float] = Field({}, description="Map rating labels to scores, e.g. {good: 1.0, bad: 0.0}; higher is preferred")
     target_topics:list[str] = Field([], description="Topics the selected examples must cover")
     rating_field:str = Field("rating", description="Metadata field holding a row's rating: a label from rating_mapping or a number (dots reach nested fields)")
     topic_fields:list[str] = Field(["topic","topics","tags"], description="Metadata fields naming a row's topics; a row also covers a topic its text mentions")
-    token_budget:int = Field(2048, gt=0, description="Most tokens the few-shot examples may take together (tokenizer count, else characters / 4)")
+    token_budget:int = Field(2048, gt=0, le=10_000_000, description="Most tokens the few-shot examples may take together (tokenizer count, else characters / 4)")
     mmr_lambda:float = Field(0.5, ge=0, le=1, description="Selection trade-off: 1 picks the best-rated, most typical rows; 0 the most diverse")
-    seed:int = Field(42, description="Seed that breaks ties between equally good examples")
+    seed:int = Field(42, ge=0, le=2**32 - 1, description="Seed that breaks ties between equally good examples")
     system_prompt:str|None = Field(None, description="System prompt to use instead of the one generated from the examples")
     temperature:float = Field(0.2, ge=0, le=2, description="Sampling temperature stored with the model set")
     top_p:float = Field(0.9, gt=0, le=1, description="Nucleus sampling threshold stored with the model set")
-    max_new_tokens:int|None = Field(None, gt=0, description="Longest answer in tokens; empty: twice the longest selected answer, 64 to 2048")
+    max_new_tokens:int|None = Field(None, gt=0, le=2**20, description="Longest answer in tokens; empty: twice the longest selected answer, 64 to 2048")
+
+    @field_validator("rating_mapping", mode="before")
+    @classmethod
+    def _labels_are_text(cls, v):
+        "Star ratings written as numbers (`5: 1.0`) are labels, read as text; a label YAML reads as true/false/null must be quoted."
+        if not isinstance(v, dict): return v
+        if odd := [k for k in v if isinstance(k, bool) or k is None]:
+            raise ValueError(f"a label YAML reads as {odd[0]!r} (yes/no/on/off/true/false/null/~ are not text there): quote it, e.g. 'yes': 1.0")
+        return {str(k) if isinstance(k, (int, float)) else k: x for k, x in v.items()}
 
 class FeedbackConfig(_Section):
     store_path:str|None = Field(None, description="SQLite feedback store; default <run>/feedback/feedback.db")
@@ -226,15 +251,15 @@ class FeedbackConfig(_Section):
     metrics_port:int|None = Field(None, ge=0, le=65535, description="Serve the metrics over HTTP on this port (off when empty)")
     metrics_host:str = Field("127.0.0.1", description="Address the metrics server listens on")
     min_rating:int = Field(3, ge=1, le=5, description="Lowest rating (1-5) exported as training data; a 0-1 score s counts as the rating 5*s")
-    threshold:int = Field(100, ge=1, description="New high-quality samples since the last model version that start a run")
+    threshold:int = Field(100, ge=1, le=1_000_000_000, description="New high-quality samples since the last model version that start a run")
     min_score:float = Field(0.8, ge=0, le=1, description="Quality (rating/5, else the 0-1 score) a sample needs to count towards the threshold")
-    watch_interval_s:float = Field(300.0, gt=0, description="Seconds between checks of `feedback watch`")
+    watch_interval_s:float = Field(300.0, gt=0, le=31_536_000, description="Seconds between checks of `feedback watch`")
     review_fields:list[str] = Field(["category","severity"], description="Structured fields the review widget lets a reviewer edit")
 
 class EvaluationConfig(_Section):
-    num_prompts:int = Field(20, ge=1, description="Held-out prompts (the first rows of validation.jsonl) each model answers")
-    max_new_tokens:int = Field(256, gt=0, description="Longest generated answer, in tokens")
-    batch_size:int|None = Field(None, gt=0, description="Rows per forward pass for loss and generation; default training.batch_size")
+    num_prompts:int = Field(20, ge=1, le=1_000_000, description="Held-out prompts (the first rows of validation.jsonl) each model answers")
+    max_new_tokens:int = Field(256, gt=0, le=2**20, description="Longest generated answer, in tokens")
+    batch_size:int|None = Field(None, gt=0, le=65_536, description="Rows per forward pass for loss and generation; default training.batch_size")
     compare_base:bool = Field(True, description="Also evaluate the base model, side by side with the tuned one")
     judge:JudgeConfig|None = Field(None, description="An LLM judge scores the answers and compares base with tuned ({} for the defaults); empty: no judge")
 
@@ -255,8 +280,46 @@ class ExportConfig(_Section):
 
 # %% ../nbs/01_config.ipynb #ef3529a5
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|passw(or)?d|secret|credential)s?$", re.I)
-_SECRET_VALUE = re.compile(r"^(sk-ant-[\w-]{10,}|sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|AKIA[A-Z0-9]{16})$")
+_RUN = r"[A-Za-z0-9_+/=-]"  # characters a token is made of; a key shape must fill a whole run of them
+_KEY_SHAPES = [  # (what it is, environment variable, pattern, must also look random)
+    ("an Anthropic API key", "ANTHROPIC_API_KEY", r"sk-ant-[A-Za-z0-9_-]{20,}", False),
+    ("an OpenAI API key", "OPENAI_API_KEY", r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}", False),
+    ("an OpenAI API key", "OPENAI_API_KEY", r"sk-[A-Za-z0-9]{32,}", True),
+    ("a Hugging Face token", "HF_TOKEN", r"hf_[A-Za-z0-9]{30,}", False),
+    ("a GitHub token", "GITHUB_TOKEN", r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}", False),
+    ("an AWS access key id", "AWS_ACCESS_KEY_ID", r"(?:AKIA|ASIA)[A-Z0-9]{16}", False),
+    ("a high-entropy token (an AWS secret key, a JWT, a bearer token?)", None, _RUN + r"{32,}", True),
+]
+_SHAPES = [(what, env, re.compile(rf"(?<!{_RUN})(?:{pat})(?!{_RUN})"), rnd) for what, env, pat, rnd in _KEY_SHAPES]
+_BEARER = re.compile(r"\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)", re.I)
 
+_WORDS = re.compile(r"[a-z]{3,}|[A-Z][a-z]{2,}")
+
+def _looks_random(s:str)->bool:
+    "Upper and lower case letters and digits that change class often and rarely form words, as random text does and names do not."
+    cls = ["u" if c.isupper() else "l" if c.islower() else "d" for c in s if c.isascii() and c.isalnum()]
+    if len(set(cls)) < 3: return False  # hex digests, commit hashes, UUIDs and plain words lack a class
+    changes = sum(a != b for a, b in zip(cls, cls[1:])) / (len(cls) - 1)  # random: ~0.6; IMG_20240512_HDR: ~0.25
+    wordy = sum(len(m.group(0)) for m in _WORDS.finditer(s)) / len(cls)  # random: ~0.3; Llama-3-70B-Instruct: ~0.8
+    return changes >= 0.3 and wordy < 0.55
+
+def secret_in(text:str)->tuple[str, str|None, str]|None:
+    "(what it looks like, the environment variable for it, the matched text) for the first key-shaped run in `text`, else None."
+    if m := _BEARER.search(text):
+        tok = m.group(1)
+        if any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok): return "a bearer token", None, m.group(0)
+    for what, env, rx, rnd in _SHAPES:
+        for m in rx.finditer(text):
+            if not rnd or _looks_random(m.group(0)): return what, env, m.group(0)
+    return None
+
+class _SecretMatcher:
+    "`match(text)` is truthy when `text` holds a key-shaped run: the regex-like interface `13_run` checks papermill parameters with."
+    def match(self, text:str): return secret_in(text)
+
+_SECRET_VALUE = _SecretMatcher()
+
+# %% ../nbs/01_config.ipynb #7261425a
 def _env_for(key:str)->str:
     "The environment variable a user should set instead of writing `key` into a config."
     k = key.lower()
@@ -266,20 +329,33 @@ def _env_for(key:str)->str:
     if "passw" in k: return "a variable named by data.pdf.password_env"
     return "an environment variable"
 
+_KEEP_OUT = "keep secrets out of config files (they are copied into every run folder)"
+
 def _find_secrets(raw, known:set, path=()):
-    "Yield (path, message) for keys or values in `raw` that look like secrets."
+    "Yield (path, message, secret text) for every key or string in `raw` that holds or names a secret."
+    if isinstance(raw, bytes): raw = raw.decode("utf-8", "replace")  # YAML's !!binary: base64 hides a key from a text scan, not from the config
     if isinstance(raw, dict):
         for k,v in raw.items():
+            if isinstance(k, bytes): k = k.decode("utf-8", "replace")
+            if isinstance(k, str) and (hit := secret_in(k)):
+                yield path + (k,), f"this key holds what looks like {hit[0]}; {_KEEP_OUT}", hit[2]; continue
             p = path + (k,)
-            if isinstance(k, str) and ".".join(map(str,p)) not in known and _SECRET_KEY.search(k):
-                yield p, f"looks like a secret; keep secrets out of config files and set {_env_for(k)} in the environment"
+            if (isinstance(k, str) and ".".join(map(str,p)) not in known and _SECRET_KEY.search(k)
+                    and not (v is None or isinstance(v, (bool, int, float)))):  # `max_tokens: 100` names no secret
+                yield p, f"looks like a secret; {_KEEP_OUT} and set {_env_for(k)} in the environment", v if isinstance(v, str) else None
             else: yield from _find_secrets(v, known, p)
     elif isinstance(raw, list):
         for i,v in enumerate(raw): yield from _find_secrets(v, known, path + (i,))
-    elif isinstance(raw, str) and _SECRET_VALUE.match(raw.strip()):
-        yield path, "this value looks like an API key or token; set it in the environment instead (the key stays out of every file)"
+    elif isinstance(raw, str) and (hit := secret_in(raw)):
+        what, env, found = hit
+        yield path, f"holds what looks like {what}; {_KEEP_OUT} and set {env or 'it in an environment variable'}" + \
+                    (" in the environment" if env else ""), found
 
-# %% ../nbs/01_config.ipynb #7261425a
+def _hide(text:str, secrets:list)->str:
+    "`text` with every secret in `secrets` replaced, so an error message never repeats one."
+    for s in secrets: text = text.replace(s, "(the key)")
+    return text
+
 def _field_paths(model:type[BaseModel], prefix="")->set:
     "Every dotted field path the schema defines."
     out = set()
@@ -298,13 +374,19 @@ def _section_at(model:type[BaseModel], loc:tuple):
     return model
 
 # %% ../nbs/01_config.ipynb #b5e53b66
-def yaml_lines(text:str)->dict:
-    "Map each key path in YAML `text` to its 1-based line number."
-    out = {}
+def _yaml_map(text:str)->tuple[dict, list]:
+    "({key path: 1-based line}, [(path, line, first line)] of keys repeated in one mapping) of YAML `text`."
+    out, dups, seen = {}, [], set()
     def walk(node, path):
+        if id(node) in seen: return  # an alias: its lines are those of its anchor
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            first = {}
             for k,v in node.value:
                 p = path + (k.value,)
+                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                    if k.value in first: dups.append((p, k.start_mark.line + 1, first[k.value]))
+                    else: first[k.value] = k.start_mark.line + 1
                 out[p] = k.start_mark.line + 1
                 walk(v, p)
         elif isinstance(node, yaml.SequenceNode):
@@ -312,16 +394,22 @@ def yaml_lines(text:str)->dict:
                 out[path + (i,)] = v.start_mark.line + 1
                 walk(v, path + (i,))
     try: walk(yaml.compose(text), ())
-    except yaml.YAMLError: pass
-    return out
+    except (yaml.YAMLError, RecursionError): pass
+    return out, dups
+
+def yaml_lines(text:str)->dict:
+    "Map each key path in YAML `text` to its 1-based line number."
+    return _yaml_map(text)[0]
 
 # %% ../nbs/01_config.ipynb #3a35ddb8
 def _issue_from(err:dict, lines:dict, source)->ConfigIssue:
     "Turn one pydantic error into a `ConfigIssue` with a field path, a line, and a suggestion."
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     path = ".".join(map(str, loc)) or "(top level)"
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-    if err["type"] == "extra_forbidden":
+    line = next((lines[p] for n in range(len(loc), 0, -1) for p in (loc[:n], tuple(map(str, loc[:n]))) if p in lines), None)  # YAML keys are text: `1:` is ("1",)
+    if err["type"] == "invalid_key":
+        msg = f"a key must be a name, and YAML reads this one as {type(err['input']).__name__} {err['input']!r}; quote it, or remove it"
+    elif err["type"] == "extra_forbidden":
         section = _section_at(FineTuneConfig, loc[:-1])
         names = list(section.model_fields) if section else []
         close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
@@ -356,16 +444,22 @@ class FineTuneConfig(_Section):
                 )->FineTuneConfig:
         "Validate `data`; raise `ConfigError` listing every problem at once."
         src = str(source) if source is not None else None
-        lines = yaml_lines(text) if text else {}
+        lines, dups = _yaml_map(text) if text else ({}, [])
         if data is None: data = {}
         if not isinstance(data, dict):
             raise ConfigError([ConfigIssue("(top level)", f"expected a mapping of sections, got {type(data).__name__}", 1, src)])
         def line_of(p): return next((lines[p[:n]] for n in range(len(p), 0, -1) if p[:n] in lines), None)
-        issues = [ConfigIssue(".".join(map(str,p)), m, line_of(p), src) for p,m in _find_secrets(data, _field_paths(cls))]
-        secret_paths = {i.path for i in issues}
+        issues = [ConfigIssue(".".join(map(str,p)), f"duplicate key: line {first} sets it too, and YAML keeps only this one "
+                              "(the settings there are lost without a word); merge the two", line, src) for p,line,first in dups]
+        found = list(_find_secrets(data, _field_paths(cls)))
+        secrets, where = [s for *_, s in found if s], [".".join(map(str,p)) for p,*_ in found]
+        issues += [ConfigIssue(_hide(".".join(map(str,p)), secrets), m, line_of(p), src) for p,m,_ in found]
         try: cfg = cls.model_validate(data)
         except ValidationError as e:
-            issues += [i for i in (_issue_from(err, lines, src) for err in e.errors()) if i.path not in secret_paths]
+            for i in (_issue_from(err, lines, src) for err in e.errors()):
+                if any(i.path == q or i.path.startswith(q + ".") for q in where): continue  # reported above, without the value
+                i.path, i.message = _hide(i.path, secrets), _hide(i.message, secrets)
+                issues.append(i)
             cfg = None
         if issues: raise ConfigError(issues)
         if source is not None: cfg._source = Path(source)
@@ -387,25 +481,95 @@ def _commented_yaml(model:BaseModel, indent=0)->list[str]:
     return out
 
 # %% ../nbs/01_config.ipynb #f9fc5c4d
+_MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a file this big is something else (a model, a dataset)
+_ALIAS_BUDGET = 10_000       # nodes YAML aliases may add: far beyond any real config, far below an alias bomb
+_TEXT_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+def _config_text(path:Path)->str:
+    "The text of the config file at `path`; a `ConfigError` naming it when it is missing, a folder, unreadable, huge or binary."
+    def fail(msg, line=None): raise ConfigError([ConfigIssue("(file)", msg, line, str(path))])
+    try:
+        if path.is_dir(): fail("is a folder; give the YAML config file inside it (e.g. finetune.yaml)")
+        size = path.stat().st_size
+        if size > _MAX_CONFIG_BYTES: fail(f"is {size / 2**20:.1f} MiB, far more than a config; is it another file (a model, a dataset)?")
+        with open(path, "rb") as f: raw = f.read(_MAX_CONFIG_BYTES + 1)  # a pipe or device has no size: /dev/zero never ends
+        if len(raw) > _MAX_CONFIG_BYTES: fail(f"goes on past {_MAX_CONFIG_BYTES / 2**20:.0f} MiB, far more than a config; is it another file (a device, a model)?")
+    except FileNotFoundError: fail("config file not found; create one with `finetune-nb init`")
+    except OSError as e: fail(f"cannot read the config file: {e.strerror or e}")
+    enc = next((e for bom, e in _TEXT_BOMS if raw.startswith(bom)), "utf-8-sig")
+    if enc == "utf-8-sig" and b"\0" in raw:
+        at = raw.index(b"\0"); fail(f"is a binary file (a NUL byte at byte {at}), not a YAML config", raw[:at].count(b"\n") + 1)
+    try: return raw.decode(enc)
+    except UnicodeDecodeError as e:
+        fail(f"is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): a binary file, or text in another encoding; "
+             "save the config as UTF-8", raw[:e.start].count(b"\n") + 1)
+
+def _yaml_issue(e:yaml.YAMLError, text:str, source)->ConfigIssue:
+    "A `ConfigIssue` for a YAML syntax error, with its line."
+    mark = getattr(e, "problem_mark", None)
+    if isinstance(e, yaml.reader.ReaderError):  # a character YAML forbids (control characters)
+        ch = chr(e.character) if isinstance(e.character, int) else e.character
+        return ConfigIssue("(yaml)", f"not valid YAML: character {ch!r} is not allowed in YAML text",
+                           text.count("\n", 0, e.position) + 1, source)
+    return ConfigIssue("(yaml)", f"not valid YAML: {getattr(e, 'problem', None) or e}", mark.line + 1 if mark else None, source)
+
+# %% ../nbs/01_config.ipynb #4ba4d3a7
+def _children(n:yaml.Node)->list:
+    if isinstance(n, yaml.MappingNode): return [x for kv in n.value for x in kv]
+    return n.value if isinstance(n, yaml.SequenceNode) else []
+
+def _check_aliases(root:yaml.Node, source=None, budget:int=_ALIAS_BUDGET):
+    "Refuse a node graph that refers to itself, or whose aliases would add more than `budget` nodes once expanded."
+    size, state, refs, nodes = {}, {}, {}, {}  # expanded size; 1 on the current path, 2 done; times referred to; id -> node
+    stack = [(root, False)]
+    while stack:  # iterative depth-first walk, each node once: linear in the file, whatever the aliases multiply
+        n, done = stack.pop()
+        if done: size[id(n)] = 1 + sum(size[id(k)] for k in _children(n)); state[id(n)] = 2; continue
+        refs[id(n)] = refs.get(id(n), 0) + 1
+        if state.get(id(n)) == 1:
+            raise ConfigError([ConfigIssue("(yaml)", "an alias refers to the anchor it is inside of (the data would be infinite)",
+                                           n.start_mark.line + 1, source)])
+        if state.get(id(n)) == 2: continue
+        state[id(n)] = 1; nodes[id(n)] = n; stack.append((n, True)); stack.extend((k, False) for k in _children(n))
+    added = size[id(root)] - len(size)
+    if added > budget:
+        worst = max((i for i in refs if refs[i] > 1), key=lambda i: refs[i] * size[i])
+        raise ConfigError([ConfigIssue("(yaml)", f"YAML aliases would add {added:,} nodes to a file of {len(size):,} (an alias bomb?); "
+                                       f"at most {budget:,} may come from aliases: write the values out", nodes[worst].start_mark.line + 1, source)])
+
+def _load_yaml(text:str, source=None):
+    "The data in YAML `text` (safe types only); a `ConfigError` with the line for bad syntax, deep nesting or an alias bomb, before anything is built."
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # its reader checks every character here
+        node = loader.get_single_node()
+        if node is None: return None
+        _check_aliases(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as e: raise ConfigError([_yaml_issue(e, text, source)]) from None
+    except RecursionError: raise ConfigError([ConfigIssue("(yaml)", "nested too deeply to be a config", None, source)]) from None
+    finally:
+        if loader is not None: loader.dispose()
+
+# %% ../nbs/01_config.ipynb #8b738199
 def _from_yaml(cls, path:str|os.PathLike)->FineTuneConfig:
     "Read and validate the YAML config at `path`."
     path = Path(path)
-    try: text = path.read_text(encoding="utf-8")
-    except FileNotFoundError: raise ConfigError([ConfigIssue("(file)", "config file not found; create one with `finetune-nb init`", None, str(path))]) from None
-    try: data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError([ConfigIssue("(yaml)", f"not valid YAML: {getattr(e, 'problem', None) or e}",
-                                       mark.line + 1 if mark else None, str(path))]) from None
-    return cls.validate(data, source=path, text=text)
+    text = _config_text(path)
+    return cls.validate(_load_yaml(text, str(path)), source=path, text=text)
 
 def _to_yaml(self, path:str|os.PathLike|None=None, # Write here (atomically) when given
              comments:bool=False, # Precede each field with its description
             )->str:
-    "The config as YAML text, in schema order; also written to `path` when given."
+    "The config as YAML text, in schema order; also written to `path` when given (never with a secret in it)."
     if comments: text = "\n".join(_commented_yaml(self)) + "\n"
     else: text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
-    if path is not None: write_text(path, text)
+    if path is not None:
+        if found := list(_find_secrets(self.model_dump(mode="json"), _field_paths(type(self)))):
+            secrets = [s for *_, s in found if s]
+            raise ConfigError([ConfigIssue(_hide(".".join(map(str, p)), secrets), m + "; the config was not written", None, str(path))
+                               for p, m, _ in found])
+        write_text(path, text)
     return text
 
 FineTuneConfig.from_yaml = classmethod(_from_yaml)
@@ -455,6 +619,12 @@ def _summary(self)->str:
 FineTuneConfig.summary = _summary
 
 # %% ../nbs/01_config.ipynb #12c82772
+def yaml_value(text:str, # YAML from the command line: an override's value, a notebook parameter
+               label:str|None=None, # How errors name it
+              ):
+    "The value `text` holds, read as carefully as a config file: an alias bomb is refused before it is built."
+    return _load_yaml(text, label)
+
 def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
                    label:str|None=None, # How errors name it (default `--set KEY=VALUE`)
                   )->tuple[str, object]:
@@ -464,9 +634,12 @@ def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
     key = key.strip()
     if not sep or not key or not all(p.strip() for p in key.split(".")):
         raise ConfigError([ConfigIssue("(override)", "expected KEY=VALUE with a dotted key, e.g. --set training.learning_rate=2e-4", None, label)])
-    try: return key, yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError([ConfigIssue(key, f"not a YAML value: {str(e).splitlines()[0]}", None, label)]) from None
+    if m := re.search("[\udc80-\udcff]", value):  # how Python keeps a command-line byte that is not UTF-8
+        raise ConfigError([ConfigIssue(key, f"holds the byte 0x{ord(m.group()) - 0xdc00:02x}, which is not UTF-8; a config holds text only, "
+                                       "so rename the file or folder (e.g. `convmv -f latin1 -t utf8`) or point at a folder above it", None, label)])
+    if not value.strip(): return key, ""
+    try: return key, yaml_value(value, label)
+    except ConfigError as e: raise ConfigError([ConfigIssue(key, i.message, None, label) for i in e.issues]) from None
 
 def with_overrides(config:FineTuneConfig, # The config as its file gives it
                    overrides:list, # `KEY=VALUE` strings, or `(label, "KEY=VALUE")` pairs whose label names them in errors

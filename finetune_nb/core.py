@@ -13,8 +13,8 @@ __all__ = ['log', 'OUTPUT_MARKER', 'FinetuneNBError', 'ConfigIssue', 'ConfigErro
            'FineTuningNotSupportedError', 'ModelSetConfigError', 'ExportError', 'TrainingFailedError',
            'DatasetTooSmallWarning', 'TornLineWarning', 'atomic_write', 'write_text', 'write_bytes', 'write_json',
            'write_yaml', 'jsonl_line', 'write_jsonl', 'output_kind', 'check_replaceable', 'recover_dir', 'atomic_dir',
-           'Skipped', 'read_jsonl', 'file_problem', 'folder_problems', 'sha256_bytes', 'sha256_text', 'sha256_file',
-           'stable_hash']
+           'Skipped', 'unpaired_surrogate', 'read_jsonl', 'file_problem', 'folder_problems', 'sha256_bytes',
+           'sha256_text', 'sha256_file', 'stable_hash']
 
 # %% ../nbs/00_core.ipynb #15cba4a3
 class FinetuneNBError(Exception):
@@ -244,6 +244,16 @@ class Skipped:
 # %% ../nbs/00_core.ipynb #6ea255af
 _REFUSED = object()
 
+def unpaired_surrogate(value, # A value the json module decoded
+                       text:str|None=None, # The JSON it came from: without a `\\ud8..`-`\\udf..` escape there is nothing to check
+                      )->str|None:
+    "Why `value` is not text UTF-8 can hold (an escape of half a UTF-16 pair, such as a cut emoji), or None."
+    if text is not None and not re.search(r"\\u[dD][89a-fA-F]", text): return None
+    try: json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"holds the escape \\u{ord(e.object[e.start]):04x}, half of a UTF-16 pair without its other half: not text (an emoji cut in two?)"
+    return None
+
 def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                on_error:str="fail", # "fail" raises on a bad line, "skip" records it in `skipped`
                skipped:list|None=None, # Receives a `Skipped` for every line not returned
@@ -266,14 +276,16 @@ def read_jsonl(path:str|os.PathLike, # JSONL file to stream
             except UnicodeDecodeError as e:
                 skip(n, f"not UTF-8 (byte {start + e.start} of the file)", "re-save the file as UTF-8"); continue
             if not text.strip(): continue
-            try: yield n, json.loads(text)
+            try: value = json.loads(text)
             except json.JSONDecodeError as e:
                 if not raw.endswith(b"\n") and f.read(1) == b"":
                     reason = "last line is cut off (the file was being written when it stopped)"
                     warnings.warn(f"{path}:{n}: {reason}; skipped", TornLineWarning, stacklevel=2)
                     if skipped is not None: skipped.append(Skipped(str(path), reason, line=n))
                     return
-                skip(n, f"not valid JSON: {e.msg} at column {e.colno}", "fix or delete this line")
+                skip(n, f"not valid JSON: {e.msg} at column {e.colno}", "fix or delete this line"); continue
+            if why := unpaired_surrogate(value, text): skip(n, why, "fix or delete this line"); continue  # json takes it; no UTF-8 writer does
+            yield n, value
 
 # %% ../nbs/00_core.ipynb #b0164c3f
 def _gguf_problem(p:Path, size:int)->str|None:

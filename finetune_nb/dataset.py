@@ -6,12 +6,14 @@ Docs: https://finetune-nb.github.io/finetune-nb/dataset.html.md"""
 
 # %% ../nbs/06_dataset.ipynb #0fa6d747
 from __future__ import annotations
-import logging, math, random, statistics
+import hashlib, logging, math
 from collections import Counter
 from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+import numpy as np
 
 from .core import Skipped, sha256_file, stable_hash, write_json, write_text
 
@@ -22,28 +24,81 @@ __all__ = ['log', 'choose_validation_groups', 'token_stats', 'PrepareReport', 'd
            'PrepareResult', 'prepare_data']
 
 # %% ../nbs/06_dataset.ipynb #1ce65d90
-def choose_validation_groups(groups:Iterable[str], # Group key of every row (repeats allowed)
-                             fraction:float, # Share of groups to hold out
+def choose_validation_groups(groups:Iterable, # Group of every row, repeats allowed: strings, or integers in a numpy array
+                             fraction:float, # Share of the rows to hold out
                              seed:int, # Same seed and groups give the same choice
-                            )->set[str]:
-    "The group keys that go to validation: `fraction` of the distinct groups, at least one when there are two or more."
-    uniq = sorted(set(groups))
+                            )->set:
+    "The groups that go to validation: whole groups in a seeded order, each taken if it still fits in `fraction` of the rows; one at least when there are two or more, never all."
+    if isinstance(groups, np.ndarray): uniq, sizes = np.unique(groups, return_counts=True); uniq, sizes = uniq.tolist(), sizes.tolist()
+    else: count = Counter(groups); uniq = sorted(count); sizes = [count[g] for g in uniq]
     if fraction <= 0 or len(uniq) < 2: return set()
-    random.Random(seed).shuffle(uniq)
-    n = min(max(1, round(fraction * len(uniq))), len(uniq) - 1)
-    return set(uniq[:n])
+    order = np.random.default_rng(seed).permutation(len(uniq)).tolist()
+    target, taken, rows = fraction * sum(sizes), [], 0
+    for i in order:
+        if rows + sizes[i] <= target: taken.append(i); rows += sizes[i]
+    if not taken: taken = [min(order, key=lambda i: sizes[i])]  # none fits: the smallest (it cannot be all, as there are two or more)
+    return {uniq[i] for i in taken}
+
+# %% ../nbs/06_dataset.ipynb #565a3fba
+from .augment import group_key
+
+def _h64(key:str)->int:
+    "A stable 64-bit hash of a group key (the split must not change from one process to the next)."
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+def _mix(h:np.ndarray, s:np.ndarray)->np.ndarray:
+    "Group hashes `h` combined with section numbers `s` (both uint64) into new group hashes."
+    with np.errstate(over="ignore"): return (h ^ (s * np.uint64(0x9E3779B97F4A7C15))) * np.uint64(0xBF58476D1CE4E5B9)
+
+class _RowGroups:
+    "Per row, in order: the hash of its split group and, for a chunk of a document, the chunk's number within it."
+    def __init__(self):
+        self.g, self.o, self.n = np.empty(4096, np.uint64), np.empty(4096, np.uint32), 0
+        self.chunks, self._last = {}, {}  # document hash -> chunks seen; -> (its last chunk id, that chunk's number)
+
+    def add(self, ex:dict):
+        "Record the next row."
+        key = group_key(ex); h, o = _h64(key), 0
+        cid = (ex.get("metadata") or {}).get("chunk_id")
+        if key.startswith("doc:") and cid:  # a document's rows arrive together, chunk by chunk
+            last = self._last.get(h)
+            if last is None or last[0] != cid: last = self._last[h] = (cid, self.chunks.get(h, 0)); self.chunks[h] = last[1] + 1
+            o = last[1]
+        if self.n == len(self.g): self.g, self.o = np.resize(self.g, 2 * self.n), np.resize(self.o, 2 * self.n)
+        self.g[self.n], self.o[self.n] = h, o; self.n += 1
+
+    def split(self, fraction:float, seed:int)->tuple[np.ndarray, dict]:
+        "(validation mask over the rows, how the split was made): whole groups, or sections of documents when groups cannot do it."
+        g = self.g[:self.n]
+        def pick(g): val = choose_validation_groups(g, fraction, seed); return np.isin(g, np.fromiter(val, np.uint64, len(val)))
+        in_val = pick(g); share = float(in_val.mean()) if self.n else 0.0
+        how = {"by": "group", "groups": int(len(np.unique(g)))}
+        if fraction > 0 and self.chunks and not fraction / 2 <= share <= 2 * fraction:
+            k = max(2, math.ceil(2 / fraction))
+            docs, counts = np.fromiter(self.chunks, np.uint64, len(self.chunks)), np.fromiter(self.chunks.values(), np.int64, len(self.chunks))
+            order = np.argsort(docs); docs, counts = docs[order], counts[order]
+            is_doc = np.isin(g, docs)
+            n_chunks = counts[np.searchsorted(docs, g[is_doc])]
+            sections = self.o[:self.n][is_doc].astype(np.int64) * k // n_chunks
+            g = g.copy(); g[is_doc] = _mix(g[is_doc], sections.astype(np.uint64) + np.uint64(1))
+            in_val = pick(g)
+            how = {"by": "section", "groups": int(len(np.unique(g))), "documents": len(self.chunks), "sections_per_document": k,
+                   "why": f"whole groups gave {share:.0%} of the rows for validation_fraction {fraction:g}"}
+            log.info("split: %s; holding out sections of consecutive chunks (%d per document) instead", how["why"], k)
+        how["validation_rows"] = int(in_val.sum())
+        return in_val, how
 
 # %% ../nbs/06_dataset.ipynb #000b33f7
-def token_stats(lengths:list[int], # Tokens per example
+def token_stats(lengths, # Tokens per example: a list or an array
                 max_seq_length:int|None=None, # Count rows longer than this
                )->dict:
     "Count, total, mean, percentiles and max of `lengths`, and how many exceed `max_seq_length`."
-    if not lengths: return {"count": 0}
-    s = sorted(lengths)
-    pct = lambda p: s[min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1)]
-    out = {"count": len(s), "total": sum(s), "mean": round(statistics.fmean(s), 1), "min": s[0],
-           "p50": pct(50), "p90": pct(90), "p99": pct(99), "max": s[-1]}
-    if max_seq_length: out["over_max_seq_length"] = sum(l > max_seq_length for l in s)
+    if not len(lengths): return {"count": 0}
+    s = np.sort(np.asarray(lengths, dtype=np.int64))
+    pct = lambda p: int(s[min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1)])
+    out = {"count": len(s), "total": int(s.sum()), "mean": round(float(s.mean()), 1), "min": int(s[0]),
+           "p50": pct(50), "p90": pct(90), "p99": pct(99), "max": int(s[-1])}
+    if max_seq_length: out["over_max_seq_length"] = int((s > max_seq_length).sum())
     return out
 
 # %% ../nbs/06_dataset.ipynb #621c3796
@@ -75,13 +130,14 @@ class PrepareReport:
         return Counter(s.reason.split(";")[0].split(" (")[0] for s in self.skipped)
 
 # %% ../nbs/06_dataset.ipynb #3ceb2784
-def dataset_info(report:PrepareReport, config, input_files:list[Path]|None=None)->dict:
+def _sha_or_none(path)->str|None:
+    "The file's sha256, or None when it is gone or unreadable by now (its skip, if it was not read, is listed)."
+    try: return sha256_file(path)
+    except OSError: return None
+
+def dataset_info(report:PrepareReport, config, input_files:list|None=None, # `ingest.InputFile`s: their names and hashes are listed
+                )->dict:
     "The content of `dataset_info.json`: counts, token statistics, sources, skips with reasons, hashes."
-    root = config.resolve(config.data.input_path)
-    def rel(p):
-        p = Path(p)
-        try: return str(p.relative_to(root if root.is_dir() else root.parent))
-        except ValueError: return str(p)
     return {
         "counts": {"files_read": report.files_read, "documents": report.documents, "pages": report.pages, "chunks": report.chunks,
                    "rows_in": report.rows_in, "train": report.train, "validation": report.validation,
@@ -90,7 +146,7 @@ def dataset_info(report:PrepareReport, config, input_files:list[Path]|None=None)
         "tokens": report.tokens,
         "skipped_reasons": dict(report.reasons.most_common()),
         "skipped": [s.to_dict() for s in report.skipped],
-        "input_files": {rel(p): sha256_file(p) for p in (input_files or []) if Path(p).is_file()},
+        "input_files": {f.source: _sha_or_none(f.path) for f in (input_files or [])},
         "output_files": {name: {"path": Path(p).name, "sha256": sha256_file(p)} for name, p in report.outputs.items() if Path(p).is_file()},
         **report.extra,
         "config_hash": stable_hash(config.model_dump(mode="json")),
@@ -112,6 +168,11 @@ def dataset_card(info:dict, name:str)->str:
              "## Splits", "", _table([("train", c["train"]), ("validation", c["validation"])], ("split", "examples")), "",
              f"{c['files_read']} files read, {c['rows_in']} rows and {c['chunks']} chunks in, {c['augmented']} augmented rows added, "
              f"{c['skipped']} files or rows skipped.", ""]
+    split = info.get("split") or {}
+    if split.get("by") == "section":
+        parts += [f"Validation holds whole sections of consecutive chunks ({split['sections_per_document']} per document), because "
+                  f"{split['why']}.", ""]
+    elif split: parts += [f"Validation holds whole groups (documents, conversations): {split['groups']} groups in all.", ""]
     if t:
         keys = ["count", "mean", "p50", "p90", "p99", "max", "over_max_seq_length"]
         parts += ["## Tokens per example", "", _table([(s, *[v.get(k, "") for k in keys]) for s, v in t.items()], ("split", *keys)), ""]
@@ -137,13 +198,14 @@ def summary_table(info:dict)->str:
     return "\n".join(lines)
 
 # %% ../nbs/06_dataset.ipynb #63b3ff1f
-from .augment import augment, clean, group_key
+from .augment import augment, clean
 from .core import ConfigError, ConfigIssue, DataError, read_jsonl, write_jsonl
 from .ingest import ingest, write_chunks
 from .qa import generate_qa
 from .templates import resolve_chat_template, to_messages
 from tqdm.auto import tqdm
 import os, tempfile
+from array import array
 
 @dataclass
 class PrepareResult:
@@ -181,7 +243,7 @@ def _origin(ex:dict)->str:
     return m.get("format") or m.get("origin") or ("code" if m.get("strategy") else "document")
 
 # %% ../nbs/06_dataset.ipynb #d0b34d05
-def _measured(rows, rep:PrepareReport, tokenizer, template, lengths:list, on_error:str, batch:int=256):
+def _measured(rows, rep:PrepareReport, tokenizer, template, lengths:array, on_error:str, batch:int=256):
     "Count sources and token lengths of rows on their way out (in order); drop, and report, rows the template or tokenizer cannot take."
     def count(ex): rep.by_source[str(ex.get("metadata", {}).get("source", "?"))] += 1
     def drop(ex, what, e):
@@ -210,53 +272,81 @@ def _batched(it, n:int):
     while chunk := list(islice(it, n)): yield chunk
 
 # %% ../nbs/06_dataset.ipynb #d5884599
+def _nothing_usable(rep:PrepareReport, config)->DataError:
+    "The error for a prepare that made no example: what it saw, and the commonest reasons rows were skipped."
+    why = [f"{n} x {r}" for r, n in rep.reasons.most_common(3)]
+    qa = rep.extra.get("qa_generation") or {}
+    if qa.get("n_failed"):
+        why.insert(0, f"QA generation failed for {qa['n_failed']} of {qa.get('n_chunks')} chunks (see {qa.get('failures_path')}; a rerun retries them)")
+    if not rep.files_read and not rep.skipped: why.append("no input file matched data.include and data.exclude")
+    n = lambda k, what: f"{k} {what}" + ("s" if k != 1 else "")
+    seen = f"{n(rep.files_read, 'file')} read, {n(rep.rows_in, 'row')} in, {len(rep.skipped)} files or rows skipped"
+    return DataError(f"no usable examples ({seen})" + (": " + "; ".join(why) if why else ""), file=config.resolve(config.data.input_path),
+                     hint="fix what is listed (each skip is logged with its file and line) and rerun; the previous train.jsonl, if any, is untouched")
+
 def prepare_data(config, # A `FineTuneConfig`
                  tokenizer=None, # The model's tokenizer (token statistics, token splitter); None for API-only models
                  progress:bool=True, # Progress bars over files
                 )->PrepareResult:
-    "Turn `data.input_path` into train/validation JSONL, dataset_info.json and a dataset card."
+    "Turn `data.input_path` into train/validation JSONL, dataset_info.json and a dataset card; a `DataError` saying why when nothing usable comes out."
     d = config.data
     if d.langchain.splitter == "token" and tokenizer is None:
         raise ConfigError([ConfigIssue("data.langchain.splitter", "the token splitter needs the model's tokenizer, and this model has none; use recursive or character")])
     root = config.resolve(d.input_path)
     if not root.exists():
         raise DataError("input not found", file=root, hint="set data.input_path to a file or folder; a relative path starts at the config file's folder")
-    out = config.data_dir; out.mkdir(parents=True, exist_ok=True)
     rep = PrepareReport()
     template = resolve_chat_template(config, tokenizer) if tokenizer is not None else None
-    ing = ingest(config, tokenizer, skipped=rep.skipped, progress=progress)
+    ing = ingest(config, tokenizer, skipped=rep.skipped, progress=progress)  # walks the input first: an odd file under `fail` stops it here
+    out = config.data_dir
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the output folder: {e.strerror}", file=e.filename or out,
+                        hint="set project.output_dir (or data.output_path) to a folder this user can write") from None
     def counted(rows):
         for ex in rows:
             rep.rows_in += 1; rep.by_format[_origin(ex)] += 1
             yield ex
-    dropped, keys = [], []
-    def keyed(rows):
-        for ex in rows: keys.append(group_key(ex)); yield ex
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".examples.", suffix=".jsonl"); os.close(fd); tmp = Path(tmp)
+    dropped, groups = [], _RowGroups()
+    def grouped(rows):
+        for ex in rows: groups.add(ex); yield ex
+    tmp = {}  # the cleaned examples, then train and validation until they are complete and not empty
     try:
-        kept = write_jsonl(tmp, keyed(clean(counted(_examples(config, ing, rep, out, progress)), d.augmentation, dropped, tokenizer)))
+        for name in ("examples", "train", "validation"):
+            fd, p = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".jsonl"); os.close(fd); tmp[name] = Path(p)
+        kept = write_jsonl(tmp["examples"], grouped(clean(counted(_examples(config, ing, rep, out, progress)), d.augmentation, dropped,
+                                                          tokenizer, workdir=out)))
         rep.skipped.extend(dropped)
-        val = choose_validation_groups(keys, d.split.validation_fraction, d.split.seed)
-        n_val = sum(k in val for k in keys)
-        def side(in_val):  # one pass over the cleaned examples for each side, with a bar (token counting takes a while)
-            rows = (ex for (_, ex), k in zip(read_jsonl(tmp), keys) if (k in val) == in_val)
-            return tqdm(rows, desc="validation" if in_val else "train", unit="ex", total=n_val if in_val else kept - n_val,
+        in_val, rep.extra["split"] = groups.split(d.split.validation_fraction, d.split.seed)
+        n_val = int(in_val.sum())
+        def side(want):  # one pass over the cleaned examples for each side, with a bar (token counting takes a while)
+            rows = (ex for (_, ex), v in zip(read_jsonl(tmp["examples"]), in_val) if v == want)
+            return tqdm(rows, desc="validation" if want else "train", unit="ex", total=n_val if want else kept - n_val,
                         disable=not progress, leave=False)
-        lengths = {"train": [], "validation": []}
-        rep.validation = write_jsonl(out/"validation.jsonl", _measured(side(True), rep, tokenizer, template, lengths["validation"], d.on_error))
+        lengths = {"train": array("I"), "validation": array("I")}  # 4 bytes a row
+        rep.validation = write_jsonl(tmp["validation"], _measured(side(True), rep, tokenizer, template, lengths["validation"], d.on_error))
         train_rows = augment(side(False), d.augmentation, seed=d.split.seed) if d.augmentation.enabled else side(False)
-        rep.train = write_jsonl(out/"train.jsonl", _measured(train_rows, rep, tokenizer, template, lengths["train"], d.on_error))
-    finally: tmp.unlink(missing_ok=True)
+        rep.train = write_jsonl(tmp["train"], _measured(train_rows, rep, tokenizer, template, lengths["train"], d.on_error))
+        s = ing.stats
+        rep.files_read, rep.documents, rep.pages = s.files_read, s.documents, s.pages
+        if rep.train + rep.validation == 0: raise _nothing_usable(rep, config)
+        for name in ("train", "validation"): os.replace(tmp[name], out/f"{name}.jsonl")
+    except OSError as e:  # inputs that cannot be read are reported per file; this is the output side (a full disk, a folder gone)
+        raise DataError(f"cannot write the prepared data: {e.strerror or e}", file=e.filename or out,
+                        hint="check the free space and permissions of the output folder") from e
+    finally:
+        for p in tmp.values(): p.unlink(missing_ok=True)
+    if rep.validation == 0 and d.split.validation_fraction > 0:
+        log.warning("no validation rows (%d training rows; validation_fraction %g): evaluation and early stopping have nothing to measure",
+                    rep.train, d.split.validation_fraction)
     rep.augmented = max(0, rep.train + rep.validation - kept)
-    s = ing.stats
-    rep.files_read, rep.documents, rep.pages = s.files_read, s.documents, s.pages
     rep.chunks = rep.chunks or s.chunks
     rep.extra["ingest"] = s.to_dict()
     if template is not None:
         rep.tokens = {k: token_stats(v, config.training.max_seq_length) for k, v in lengths.items()}
     rep.outputs = {"train": out/"train.jsonl", "validation": out/"validation.jsonl"}
     if (out/"chunks.jsonl").exists(): rep.outputs["chunks"] = out/"chunks.jsonl"
-    info = dataset_info(rep, config, [f.path for f in ing.files])
+    info = dataset_info(rep, config, ing.files)
     write_json(out/"dataset_info.json", info)
     write_text(out/"dataset_card.md", dataset_card(info, config.project.name))
     log.info("prepared %d train and %d validation examples in %s", rep.train, rep.validation, out)

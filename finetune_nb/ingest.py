@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/ingest.html.md"""
 
 # %% ../nbs/02_ingest.ipynb #cdc573b8
 from __future__ import annotations
-import codecs, csv, fnmatch, json, logging, os, re
+import codecs, csv, errno, fnmatch, json, logging, os, re
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,18 +18,18 @@ from langchain_core.documents import Document
 from langchain_text_splitters import CharacterTextSplitter, Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
-from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, sha256_text, write_jsonl
+from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, sha256_text, unpaired_surrogate, write_jsonl
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES',
-           'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate',
-           'detect_kind', 'InputFile', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json',
-           'iter_jsonl', 'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents',
-           'code_language', 'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples',
-           'make_splitter', 'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested',
-           'ingest']
+__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'CSV_MAX_FIELD', 'DOCX_MAX_UNPACKED',
+           'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES', 'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES',
+           'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate', 'detect_kind', 'InputFile', 'printable_name',
+           'os_problem', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl',
+           'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language',
+           'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter',
+           'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -82,9 +82,10 @@ def _is_json_object_line(line:bytes)->bool:
 # %% ../nbs/02_ingest.ipynb #7535b906
 def detect_kind(path:str|os.PathLike, # The file to classify
                 input_type:str="auto", # `data.input_type`; anything but auto forces the kind
+                name:str|None=None, # The name whose extension counts (a link's, when `path` is where it leads); default `path`
                )->str|None:
     "The reader for `path`: json, jsonl, csv, pdf, docx, txt, markdown or code; None when unknown."
-    path = Path(path); ext = path.suffix.lower()
+    path = Path(path); ext = Path(name or path).suffix.lower()
     if input_type != "auto": return input_type
     kind = EXTENSIONS.get(ext)
     if kind == "json":  # a JSON document, or JSONL saved as .json?
@@ -92,13 +93,14 @@ def detect_kind(path:str|os.PathLike, # The file to classify
         line = _first_line(path)
         if _is_json_object_line(line) and rest.lstrip(codecs.BOM_UTF8).strip()[len(line):].strip(): return "jsonl"
     if kind == "txt" and _is_json_object_line(_first_line(path)): return "jsonl"
+    if kind == "jsonl" and _first_line(path).startswith(b"["): return "json"  # a JSON array saved as .jsonl: one line per record would lose them all
     return kind
 
 # %% ../nbs/02_ingest.ipynb #6a2378eb
 @dataclass
 class InputFile:
     "One file to read: where it is, its name relative to the input root, and its reader."
-    path:Path
+    path:Path    # resolved (no links): what was checked is what gets read
     source:str   # relative to the input root, "/"-separated: the name every record and error uses
     kind:str
     size:int
@@ -107,31 +109,87 @@ def _matches(rel:str, patterns:list[str])->bool:
     "Glob match where `**/` also matches no folder at all (so `**/*.md` matches `a.md`)."
     return any(fnmatch.fnmatchcase(rel, p) or (p.startswith("**/") and fnmatch.fnmatchcase(rel, p[3:])) for p in patterns)
 
+def printable_name(name:str)->str:
+    "`name` as valid UTF-8 text: bytes that are not UTF-8 (which Python keeps as surrogates) shown as `\\xNN`."
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+def os_problem(e:OSError)->dict:
+    "The `message` and `hint` for a file the operating system would not let us read (arguments of a `Problems` call)."
+    if isinstance(e, FileNotFoundError):
+        return dict(message="the file is gone (deleted or moved after the folder was listed)", hint="put it back and rerun, or leave it out")
+    if isinstance(e, PermissionError):
+        return dict(message="cannot read the file: permission denied", hint="give this user read access (chmod a+r), or add it to data.exclude")
+    return dict(message=f"cannot read the file: {e.strerror or e}", hint="check the file and the disk, or add it to data.exclude")
+
+# %% ../nbs/02_ingest.ipynb #5dbe9ab9
+_NOT_REGULAR = "not a regular file (a named pipe, socket or device); reading it could block or never end"
+
+def _walk(root:Path, top:Path, problems:Problems, follow_outside:bool, skip_dirs:dict)->list[tuple[str, Path]]:
+    "(relative name, resolved path) of every regular file under folder `root`, each read once, links checked against `top`."
+    out, seen = [], {top}  # `seen`: resolved files and folders already taken (links from outside may lead to one twice)
+    stack = [(root, top, "")]
+    while stack:
+        folder, real_folder, rel = stack.pop()
+        try: entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            problems(f"cannot list this folder: {e.strerror or e}", file=rel.rstrip("/") or ".", hint="give this user access, or add it to data.exclude"); continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."): continue  # .git, .ipynb_checkpoints, editor files
+            name, p = rel + printable_name(e.name), Path(e.path)
+            if printable_name(e.name) != e.name: log.warning("%s: the file name is not UTF-8; records and reports call it that", name)
+            try:
+                if e.is_symlink():
+                    try: real = p.resolve(strict=True)
+                    except (OSError, RuntimeError) as err:  # dangling, or a loop of links
+                        loop = isinstance(err, RuntimeError) or err.errno == errno.ELOOP
+                        problems(f"broken symbolic link ({'a loop of links' if loop else 'its target does not exist'})", file=name,
+                                 hint="fix or remove the link"); continue
+                    if real.is_relative_to(top):  # read under its own name, once
+                        problems(f"a link to {printable_name(real.relative_to(top).as_posix()) or '.'}, which is read under its own name",
+                                 file=name, fatal=False); continue
+                    if not follow_outside:
+                        problems(f"symbolic link to {printable_name(str(real))}, outside the input folder: not read", file=name,
+                                 hint="copy what it points to into the input folder, or set data.follow_symlinks_outside: true"); continue
+                else: real = real_folder / e.name
+                if e.is_dir():
+                    if real in skip_dirs: problems(f"{skip_dirs[real]}: not read as input", file=name, fatal=False)
+                    elif real in seen: problems("a folder that is read already (through another link): not read twice", file=name, fatal=False)
+                    else: seen.add(real); subdirs.append((p, real, name + "/"))
+                elif e.is_file():
+                    if real in seen: problems("a file that is read already (through another link): read once", file=name, fatal=False)
+                    else: seen.add(real); out.append((name, real))
+                else: problems(_NOT_REGULAR, file=name, hint="remove it from the input folder, or add it to data.exclude")
+            except OSError as err: problems(**os_problem(err), file=name)
+        stack.extend(reversed(subdirs))  # depth first, in name order
+    return out
+
 def walk_inputs(input_path:str|os.PathLike, # A file or a folder (walked recursively)
                 include:list[str]=("**/*",), # Globs of files to read, relative to the folder
                 exclude:list[str]=(), # Globs of files to leave out (not reported)
                 input_type:str="auto", # Force one reader, or auto
-                skipped:list|None=None, # Receives a `Skipped` for each unreadable file
+                skipped:list|None=None, # Receives a `Skipped` for each file not read
+                on_error:str="skip", # "fail" raises `DataError` on the first odd file (a refused link, an unreadable file)
+                follow_outside:bool=False, # Read what links inside the folder point to outside it
+                skip_dirs:dict|None=None, # {resolved folder: why}: folders never read (the project's own outputs)
                )->list[InputFile]:
     "The files to read under `input_path`, sorted by relative path (the same order on every machine)."
     root = Path(input_path)
     if not root.exists():
         raise DataError("input path does not exist", file=root, hint="set data.input_path to a file or folder (relative to the config file)")
-    if root.is_file(): paths, base = [root], root.parent
-    else:
-        base = root
-        paths = [p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    problems, top = Problems(on_error, skipped), root.resolve()  # the input root may itself be a link (data/raw -> /mnt/corpus)
+    if top.is_dir(): files = _walk(root, top, problems, follow_outside, {Path(k).resolve(): v for k, v in (skip_dirs or {}).items()})
+    elif top.is_file(): files = [(printable_name(root.name), top)]
+    else: problems(_NOT_REGULAR, file=printable_name(str(root)), hint="point data.input_path at a file or folder"); files = []
     out = []
-    for p in sorted(paths, key=lambda p: p.relative_to(base).as_posix()):
-        rel = p.relative_to(base).as_posix()
-        if root.is_dir() and (not _matches(rel, list(include)) or _matches(rel, list(exclude))): continue
-        kind = detect_kind(p, input_type)
+    for rel, real in sorted(files):
+        if top.is_dir() and (not _matches(rel, list(include)) or _matches(rel, list(exclude))): continue
+        try: kind, size = detect_kind(real, input_type, name=rel), real.stat().st_size
+        except OSError as e: problems(**os_problem(e), file=rel); continue
         if kind is None:
-            s = Skipped(rel, f"unknown file type '{p.suffix or '(no extension)'}'; set data.input_type to force a reader, or add it to data.exclude")
-            log.warning("skipped %s", s)
-            if skipped is not None: skipped.append(s)
-            continue
-        out.append(InputFile(p, rel, kind, p.stat().st_size))
+            problems(f"unknown file type '{Path(rel).suffix or '(no extension)'}'; set data.input_type to force a reader, or add it to data.exclude",
+                     file=rel, fatal=False); continue
+        out.append(InputFile(real, rel, kind, size))
     return out
 
 # %% ../nbs/02_ingest.ipynb #e51cf443
@@ -176,10 +234,14 @@ def iter_text_blocks(path:str|os.PathLike, # The text file
     with open(path, "rb") as f:
         while True:
             raw = f.read(block_chars)
-            try: buf += dec.decode(raw, final=not raw)
+            try: new = dec.decode(raw, final=not raw)
             except UnicodeDecodeError as e:
                 raise DataError(f"cannot decode as {encoding} at byte {offset + e.start}", file=path,
                                 hint="re-save the file as UTF-8, or set data.encoding to its codec") from None
+            if (nul := new.find("\x00")) >= 0:  # valid UTF-8, yet no text file holds one: binary data, or zeros where a crash cut it off
+                raise DataError("holds binary data (a NUL byte), not text", file=path, line=line + buf.count("\n") + new.count("\n", 0, nul),
+                                hint="if it is text, delete the NUL bytes (e.g. `tr -d '\\000'`); else add it to data.exclude")
+            buf += new
             offset += len(raw)
             if "\r" in buf and not buf.endswith("\r"): buf = buf.replace("\r\n", "\n").replace("\r", "\n")
             while len(buf) >= block_chars or (not raw and buf):
@@ -247,6 +309,9 @@ def iter_json(path:str|os.PathLike, # A .json file
              )->Iterator[Row]:
     "Stream the records of a JSON array, of an object with a records key, or a single JSON object."
     problems = problems or Problems("fail"); source = source or str(path)
+    def row(v, line):
+        if why := unpaired_surrogate(v): problems(why, file=source, line=line, hint="fix or delete this record")
+        else: yield Row(v, source, line, "json")
     with open(path, encoding=detect_encoding(path)) as f:
         s = _JsonStream(f)
         try:
@@ -255,7 +320,7 @@ def iter_json(path:str|os.PathLike, # A .json file
                 s.take("[")
                 if s.peek() == "]": return
                 while True:
-                    line, v = s.value(); yield Row(v, source, line, "json")
+                    line, v = s.value(); yield from row(v, line)
                     if s.peek() == "]": return
                     s.take(",")
             if first != "{": raise ValueError(f"expected a JSON array or object, found {first or 'nothing'!r}")
@@ -265,40 +330,114 @@ def iter_json(path:str|os.PathLike, # A .json file
                 if key in RECORD_KEYS and s.peek() == "[":
                     s.take("[")
                     while s.peek() != "]":
-                        line, v = s.value(); yield Row(v, source, line, "json")
+                        line, v = s.value(); yield from row(v, line)
                         if s.peek() == ",": s.take(",")
                     s.take("]"); obj = None
                 else:
                     _, v = s.value()
                     if obj is not None: obj[key] = v
                 if s.peek() == ",": s.take(",")
-            if obj is not None: yield Row(obj, source, head, "json")  # one record, not a container
+            if obj is not None: yield from row(obj, head)  # one record, not a container
         except ValueError as e:
             problems(f"not valid JSON: {e}", file=source, line=s.line, hint="fix the file (e.g. `python -m json.tool FILE`) or convert it to JSONL")
+        except RecursionError:  # the decoder recurses once per level
+            problems("not readable JSON: a value nested more deeply than Python can decode", file=source, line=s.line,
+                     hint="flatten the records, or convert the file to JSONL with one record a line")
 
 # %% ../nbs/02_ingest.ipynb #a4ffc225
+def _next_record_line(path, after:int)->int:
+    "The number of the first non-blank line after line `after` of `path`."
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n > after and raw.strip(): return n
+    return after + 1
+
 def iter_jsonl(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None)->Iterator[Row]:
     "Stream the records of a JSONL file (via `core.read_jsonl`, which knows line numbers and torn last lines)."
-    problems = problems or Problems("fail"); source = source or str(path); sk = []
-    for n, v in read_jsonl(path, on_error="skip", skipped=sk, log_skips=False):  # `problems` logs each skip once
-        for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
-        sk.clear(); yield Row(v, source, n, "jsonl")
+    problems = problems or Problems("fail"); source = source or str(path); sk, last = [], 0
+    try:
+        for n, v in read_jsonl(path, on_error="skip", skipped=sk, log_skips=False):  # `problems` logs each skip once
+            for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
+            sk.clear(); last = n; yield Row(v, source, n, "jsonl")
+    except RecursionError:  # a line nested deeper than the decoder can recurse: the reader cannot go past it
+        bad = _next_record_line(path, max([last] + [s.line for s in sk]))
+        problems("a value nested more deeply than Python can decode; the lines after it were not read", file=source, line=bad,
+                 hint="flatten or delete this line, then rerun")
     for s in sk: problems(s.reason, file=source, line=s.line, hint="fix or delete this line")
 
+class _Lines:
+    "The lines of a text file for `csv.reader`, counted; keeps the lines of the record being read, so after a bad record the lines following its first can be read again."
+    def __init__(self, f): self.f, self.back, self.held, self.count = f, deque(), [], 0
+    def __iter__(self): return self
+    def __next__(self):
+        line = self.back.popleft() if self.back else next(self.f)
+        self.held.append(line); self.count += 1
+        return line
+    def start(self)->int:
+        "Begin a record; returns its first line number."
+        self.held = []; return self.count + 1
+    def retry_after_first(self):
+        "Give back every line of the current record but its first."
+        rest = self.held[1:]; self.back.extendleft(reversed(rest)); self.count -= len(rest); self.held = []
+
+def _csv_reason(e:csv.Error, start:int, end:int)->str:
+    "What went wrong in the CSV record on lines `start`..`end`, in a user's words (the row is skipped, the lines after its first read again)."
+    msg, more = str(e), end > start
+    if "unexpected end of data" in msg or "field larger than field limit" in msg:
+        what = "an unterminated quote: the value opened here never closes" if "end of data" in msg else \
+               f"a value longer than {csv.field_size_limit():,} characters" + (" (an unterminated quote?)" if more else "")
+        return what + (f" and would swallow lines {start + 1}-{end}" if more else "")
+    return f"not valid CSV: {msg}"
+
+CSV_MAX_FIELD = 1 << 26  # characters in one value, as for one JSON value; the csv module's own limit (128 Ki) loses a long document
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte the codec cannot decode
+
+def _csv_fault(values:list[str], encoding:str)->str|None:
+    "Why a CSV record is not text (a byte `encoding` cannot decode, a NUL byte), or None."
+    s = "\x1f".join(values)
+    if m := _UNDECODED.search(s): return f"cannot decode byte 0x{ord(m.group()) - 0xdc00:02x} as {encoding}"
+    if "\x00" in s: return "holds binary data (a NUL byte), not text"
+    return None
+
 def iter_csv(path:str|os.PathLike, source:str|None=None, problems:Problems|None=None, encoding:str="auto")->Iterator[Row]:
-    "Stream the rows of a CSV/TSV file (first row is the header) as dicts, each with its line number."
-    problems = problems or Problems("fail"); source = source or str(path)
-    with open(path, encoding=detect_encoding(path, encoding), newline="") as f:
+    "Stream the rows of a CSV/TSV file (first row is the header) as dicts, each with its line number; a bad row is reported and the rows after it kept."
+    problems = problems or Problems("fail"); source = source or str(path); enc = detect_encoding(path, encoding)
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_MAX_FIELD))  # process-wide, and only ever raised
+    with open(path, encoding=enc, errors="surrogateescape", newline="") as f:  # a bad byte past the sampled start spoils its row, not the file
         sample = f.read(1 << 16); f.seek(0)
         try: dialect = csv.Sniffer().sniff(sample, delimiters=",\t;|")
         except csv.Error: dialect = csv.excel_tab if str(path).endswith(".tsv") else csv.excel
-        reader = csv.DictReader(f, dialect=dialect, restkey="_extra_columns")
-        line = 2
-        try:
-            for row in reader:
-                yield Row(row, source, line, "csv"); line = reader.line_num + 1
-        except csv.Error as e:  # e.g. an unterminated quote swallowing the rest of the file
-            problems(f"not valid CSV: {e}", file=source, line=reader.line_num, hint="fix the quoting on this line, or re-export the file")
+        lines = _Lines(f); header = None
+        reader = csv.reader(lines, dialect, strict=True)  # strict: a broken quote raises instead of eating the file
+        while True:
+            start = lines.start()
+            try: values = next(reader)
+            except StopIteration: return
+            except UnicodeDecodeError as e:  # what surrogateescape cannot carry (an odd byte in UTF-16): the reader cannot go on
+                problems(f"cannot decode as {enc}; the lines after it were not read", file=source, line=start,
+                         hint="re-save the file as UTF-8, or set data.encoding to its codec"); return
+            except csv.Error as e:
+                end = lines.count; lines.retry_after_first()
+                reader = csv.reader(lines, dialect, strict=True)
+                problems(_csv_reason(e, start, end), file=source, line=start, hint="fix the quoting on this line, or re-export the file"); continue
+            if not values: continue  # a blank line
+            if why := _csv_fault(values, enc):
+                hint = "re-save the file as UTF-8, or set data.encoding to its codec" if "decode" in why else "fix or delete this line"
+                problems(why + ("; the header is needed to read the rows" if header is None else ""), file=source, line=start, hint=hint)
+                if header is None: return
+                continue
+            if header is None:
+                if dup := next((h for i, h in enumerate(values) if h in values[:i]), None):
+                    problems(f"the header names column {dup!r} twice, so each row would keep only one of its values", file=source, line=start,
+                             hint="rename one of the columns"); return
+                header = values; continue
+            if len(values) > len(header) and any(v.strip() for v in values[len(header):]):
+                problems(f"{len(values)} values but the header has {len(header)} columns, so {len(values) - len(header)} would be lost "
+                         "(a delimiter inside an unquoted value?)", file=source, line=start,
+                         hint="quote values that contain the delimiter"); continue
+            yield Row({h: values[i] if i < len(values) else None for i, h in enumerate(header)}, source, start, "csv")
+
 
 # %% ../nbs/02_ingest.ipynb #2a1b129a
 def _doc(text, source, fmt, sha, **meta)->Document:
@@ -400,10 +539,24 @@ def docx_text(path:str|os.PathLike)->str:
         elif block.text.strip(): out.append(block.text)
     return "\n".join(out).strip()
 
+DOCX_MAX_UNPACKED = 1 << 30  # python-docx unpacks every part into memory; a real document this big is mostly incompressible images
+
+def _docx_bomb(path)->str|None:
+    "Why `path` must not be unpacked (a zip bomb: far more data than its size, by its own directory), or None."
+    import zipfile
+    try: unpacked = sum(i.file_size for i in zipfile.ZipFile(path).infolist())
+    except zipfile.BadZipFile: return None  # python-docx says so below
+    packed = os.path.getsize(path)
+    if unpacked > DOCX_MAX_UNPACKED and unpacked > 20 * packed:
+        return f"it would unpack to {unpacked / 2**30:.1f} GiB from {packed / 2**20:.1f} MiB (a zip bomb?)"
+    return None
+
 def load_docx(path, source:str|None=None, problems:Problems|None=None, sha:str|None=None)->Iterator[Document]:
     "One `Document` for a .docx file (paragraphs and tables)."
     problems = problems or Problems("fail"); source = source or str(path)
+    if why := _docx_bomb(path): problems(f"not read: {why}", file=source, hint="open and re-save it in Word or LibreOffice"); return
     try: text = docx_text(path)
+    except OSError: raise  # the file went away or cannot be read: reported as such by the caller
     except Exception as e:  # python-docx raises zipfile/KeyError/lxml errors for damaged files
         problems(f"not a readable DOCX ({type(e).__name__}: {e})", file=source, hint="open and re-save it in Word or LibreOffice"); return
     if not text.strip(): problems("the document has no text", file=source, hint="check the file; images need OCR"); return
@@ -415,25 +568,28 @@ def load_text(path, source:str|None=None, problems:Problems|None=None, fmt:str="
     "Stream `Document` blocks of a text, Markdown or source file, each with its `start_line`."
     problems = problems or Problems("fail"); source = source or str(path)
     try:
-        enc = detect_encoding(path, encoding); sha = sha or sha256_file(path)
-        for line, text in iter_text_blocks(path, enc, block_chars): yield _doc(text, source, fmt, sha, start_line=line, **meta)
+        enc = detect_encoding(path, encoding); sha = sha or sha256_file(path); n = 0
+        for line, text in iter_text_blocks(path, enc, block_chars): n += 1; yield _doc(text, source, fmt, sha, start_line=line, **meta)
+        if not n: problems("the file holds no text, only white space", file=source, hint="remove it or add it to data.exclude")
     except DataError as e: relocate(e, problems, source)
     except LookupError: problems(f"unknown encoding {encoding!r}", file=source, hint="set data.encoding to a Python codec name, or auto")
 
 # %% ../nbs/02_ingest.ipynb #d51e593b
 def load_documents(f:InputFile, # From `walk_inputs`
                    problems:Problems, config=None)->Iterator[Document]:
-    "The `Document`s of one input file, whatever its kind."
+    "The `Document`s of one input file, whatever its kind; a file the system will not let us read is reported against it."
     d = config.data if config is not None else None
     if f.size == 0: problems("empty file (0 bytes)", file=f.source, hint="remove it or add it to data.exclude"); return
-    sha = sha256_file(f.path)
-    if f.kind == "pdf":
-        yield from load_pdf(f.path, f.source, problems, d.pdf.backend if d else "pypdfium2", d.pdf.password_env if d else None, sha)
-    elif f.kind == "docx": yield from load_docx(f.path, f.source, problems, sha)
-    elif f.kind in ("txt", "markdown"): yield from load_text(f.path, f.source, problems, f.kind, d.encoding if d else "auto", sha)
-    elif f.kind == "code":
-        yield from load_text(f.path, f.source, problems, "code", d.encoding if d else "auto", sha, language=code_language(f.path))
-    else: raise ValueError(f"{f.kind} files hold rows, not documents")
+    try:
+        sha = sha256_file(f.path)
+        if f.kind == "pdf":
+            yield from load_pdf(f.path, f.source, problems, d.pdf.backend if d else "pypdfium2", d.pdf.password_env if d else None, sha)
+        elif f.kind == "docx": yield from load_docx(f.path, f.source, problems, sha)
+        elif f.kind in ("txt", "markdown"): yield from load_text(f.path, f.source, problems, f.kind, d.encoding if d else "auto", sha)
+        elif f.kind == "code":
+            yield from load_text(f.path, f.source, problems, "code", d.encoding if d else "auto", sha, language=code_language(f.source))
+        else: raise ValueError(f"{f.kind} files hold rows, not documents")
+    except OSError as e: problems(**os_problem(e), file=f.source)
 
 def code_language(path)->str: return CODE_EXTENSIONS.get(Path(path).suffix.lower(), "text")
 
@@ -782,7 +938,7 @@ _WORKER = {}
 def _chunk_file(f:InputFile, config, splitter_args:dict, tokenizer=None, on_error:str="skip")->tuple[list|Iterator, list, list, dict]:
     "Chunks of one document file, plus its skips, fatal problems and counts (also run inside pool workers)."
     problems = Problems(on_error); counts = {"documents":0, "pages":0}
-    lang = code_language(f.path) if f.kind == "code" else ("markdown" if f.kind == "markdown" else None)
+    lang = code_language(f.source) if f.kind == "code" else ("markdown" if f.kind == "markdown" else None)
     splitter = make_splitter(tokenizer=tokenizer, language=lang, **splitter_args)
     def docs():
         for d in load_documents(f, problems, config):
@@ -853,7 +1009,7 @@ class Ingested:
         self.skipped = skipped if skipped is not None else []
         self.stats = IngestStats(files_found=len(files) + unknown, files_skipped=unknown)
         for f in files: self.stats.by_kind[f.kind] = self.stats.by_kind.get(f.kind, 0) + 1
-        self._read, self._counted = set(), set()
+        self._read, self._counted, self._unread = set(), set(), set()  # sources seen by a pass; (what, source) counted; sources not read
 
     def _files(self, kinds)->list[InputFile]: return [f for f in self.files if f.kind in kinds]
     def _bar(self, files, desc): return tqdm(files, desc=desc, unit="file", disable=not self.progress or not files, leave=False)
@@ -863,7 +1019,7 @@ class Ingested:
         if f.source in self._read: return
         self._read.add(f.source)
         if ok: self.stats.files_read += 1; self.stats.bytes_read += f.size
-        else: self.stats.files_skipped += 1
+        else: self.stats.files_skipped += 1; self._unread.add(f.source)
         self._count("read", f, **counts)
     def _count(self, what:str, f:InputFile, **counts):
         "Add `counts` to the stats the first time `what` is counted for `f`."
@@ -872,6 +1028,8 @@ class Ingested:
         for k, v in counts.items(): setattr(self.stats, k, getattr(self.stats, k) + v)
 
 # %% ../nbs/02_ingest.ipynb #119e33b6
+_NO_RECORDS = {"csv": "no rows, only a header", "json": "no records (an empty list or object)", "jsonl": "no records, only blank lines"}
+
 def _rows(self:Ingested)->Iterator[Row]:
     "Every JSON/JSONL/CSV record, with its location."
     readers = {"json": iter_json, "jsonl": iter_jsonl, "csv": iter_csv}
@@ -883,6 +1041,9 @@ def _rows(self:Ingested)->Iterator[Row]:
         try:
             for row in readers[f.kind](f.path, f.source, problems, **kw): n += 1; yield row
         except DataError as e: relocate(e, problems, f.source)
+        except OSError as e: problems(**os_problem(e), file=f.source)
+        if n == 0 and len(problems.skipped) == n0:
+            problems(_NO_RECORDS[f.kind], file=f.source, hint="check that it is the file you meant, or add it to data.exclude")
         self._done(f, n > 0 or len(problems.skipped) == n0, rows=n)
 
 Ingested.rows = _rows
@@ -925,7 +1086,7 @@ def _chunks(self:Ingested)->Iterator[dict]:
 
 def _code_ok(self:Ingested, f:InputFile)->bool:
     "Whether `f`'s language is in `data.code.languages` (others are reported once)."
-    lang = code_language(f.path)
+    lang = code_language(f.source)
     if lang in self.config.data.code.languages: return True
     if f.source not in self._read:
         self.skipped.append(Skipped(f.source, f"{lang} is not in data.code.languages ({', '.join(self.config.data.code.languages)}); add it to read these files"))
@@ -939,13 +1100,14 @@ def _code_examples(self:Ingested)->Iterator[dict]:
     "Examples from Java classes by the strategies in `data.code.strategies`."
     cc = self.config.data.code
     if "java" not in cc.languages or not cc.strategies: return
-    for f in self._bar([f for f in self._files(("code",)) if code_language(f.path) == "java"], "java"):
+    for f in self._bar([f for f in self._files(("code",)) if code_language(f.source) == "java"], "java"):
         problems = self._problems()
-        if f.size == 0: continue  # reported by chunks()
+        if f.size == 0 or f.source in self._unread: continue  # reported by chunks() already
         try:
             src = "".join(d.page_content for d in load_text(f.path, f.source, problems, "code", self.config.data.encoding, block_chars=1 << 30))
             classes = extract_java(src, f.source)
         except DataError as e: relocate(e, problems, f.source); continue
+        except OSError as e: problems(**os_problem(e), file=f.source); continue
         counts = {}
         for ex in java_examples(classes, f.source, cc.strategies, cc.long_method_lines, counts):
             self.stats.code_examples += 1; yield ex
@@ -963,6 +1125,12 @@ def _direct(self:Ingested, chunks_path:str|os.PathLike|None=None, # Also write c
 Ingested.code_examples, Ingested.direct_examples = _code_examples, _direct
 
 # %% ../nbs/02_ingest.ipynb #e5707fe7
+def _output_dirs(config)->dict:
+    "{folder: why} of the folders this config writes to, which are never read as input (input_path: . would read last run's output)."
+    out = {config.resolve(config.project.output_dir): "this project's outputs (project.output_dir)", config.data_dir: "the prepared data (data.output_path)"}
+    if config.training.output_dir: out[config.resolve(config.training.output_dir)] = "the checkpoints (training.output_dir)"
+    return out
+
 def ingest(config, # A `FineTuneConfig`
            tokenizer=None, # The model's tokenizer, for `splitter: token`
            skipped:list|None=None, # Receives every `Skipped` (unknown files, bad rows, empty pages, ...)
@@ -972,6 +1140,7 @@ def ingest(config, # A `FineTuneConfig`
     d = config.data
     if d.langchain.splitter == "token" and tokenizer is None: make_splitter("token")  # fail now, not mid-run
     skipped = skipped if skipped is not None else []; n0 = len(skipped)
-    files = walk_inputs(config.resolve(d.input_path), d.include, d.exclude, d.input_type, skipped)
+    files = walk_inputs(config.resolve(d.input_path), d.include, d.exclude, d.input_type, skipped, d.on_error,
+                        d.follow_symlinks_outside, _output_dirs(config))
     log.info("ingest: %d files to read, %d skipped", len(files), len(skipped) - n0)
     return Ingested(config, files, tokenizer, skipped, progress, unknown=len(skipped) - n0)

@@ -20,3 +20,31 @@ def cli(tmp_path):
         return subprocess.run([sys.executable, "-m", "finetune_nb", *map(str, args)], capture_output=True, text=True,
                               cwd=cwd or tmp_path, env={**os.environ, **(env or {})}, timeout=300)
     return run
+
+
+@pytest.fixture
+def unprivileged():
+    """Run `fn()` where file permissions bind, returning (result, None) or (None, "ExcType: message"). Root reads any file, so
+    as root `fn` runs in a forked child that has dropped to nobody (a real EACCES; modules already imported stay usable)."""
+    import pickle
+    def run(fn):
+        if os.geteuid() != 0:
+            try: return fn(), None
+            except Exception as e: return None, f"{type(e).__name__}: {e}"
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop privileges, run, send the outcome back, leave without running the parent's exit hooks
+            os.close(r)
+            try:
+                os.setgroups([]); os.setgid(65534); os.setuid(65534)
+                out = (fn(), None)
+            except BaseException as e: out = (None, f"{type(e).__name__}: {e}")
+            try: data = pickle.dumps(out)
+            except Exception: data = pickle.dumps((None, f"unpicklable result: {out!r}"))
+            with os.fdopen(w, "wb") as f: f.write(data)
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f: data = f.read()
+        os.waitpid(pid, 0)
+        return pickle.loads(data)
+    return run

@@ -88,6 +88,22 @@ def test_near_dedup_catches_near_duplicate_keeps_similar():
     kept = list(clean([base, near], AugmentationConfig(dedup="exact")))  # exact mode keeps the near duplicate
     assert len(kept) == 2
 
+@pytest.mark.parametrize("mode", ["exact", "near"])
+def test_duplicates_are_found_after_the_index_is_written_to_disk(mode):
+    "Past `flush_every` kept records the index goes to SQLite (exact mode used to fail there: 'no such table: sig')."
+    words = "pear apple ladder orchard frost bloom prune graft soil root bark branch basket crate cellar ripe firm stem leaf bee".split()
+    say = lambda i, n: " ".join(random.Random(i * 1000 + n).choices(words, k=12))  # unrelated texts: no two rows are near duplicates
+    rows = [rec(say(i, 1) + "?", say(i, 2) + ".", i) for i in range(1, 11)]
+    dd = Deduplicator(mode); dd.flush_every = 3
+    assert all(dd.check(r, r["metadata"]["line"]) is None for r in rows)
+    assert len(dd._seen) == 1  # flushed after rows 3, 6 and 9: rows 1-9 are only on disk
+    again = dd.check(rec(rows[0]["messages"][0]["content"], rows[0]["messages"][1]["content"], 99), 99)
+    assert (again.kind, again.duplicate_of) == ("exact_duplicate", "qa.jsonl:1")
+    if mode == "near":
+        near = dd.check(rec(say(2, 1) + " ?", say(2, 2) + "!", 98), 98)
+        assert (near.kind, near.duplicate_of) == ("near_duplicate", "qa.jsonl:2")
+    dd.close()
+
 def test_near_dedup_mode_drops_exact_duplicates_and_rows_without_lines():
     a = {"messages": [{"role": "assistant", "content": "A passage about adapters and ranks, long enough to shingle."}],
          "metadata": {"source": "guide.pdf", "page": 2, "chunk_id": "c1"}}

@@ -281,3 +281,32 @@ def test_a_damaged_model_file_is_named_before_anything_loads(cli, tmp_path):
     (tmp_path / "x.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 9)
     r = cli("chat", "--model", "x.gguf", "-p", "hi")
     assert r.returncode == 1 and "x.gguf is damaged: x.gguf: unreadable" in r.stderr, r.stderr
+
+
+def test_output_piped_into_a_reader_that_stops_is_no_error(tmp_path):
+    "`finetune-nb validate | head -1`: a real pipe whose reader has gone (was: 'unexpected BrokenPipeError')."
+    (tmp_path / "cfg.yaml").write_text("project: {name: x}\n")
+    r, w = os.pipe(); os.close(r)  # nobody will ever read: the first write fails with EPIPE
+    try: p = subprocess.run([sys.executable, "-m", "finetune_nb", "validate", "cfg.yaml"], stdout=w, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+    finally: os.close(w)
+    assert p.returncode == 141 and p.stderr == "", p.stderr
+
+
+def test_an_override_that_is_not_utf8_is_named(cli, tmp_path):
+    "A Latin-1 folder name given with --set reaches Python as an escaped byte; a config holds text only, so say so."
+    (tmp_path / "cfg.yaml").write_text("project: {name: x}\n")
+    p = subprocess.run([sys.executable.encode(), b"-m", b"finetune_nb", b"validate", b"cfg.yaml", b"--set", b"data.input_path=caf\xe9"],
+                       capture_output=True, cwd=tmp_path, timeout=120)
+    err = p.stderr.decode("utf-8", "backslashreplace")
+    assert p.returncode == 1 and "data.input_path: holds the byte 0xe9, which is not UTF-8" in err and "unexpected" not in err, err
+
+
+def test_config_search_passes_over_pipes_and_deep_yaml(tmp_path):
+    "No config given: a real FIFO named *.yaml (was: the command blocked forever) and YAML nested 5000 deep (was: unexpected RecursionError)."
+    os.mkfifo(tmp_path / "feed.yaml"); (tmp_path / "deep.yaml").write_text("[" * 5000 + "]" * 5000)
+    run = lambda: subprocess.run([sys.executable, "-m", "finetune_nb", "validate"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    r = run()
+    assert r.returncode == 1 and "no config given, and no finetune.yaml or other finetune_nb config in" in r.stderr, r.stderr
+    (tmp_path / "mine.yaml").write_text("project: {name: found}\n")
+    r = run()
+    assert r.returncode == 0 and "found" in r.stdout, r.stderr

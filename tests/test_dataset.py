@@ -172,3 +172,72 @@ def test_rows_the_template_or_tokenizer_cannot_take_are_dropped_and_reported(tmp
     assert res.info["tokens"]["train"]["count"] + res.info["tokens"]["validation"]["count"] == 6
     with pytest.raises(DataError, match=r"a\.jsonl:3: the chat template cannot render"):
         prepare_data(cfg(on_error="fail"), tok, progress=False)
+
+
+# ---------------------------------------------------------------- issue 15: nothing usable, one big document, flat memory
+
+def test_nothing_usable_is_an_error_with_the_reasons_and_keeps_the_last_good_data(tmp_path, cli):
+    "A 0-row prepare exits 1 naming why, and never replaces the previous train.jsonl with an empty one."
+    root = tmp_path / "in"; root.mkdir()
+    (root / "qa.jsonl").write_text(json.dumps({"instruction": "How do I reset the router?", "output": "Hold reset for ten seconds."}) + "\n")
+    (tmp_path / "c.yaml").write_text("project: {name: c, output_dir: runs}\ndata: {input_path: in}\nmodel: {model_name: claude-haiku-4-5}\n")
+    assert cli("prepare-data", "c.yaml", "-q").returncode == 0
+    train = tmp_path / "runs" / "c" / "data" / "train.jsonl"
+    before = train.read_bytes() + (train.parent / "validation.jsonl").read_bytes()
+    (root / "qa.jsonl").write_text('{"instruction": "no answer"}\n{"broken\n')
+    (root / "empty.txt").write_bytes(b"")
+    r = cli("prepare-data", "c.yaml", "-q")
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no usable examples (1 file read, 0 rows in, 3 files or rows skipped)" in last, last
+    assert "field 'output': missing" in last and "not valid JSON" in last and "empty file" in last
+    assert train.read_bytes() + (train.parent / "validation.jsonl").read_bytes() == before
+    assert not [p.name for p in train.parent.iterdir() if p.name.startswith(".")]  # no scratch file left behind
+
+
+def test_one_document_is_split_in_sections_without_leaking_chunks(tmp_path, tok):
+    "A single-file corpus: about validation_fraction of the rows held out, in runs of consecutive chunks, none in both splits."
+    root = tmp_path / "in"; root.mkdir()
+    (root / "manual.md").write_text("\n\n".join(f"## Step {i}\n\nStep {i} of the {WORDS[i % len(WORDS)]} setup: press button {i}, "
+                                                f"wait {i % 7 + 2} seconds and check light {i * 3}. " * 6 for i in range(80)))
+    res = prepare_data(_cfg(root, tmp_path / "runs", split={"validation_fraction": 0.2, "seed": 1}), tok, progress=False)
+    split, c = res.info["split"], res.info["counts"]
+    assert split["by"] == "section" and split["sections_per_document"] == 10 and split["documents"] == 1
+    assert 0.1 <= c["validation"] / (c["train"] + c["validation"]) <= 0.3
+    chunk = lambda rows: [r["metadata"]["chunk_id"] for r in rows]
+    assert not set(chunk(_rows(res.train))) & set(chunk(_rows(res.validation)))
+    lines = sorted(r["metadata"]["start_line"] for r in _rows(res.validation))
+    order = sorted(r["metadata"]["start_line"] for r in _rows(res.train) + _rows(res.validation))
+    runs = sum(1 for a, b in zip(lines, lines[1:]) if order.index(b) != order.index(a) + 1) + 1
+    assert runs <= 2, runs  # whole sections: one or two runs of consecutive chunks, not rows scattered through the manual
+    assert "Validation holds whole sections of consecutive chunks" in (res.out_dir / "dataset_card.md").read_text()
+
+
+def test_many_documents_are_still_held_out_whole(tmp_path, tok):
+    root = tmp_path / "in"; root.mkdir()
+    for d in range(20): (root / f"doc{d:02d}.txt").write_text(f"Document {d} explains the {WORDS[d % len(WORDS)]} in its own terms, part {d}.")
+    res = prepare_data(_cfg(root, tmp_path / "runs", augmentation={"dedup": "off"}), tok, progress=False)
+    assert res.info["split"]["by"] == "group" and res.info["counts"]["validation"] == 2  # two of twenty documents, whole
+
+
+def test_dedup_memory_does_not_grow_with_rows():
+    "What near-dedup remembers lives on disk: Python's peak allocation for 8,000 rows is that of 2,000, within a margin."
+    import tracemalloc
+    from finetune_nb.augment import Deduplicator
+    def peak(n):
+        dd = Deduplicator("near"); dd.flush_every = 500  # both sizes well past the in-memory batch
+        tracemalloc.start()
+        for i in range(n):
+            text = f"Row {i}: " + " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] + str((i * 31 + j) % 997) for j in range(25))
+            dd.check({"messages": [{"role": "user", "content": text}], "metadata": {"source": "s.jsonl", "line": i + 1}}, i + 1)
+        out = tracemalloc.get_traced_memory()[1]; tracemalloc.stop(); dd.close()
+        return out
+    small, big = peak(2000), peak(8000)
+    assert big < small * 1.3 + (1 << 20), (small, big)  # the old in-memory LSH grew by about 2.4 KiB a row: +14 MB here
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_data_error(tmp_path, tok):
+    (tmp_path / "in").mkdir(); (tmp_path / "in" / "a.txt").write_text("Pears ripen after picking.")
+    (tmp_path / "runs").write_text("a file where the run folder should go")
+    with pytest.raises(DataError, match=r"runs/t/data: cannot create the output folder: Not a directory"):
+        prepare_data(_cfg(tmp_path / "in", tmp_path / "runs"), tok, progress=False)

@@ -401,3 +401,208 @@ def test_direct_mode_turns_every_chunk_into_examples(tmp_path, mode, per_chunk):
     got = {e["metadata"]["direct_mode"] for e in ex if chunks[e["metadata"]["chunk_id"]]["text"] != "# Tiny\n\nOk."}
     assert got == per_chunk
     assert ing.stats.direct_examples == len(ex)
+
+# ---------------------------------------------------------------- hostile and careless inputs (issue 15)
+
+def _prepare(tmp_path, data:dict, name="h"):
+    "prepare_data (no tokenizer) on a config beside `tmp_path` with `data`; returns (dataset_info, all JSONL output text)."
+    from finetune_nb.dataset import prepare_data
+    import yaml
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"project": {"name": name, "output_dir": "runs"}, "data": data}))
+    res = prepare_data(FineTuneConfig.from_yaml(tmp_path / f"{name}.yaml"), progress=False)
+    return res.info, "".join(p.read_text() for p in sorted(res.out_dir.glob("*.jsonl")))
+
+SECRET = "root:x:0:0:SECRET-LINE-FROM-OUTSIDE:/root:/bin/bash"
+
+def test_symlinks_out_of_the_input_folder_are_refused_unless_opted_in(tmp_path, cli):
+    "Real links to a file and a folder outside the input root: reported, never read; read only with follow_symlinks_outside."
+    outside = tmp_path / "outside"; outside.mkdir()
+    (outside / "passwd").write_text(SECRET + "\n"); (outside / "keys").mkdir(); (outside / "keys" / "id.txt").write_text(SECRET + "\n")
+    inp = tmp_path / "in" / "x"; inp.mkdir(parents=True)
+    (inp / "notes.txt").write_text("Pears are sweet and ripen after picking; plums are sour until late summer.")
+    (inp / "passwd.txt").symlink_to(outside / "passwd"); (inp / "keys").symlink_to(outside / "keys")
+    (inp / "self").symlink_to(inp); (inp / "twice.txt").symlink_to(inp / "notes.txt")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert "SECRET-LINE" not in text and "Pears are sweet" in text
+    why = {s["file"]: s["reason"] for s in info["skipped"]}
+    assert why["x/passwd.txt"].startswith(f"symbolic link to {(outside / 'passwd').resolve()}, outside the input folder: not read")
+    assert "data.follow_symlinks_outside: true" in why["x/keys"] and "read under its own name" in why["x/twice.txt"] and "x/self" in why
+    assert list(info["input_files"]) == ["x/notes.txt"]
+    info, text = _prepare(tmp_path, {"input_path": "in", "follow_symlinks_outside": True}, name="o")
+    assert "SECRET-LINE" in text and set(info["input_files"]) == {"x/notes.txt", "x/passwd.txt", "x/keys/id.txt"}
+    (tmp_path / "f.yaml").write_text("project: {name: f}\ndata: {input_path: in, on_error: fail}\n")
+    r = cli("prepare-data", "f.yaml")  # as a user meets it: one line, exit 1, nothing written
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("error: x/keys: symbolic link to"), r.stderr
+    assert not (tmp_path / "runs" / "f").exists()
+
+def test_project_outputs_inside_the_input_folder_are_not_read_back(tmp_path):
+    "input_path: . beside runs/: a second prepare must not ingest the first one's train.jsonl."
+    (tmp_path / "notes.md").write_text("# Pears\n\nPears ripen after picking, then soften in a cool room.")
+    first, _ = _prepare(tmp_path, {"input_path": "."})
+    second, _ = _prepare(tmp_path, {"input_path": "."})
+    assert first["counts"]["rows_in"] == second["counts"]["rows_in"] and list(second["input_files"]) == ["notes.md"]
+    assert any(s["file"] == "runs" and "project.output_dir" in s["reason"] for s in second["skipped"])
+
+def test_a_named_pipe_does_not_hang_the_run(tmp_path):
+    inp = tmp_path / "in"; inp.mkdir(); (inp / "a.txt").write_text("Pears ripen after picking."); os.mkfifo(inp / "feed.jsonl")
+    info, _ = _prepare(tmp_path, {"input_path": "in"})
+    assert any(s["file"] == "feed.jsonl" and "named pipe" in s["reason"] for s in info["skipped"])
+
+def test_non_utf8_file_names_are_read_and_named(tmp_path):
+    inp = tmp_path / "in"; inp.mkdir()
+    with open(os.path.join(os.fsencode(inp), b"caf\xe9 notes.txt"), "w") as f: f.write("A note about coffee, in a file whose name is Latin-1.")
+    with open(os.path.join(os.fsencode(inp), b"qa-\xff.jsonl"), "w") as f: f.write(json.dumps({"instruction": "Hi?", "output": "Hello."}) + "\n")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert set(info["input_files"]) == {"caf\\xe9 notes.txt", "qa-\\xff.jsonl"} and info["counts"]["skipped"] == 0
+    assert '"source":"caf\\\\xe9 notes.txt"' in text and "coffee" in text and "Hello." in text
+
+def _delete_after_listing(monkeypatch, *names):
+    "Really delete `names` (relative to the input root) after the walk has listed them and before they are read."
+    import finetune_nb.dataset as ds
+    real = ds.ingest
+    def listed_then_deleted(config, *a, **kw):
+        ing = real(config, *a, **kw)
+        for n in names: (config.resolve(config.data.input_path) / n).unlink()
+        return ing
+    monkeypatch.setattr(ds, "ingest", listed_then_deleted)
+
+def _odd_corpus(root:Path)->Path:
+    root.mkdir()
+    (root / "keep.txt").write_text("Pears ripen after picking, then soften in a cool room.")
+    (root / "rows.jsonl").write_text("".join(json.dumps({"instruction": f"Question {i}?", "output": f"Answer {i}."}) + "\n" for i in range(6)))
+    (root / "gone.txt").write_text("This file is deleted before it is read.")
+    (root / "gone.csv").write_text("instruction,output\nq,a\n")
+    (root / "gone.java").write_text(JAVA)
+    for i, fruit in enumerate(("plums", "figs", "limes", "dates")):  # four PDFs: read by the process pool
+        make_pdf(root / f"doc{i}.pdf", [f"A page about {fruit}, which grow on trees in warm places."])
+    return root
+
+def test_files_deleted_mid_run_are_reported_and_the_rest_goes_on(tmp_path, monkeypatch):
+    from finetune_nb.dataset import prepare_data
+    root = _odd_corpus(tmp_path / "in")
+    _delete_after_listing(monkeypatch, "gone.txt", "gone.csv", "gone.java", "doc2.pdf")
+    cfg = FineTuneConfig.validate({"project": {"output_dir": str(tmp_path / "runs"), "name": "d"}, "data": {"input_path": str(root), "num_workers": 2}})
+    res = prepare_data(cfg, progress=False)
+    assert {s["file"] for s in res.info["skipped"]} == {"gone.txt", "gone.csv", "gone.java", "doc2.pdf"}, res.info["skipped"]
+    assert all(s["reason"].startswith("the file is gone") for s in res.info["skipped"])  # each once, though two passes look for gone.java
+    text = res.train.read_text() + res.validation.read_text()
+    assert "Pears ripen" in text and "Question 5?" in text and "dates" in text and "limes" not in text and "deleted before" not in text
+    assert res.info["input_files"]["gone.txt"] is None and res.info["input_files"]["keep.txt"]
+
+def test_file_deleted_mid_run_under_fail_is_a_data_error_naming_it(tmp_path, monkeypatch):
+    from finetune_nb.dataset import prepare_data
+    root = _odd_corpus(tmp_path / "in")
+    _delete_after_listing(monkeypatch, "gone.txt")
+    cfg = FineTuneConfig.validate({"project": {"output_dir": str(tmp_path / "runs"), "name": "d"}, "data": {"input_path": str(root), "on_error": "fail"}})
+    with pytest.raises(DataError, match=r"^gone\.txt: the file is gone") as e: prepare_data(cfg, progress=False)
+    assert e.value.file == "gone.txt"
+
+def test_unreadable_files_and_folders_are_reported_and_the_rest_goes_on(unprivileged):
+    "Real permissions (as nobody when the tests run as root): a file and a folder this user may not read."
+    import shutil, tempfile, datasketch  # noqa: F401  (imported before the unprivileged child, which cannot import from /root)
+    from finetune_nb.dataset import prepare_data
+    d = Path(tempfile.mkdtemp())
+    root = d / "in"; root.mkdir(); (root / "sub").mkdir()
+    try:
+        (root / "keep.txt").write_text("Pears ripen after picking, then soften in a cool room.")
+        (root / "secret.txt").write_text("Not for this user."); (root / "secret.txt").chmod(0)
+        (root / "sub" / "x.txt").write_text("Hidden away."); (root / "sub").chmod(0)
+        for p in (root, d): p.chmod(0o777)
+        cfg = lambda on_error: FineTuneConfig.validate({"project": {"output_dir": str(d / "runs"), "name": on_error},
+                                                        "data": {"input_path": str(root), "on_error": on_error}})
+        info, err = unprivileged(lambda: prepare_data(cfg("skip"), progress=False).info)
+        assert err is None, err
+        why = {s["file"]: s["reason"] for s in info["skipped"]}
+        assert why["secret.txt"].startswith("cannot read the file: permission denied") and why["sub"].startswith("cannot list this folder: Permission denied")
+        assert info["counts"]["train"] + info["counts"]["validation"] == 1 and list(info["input_files"]) == ["keep.txt"]
+        _, err = unprivileged(lambda: prepare_data(cfg("fail"), progress=False))
+        assert err.startswith("DataError: sub: cannot list this folder: Permission denied"), err
+    finally:
+        for p in (root / "sub", root / "secret.txt"): p.chmod(0o755)
+        shutil.rmtree(d)
+
+def test_csv_unterminated_quote_and_extra_columns_lose_no_later_row(tmp_path, cli):
+    "The issue's file: 80 rows, one with two extra values, one whose quote never closes; every other row arrives."
+    inp = tmp_path / "in"; inp.mkdir()
+    rows = ["instruction,output"] + [f"question {i},answer {i}" for i in range(80)]
+    rows[10] = "question 9,answer 9,extra,more"; rows[40] = 'question 39,"answer with open quote'
+    (inp / "bad.csv").write_text("\n".join(rows) + "\n")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert info["counts"]["rows_in"] == 78 and info["counts"]["train"] + info["counts"]["validation"] == 78
+    assert [(s["line"], s["reason"].split(";")[0]) for s in info["skipped"]] == [
+        (11, "4 values but the header has 2 columns, so 2 would be lost (a delimiter inside an unquoted value?)"),
+        (41, "an unterminated quote: the value opened here never closes and would swallow lines 42-81")]
+    assert "question 79" in text and "question 40" in text and "open quote" not in text and "extra" not in text
+    (tmp_path / "f.yaml").write_text("project: {name: f}\ndata: {input_path: in, on_error: fail}\n")
+    r = cli("prepare-data", "f.yaml")
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("error: bad.csv:11: 4 values but the header has 2 columns"), r.stderr
+
+def test_json_nested_beyond_the_decoder_is_a_reported_row_not_a_crash(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "a.jsonl").write_text('{"instruction": "Hi?", "output": "Hello."}\n\n{"x": ' + deep + '}\n{"instruction": "Bye?", "output": "Bye."}\n')
+    (inp / "b.json").write_text('[{"instruction": "Why?", "output": "Because."}, ' + deep + "]")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    why = {(s["file"], s["line"]): s["reason"] for s in info["skipped"]}
+    assert why[("a.jsonl", 3)].startswith("a value nested more deeply than Python can decode; the lines after it were not read")
+    assert why[("b.json", 1)].startswith("not readable JSON: a value nested more deeply")
+    assert "Hello." in text and "Because." in text
+
+def test_docx_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    "A DOCX whose directory promises far more data than its size is reported, not unpacked into memory."
+    import zipfile
+    import finetune_nb.ingest as ingest_mod
+    monkeypatch.setattr(ingest_mod, "DOCX_MAX_UNPACKED", 64 << 20)  # the real limit is 1 GiB; the same check at a size a test can write
+    p = make_docx(tmp_path / "bomb.docx")
+    with zipfile.ZipFile(p, "a", zipfile.ZIP_DEFLATED) as z: z.writestr("word/media/zeros.bin", bytes(100 << 20))
+    assert p.stat().st_size < 2 << 20
+    sk = []
+    assert list(load_docx(p, "bomb.docx", Problems("skip", sk))) == []
+    assert sk[0].reason.startswith("not read: it would unpack to 0.1 GiB from") and "zip bomb" in sk[0].reason
+    assert len(list(load_docx(make_docx(tmp_path / "fine.docx"), "fine.docx"))) == 1
+
+def test_bad_bytes_past_the_sampled_start_spoil_one_csv_row_not_the_file(tmp_path):
+    "The encoding is guessed from the first MiB; a byte it cannot decode after that (was: unexpected UnicodeDecodeError) and a NUL byte each lose their row only."
+    inp = tmp_path / "in"; inp.mkdir()
+    body = "".join(f'"question number {i} about pears","answer {i}"\n' for i in range(40_000)).encode()
+    assert len(body) > 1 << 20
+    (inp / "late.csv").write_bytes(b"instruction,output\n" + body + b'"bad \xff here","x"\n"nul \x00 here","y"\n"the last one","z"\n')
+    info, text = _prepare(tmp_path, {"input_path": "in", "augmentation": {"dedup": "exact"}})
+    assert [(s["line"], s["reason"].split(";")[0]) for s in info["skipped"]] == [
+        (40_002, "cannot decode byte 0xff as utf-8"), (40_003, "holds binary data (a NUL byte), not text")]
+    assert info["counts"]["rows_in"] == 40_001 and "the last one" in text and "\\u0000" not in text
+
+def test_files_with_nothing_in_them_are_reported_not_silently_dropped(tmp_path):
+    "A header without rows, an empty list, blank lines, white space, a lone byte-order mark, zeros where text should be: each named."
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "header.csv").write_text("instruction,output\n"); (inp / "empty.json").write_text("[]")
+    (inp / "blank.jsonl").write_text("\n \n\n"); (inp / "spaces.txt").write_text("  \n\n\t\n")
+    (inp / "bom.md").write_bytes(b"\xef\xbb\xbf"); (inp / "zeros.txt").write_bytes(b"Notes from the crash.\n" + bytes(4096))
+    (inp / "ok.txt").write_text("Pears ripen after they are picked, from the inside out.")
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    why = {s["file"]: (s.get("line"), s["reason"].split(";")[0]) for s in info["skipped"]}
+    assert why == {"header.csv": (None, "no rows, only a header"), "empty.json": (None, "no records (an empty list or object)"),
+                   "blank.jsonl": (None, "no records, only blank lines"), "spaces.txt": (None, "the file holds no text, only white space"),
+                   "bom.md": (None, "the file holds no text, only white space"), "zeros.txt": (2, "holds binary data (a NUL byte), not text")}, why
+    ing = info["ingest"]
+    assert ing["files_read"] == 1 and ing["files_skipped"] == 6 and "Pears ripen" in text and "crash" not in text
+    with pytest.raises(DataError, match=r"^blank\.jsonl: no records, only blank lines"):
+        _prepare(tmp_path, {"input_path": "in", "on_error": "fail"}, name="f")
+
+def test_an_escaped_half_surrogate_loses_its_record_not_the_run(tmp_path):
+    "`\\ud83d` alone (an emoji cut in two) is valid JSON to Python but no UTF-8 file can hold it (was: unexpected UnicodeEncodeError at dedup)."
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "a.jsonl").write_text('{"instruction": "Smile?", "output": "Yes \\ud83d\\ude00"}\n'
+                                 '{"instruction": "Cut?", "output": "half \\ud83d"}\n{"instruction": "After?", "output": "Still read."}\n')
+    (inp / "b.json").write_text('[{"instruction": "Low?", "output": "\\udc00 alone"},\n {"instruction": "Next?", "output": "Kept too."}]')
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert [(s["file"], s["line"], s["reason"].split(",")[0]) for s in info["skipped"]] == [
+        ("a.jsonl", 2, "holds the escape \\ud83d"), ("b.json", 1, "holds the escape \\udc00")]
+    assert info["counts"]["rows_in"] == 3 and "\U0001f600" in text and "Still read." in text and "Kept too." in text
+
+def test_a_csv_value_longer_than_the_csv_module_limit_is_kept(tmp_path):
+    "A whole document in one cell (300,000 characters; the csv module stops at 131,072) arrives whole, and so does the next row."
+    inp = tmp_path / "in"; inp.mkdir()
+    (inp / "docs.csv").write_text("instruction,output\nSummarise the report.,%s\nNext?,Yes.\n" % ("pears ripen slowly " * 15_790))
+    info, text = _prepare(tmp_path, {"input_path": "in"})
+    assert info["skipped"] == [] and info["counts"]["rows_in"] == 2 and text.count("pears ripen slowly") == 15_790

@@ -1,9 +1,9 @@
 "The decision flow and the whole pipeline, as a user runs them: run_finetune, the CLI, the workflow notebooks."
-import json, os, subprocess, sys, warnings
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 from finetune_nb.config import FineTuneConfig
-from finetune_nb.core import DatasetTooSmallWarning, ModelSetConfigError
+from finetune_nb.core import DataError, DatasetTooSmallWarning
 from finetune_nb.run import run_finetune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,14 +75,14 @@ def test_training_failure_falls_back_with_original_error(tmp_path):
     assert (cfg.run_dir / "model_set_config.json").exists()
 
 
-def test_no_usable_examples_is_model_set_error(tmp_path):
+def test_no_usable_examples_is_a_data_error_with_the_reason(tmp_path):
+    "Every row malformed is the user's data to fix, not a case for the fallback: the error says why (issue 15, items 3 and 4)."
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "empty.jsonl").write_text('{"instruction": "no answer"}\n')
     cfg = FineTuneConfig.validate({"project": {"name": "p", "output_dir": str(tmp_path / "runs")}, "data": {"input_path": str(tmp_path / "raw")}})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DatasetTooSmallWarning)
-        with pytest.raises(ModelSetConfigError):
-            run_finetune(cfg)
+    with pytest.raises(DataError, match=r"no usable examples \(1 file read, 0 rows in, 1 files or rows skipped\): 1 x field 'output': missing"):
+        run_finetune(cfg)
+    assert not (cfg.run_dir / "model_set_config.json").exists()
 
 
 def test_finetune_path_then_second_run_skips_finished_stages(tmp_path):
