@@ -20,3 +20,12 @@ def cli(tmp_path):
         return subprocess.run([sys.executable, "-m", "finetune_nb", *map(str, args)], capture_output=True, text=True,
                               cwd=cwd or tmp_path, env={**os.environ, **(env or {})}, timeout=300)
     return run
+
+
+@pytest.fixture(scope="session")
+def llama_cpp():
+    "llama-cpp-python, which the llama.cpp proofs need: missing, they fail and say so (never skip)."
+    try: import llama_cpp
+    except ImportError: pytest.fail("llama-cpp-python is not installed, so the llama.cpp proofs cannot run: "
+                                    "pip install 'finetune-nb[gguf-kquants]' (the dev extra and .ci/run install it)")
+    return llama_cpp
