@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-gguf = pytest.importorskip("gguf")
+import gguf
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
 from finetune_nb.export import (check_llama_cpp, compare_logits, GGUF_ARCHS, K_QUANTS, KQUANT_PIP, NUMPY_TYPES, export_gguf,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+import gguf
 from finetune_nb.export import check_llama_cpp, llama_cpp_pre_table, write_gguf
 from real_models import ROOT, hf_folder_from_gguf, real_file, unpacked_converter
 
