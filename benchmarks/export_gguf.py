@@ -38,14 +38,14 @@ else:  # eager baseline: every tensor converted and held in memory, then written
     hf = json.loads((model_dir/"config.json").read_text())
     arch = ex.GGUF_ARCHS[hf["model_type"]]
     plan = ex.tensor_plan(model_dir, hf, arch)
-    n_rows = next(e["shape"][0] for e in plan if e["hf"].endswith("embed_tokens.weight"))
+    n_rows = next(e["shape"][0] for e in plan if (e["hf"] or "").endswith("embed_tokens.weight"))
     w = gguf.GGUFWriter(out, arch)
-    ex.add_hparams(w, hf, n_rows, ex._type_tables()[1][quant], "bench")
+    ex.add_hparams(w, hf, arch, n_rows, ex._type_tables()[1][quant], "bench")
     ex.add_tokenizer(w, model_dir, AutoTokenizer.from_pretrained(model_dir), n_rows)
     state = {}
     for f in ex._safetensors_files(model_dir): state.update(load_file(f))
     for e in plan:
-        data, qt = ex._convert(state[e["hf"]].float().numpy(), e, quant, hf, arch)
+        data, qt = ex._convert(state[e["hf"]].float().numpy() if e["hf"] else e["data"], e, quant, hf, arch)
         w.add_tensor(e["gguf"], data, raw_dtype=qt)
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 secs = time.perf_counter() - t0

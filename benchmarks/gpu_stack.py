@@ -4,7 +4,7 @@ A Llama-3.2-1B-shaped model (random init, bf16 on disk) with the built-in BPE to
 canonical chat rows (Alpaca-like lengths) three ways, each in a fresh process so peak memory is its own:
 - ours: `finetune_nb.train.train(config)` (what `finetune-nb train` runs) with the default training section
   (bfd packing, padding-free batches, loss on assistant tokens, LoRA r16/alpha 32 on all linear layers,
-  gradient checkpointing), sequence 2048, 8 packed sequences a step;
+  activation checkpointing only if a step's activations would not fit, `auto`), sequence 2048, 8 packed sequences a step;
 - bare: TRL `SFTTrainer` + PEFT with the same LoRA settings and TRL's defaults otherwise (no packing: each
   batch padded to its longest row), bf16, about the same tokens a step;
 - ours_qlora: ours with `use_qlora: true` (NF4, double quantisation, bitsandbytes on CUDA).

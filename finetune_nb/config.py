@@ -202,7 +202,7 @@ class TrainingConfig(_Section):
     weight_decay:float = Field(0.0, ge=0, le=10, description="AdamW weight decay")
     optim:Literal["adamw_torch","adamw_torch_fused","adamw_8bit","paged_adamw_8bit","adafactor"] = Field("adamw_torch", description="Optimizer; adamw_8bit and paged_adamw_8bit (the QLoRA paper's) keep 8-bit state through bitsandbytes")
     max_seq_length:int = Field(2048, gt=0, le=2**20, description="Longest sequence in tokens; longer rows are truncated and counted")
-    gradient_checkpointing:bool = Field(True, description="Trade compute for memory")
+    gradient_checkpointing:bool|Literal["auto"] = Field("auto", description="Recompute activations in backward to save memory; auto: only when a step's activations would not fit comfortably")
     packing:bool = Field(True, description="Pack rows into full sequences without cross-row attention")
     completion_only_loss:bool = Field(True, description="Loss on assistant tokens only")
     eval_steps:int = Field(50, gt=0, le=1_000_000_000, description="Evaluate on validation.jsonl every N steps")

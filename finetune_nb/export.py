@@ -17,11 +17,12 @@ from .models import load_adapter, resolve_model_path
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'SAMPLE_CONVERSATIONS', 'NUMPY_TYPES', 'K_QUANTS', 'GGUF_ARCHS', 'LOGIT_TOLERANCE', 'KQUANT_EXTRA',
-           'KQUANT_PIP', 'update_export_metadata', 'sample_inputs', 'compare_logits', 'merge_adapter',
-           'make_test_adapter', 'tensor_type', 'permute_qk', 'strip_generation_markers', 'add_tokenizer', 'add_hparams',
-           'tensor_plan', 'safetensors_header', 'read_tensor', 'write_gguf', 'verify_gguf', 'quantize_kquant',
-           'export_gguf']
+__all__ = ['log', 'SAMPLE_CONVERSATIONS', 'NUMPY_TYPES', 'K_QUANTS', 'GGUF_ARCHS', 'KQUANT_EXTRA', 'KQUANT_PIP',
+           'LOGIT_TOLERANCE', 'PROBE_TEXTS', 'update_export_metadata', 'sample_inputs', 'compare_logits',
+           'merge_adapter', 'make_test_adapter', 'tensor_type', 'permute_qk', 'strip_generation_markers',
+           'llama_cpp_pre_table', 'llama_cpp_pre_by_hash', 'pre_tokenizer_name', 'end_of_turn_id', 'add_tokenizer',
+           'add_hparams', 'extra_tensors', 'tensor_plan', 'safetensors_header', 'read_tensor', 'general_name',
+           'write_gguf', 'check_llama_cpp', 'verify_gguf', 'quantize_kquant', 'export_gguf']
 
 # %% ../nbs/11_export.ipynb #db56d96f
 def update_export_metadata(run_dir:str|os.PathLike, # The run folder
@@ -177,7 +178,7 @@ def make_test_adapter(base_dir:str|os.PathLike, # A checkpoint folder (e.g. from
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
     return Path(adapter_dir)
 
-# %% ../nbs/11_export.ipynb #a2873316
+# %% ../nbs/11_export.ipynb #58ae8b3f
 def _gguf():
     import gguf
     return gguf
@@ -194,7 +195,9 @@ def _type_tables():
 
 NUMPY_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 K_QUANTS = ["q4_k_m", "q5_k_m", "q6_k"]
-GGUF_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+# config.json model_type -> the llama.cpp architecture the file declares
+GGUF_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2",
+              "gemma3_text": "gemma3", "phi3": "phi3", "smollm3": "smollm3"}
 
 # %% ../nbs/11_export.ipynb #8ae7acab
 def tensor_type(shape:tuple, # The tensor's shape
@@ -207,7 +210,10 @@ def tensor_type(shape:tuple, # The tensor's shape
     block = g.GGML_QUANT_SIZES[qt][0]
     return qt if shape[-1] % block == 0 else Q.F16
 
-# %% ../nbs/11_export.ipynb #ece42772
+# %% ../nbs/11_export.ipynb #06aa3696
+_PERMUTED_QK = {"llama", "smollm3"}  # llama.cpp's LLAMA_ROPE_TYPE_NORM architectures among GGUF_ARCHS
+_NORM_PLUS_ONE = {"gemma2", "gemma3"}  # Gemma's RMSNorm multiplies by (1 + weight); llama.cpp's by the stored weight
+
 def permute_qk(w, # A q_proj or k_proj weight as a numpy array (out_features, in_features)
                n_head:int, # Attention heads
                n_head_kv:int|None=None, # Key/value heads (for k_proj under grouped-query attention)
@@ -223,19 +229,53 @@ def strip_generation_markers(template:str)->str:
     "`template` with `{% generation %}` blocks replaced by equivalent always-true `if` blocks."
     return _GEN_TAG.sub(lambda m: "{%" + m[1] + (" endif " if m[2] else " if true ") + m[3] + "%}", template)
 
-# %% ../nbs/11_export.ipynb #b36621a1
-def _pre_tokenizer_name(tokenizer_json:dict)->str:
-    "llama.cpp's name for a byte-level tokenizer's split rule (the GGUF `tokenizer.ggml.pre`)."
+# %% ../nbs/11_export.ipynb #77171d14
+def llama_cpp_pre_table()->dict:
+    "llama.cpp's check text and its table {sha256 of the token ids: pre-tokenizer name} (bundled package data)."
+    from importlib.resources import files
+    return json.loads(files("finetune_nb").joinpath("data/llama_cpp_pre_tokenizers.json").read_text(encoding="utf-8"))
+
+def llama_cpp_pre_by_hash(tokenizer)->str|None:
+    "The pre-tokenizer name llama.cpp's converter gives `tokenizer` (by hashing its ids of the check text), or None."
+    from hashlib import sha256
+    t = llama_cpp_pre_table()
+    return t["pre_by_sha256"].get(sha256(str(tokenizer.encode(t["chktxt"])).encode()).hexdigest())
+
+# %% ../nbs/11_export.ipynb #108f4109
+def _pre_by_split_rule(tokenizer_json:dict)->str:
+    "llama.cpp's name for a byte-level tokenizer's split rule, for tokenizers llama.cpp's hash table does not know."
     from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre])
+    other = [s.get("type") for s in steps if s.get("type") not in ("Split", "ByteLevel")]
     splits = [s["pattern"].get("Regex") for s in steps if s.get("type") == "Split" and isinstance(s.get("pattern"), dict)]
-    if not splits and any(s.get("type") == "ByteLevel" and s.get("use_regex", True) for s in steps): return "gpt-2"
+    if not other and not splits and any(s.get("type") == "ByteLevel" and s.get("use_regex", True) for s in steps): return "gpt-2"
     for name, regex in GGUF_PRE_TOKENIZER_SPLITS.items():
-        if splits and splits[0] == regex: return name
-    raise ExportError(f"unsupported pre-tokenizer {json.dumps(pre)[:200]}: its split rule has no llama.cpp name, "
-                      "so a GGUF reader would split text differently from training",
-                      hint="supported: GPT-2 byte-level, and the splits of " + ", ".join(sorted(GGUF_PRE_TOKENIZER_SPLITS)))
+        if not other and splits and splits[0] == regex: return name
+    raise ExportError(f"unsupported pre-tokenizer {json.dumps(pre)[:200]}: llama.cpp does not know this tokenizer (its hash is not in "
+                      "llama.cpp's table) and its split rule has no llama.cpp name, so a GGUF reader would split text differently from training",
+                      hint="supported: tokenizers llama.cpp's converter knows, GPT-2 byte-level, and the splits of " + ", ".join(sorted(GGUF_PRE_TOKENIZER_SPLITS)))
+
+def pre_tokenizer_name(tokenizer, tokenizer_json:dict)->tuple[str, str]:
+    "(GGUF `tokenizer.ggml.pre` of a byte-level BPE tokenizer, how it was chosen: 'llama.cpp hash' or 'split rule')."
+    if name := llama_cpp_pre_by_hash(tokenizer): return name, "llama.cpp hash"
+    return _pre_by_split_rule(tokenizer_json), "split rule"
+
+# %% ../nbs/11_export.ipynb #f3c2d339
+def end_of_turn_id(tokenizer, # A tokenizer with the chat template
+                   template:str|None=None, # Default the tokenizer's
+                  )->int|None:
+    "Id of the special token the chat template closes an assistant turn with, or None."
+    template = template or getattr(tokenizer, "chat_template", None)
+    if not template: return None
+    mark = "Seven."
+    try: text = tokenizer.apply_chat_template([{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": mark}],
+                                              chat_template=template, tokenize=False)
+    except Exception: return None  # a template that refuses this conversation names no end-of-turn token
+    if mark not in text: return None
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    after = tokenizer(text[text.rindex(mark) + len(mark):], add_special_tokens=False)["input_ids"]
+    return next((i for i in after if i in special), None)
 
 # %% ../nbs/11_export.ipynb #37a20cb7
 def _vocab(model_dir:Path, tokenizer):
@@ -253,7 +293,7 @@ def _vocab(model_dir:Path, tokenizer):
     raise ExportError(f"{model_dir}: tokenizer type {kind or 'unknown'!r} cannot be written to GGUF here",
                       hint="supported: byte-level BPE (GPT-2, Llama 3, Qwen) and SentencePiece-style BPE with byte fallback (Llama 2, Mistral)")
 
-# %% ../nbs/11_export.ipynb #ab4660fd
+# %% ../nbs/11_export.ipynb #61356006
 def add_tokenizer(writer, # A `gguf.GGUFWriter`
                   model_dir:Path, # Folder with tokenizer.json / tokenizer_config.json
                   tokenizer, # The loaded tokenizer (for special tokens and BOS behaviour)
@@ -279,7 +319,9 @@ def add_tokenizer(writer, # A `gguf.GGUFWriter`
         for i in range(len(tokens), n_rows):
             tokens.append(f"[PAD{i}]".encode()); scores.append(-1000.0); types.append(g.TokenType.UNUSED)
     writer.add_tokenizer_model(vocab.tokenizer_model)
-    pre = _pre_tokenizer_name(tj) if vocab.tokenizer_model == "gpt2" else "default"
+    # the split rule of the tokenizer as loaded: a tokenizer class (e.g. Qwen2Tokenizer) may replace the one in tokenizer.json
+    backend = json.loads(tokenizer.backend_tokenizer.to_str()) if hasattr(tokenizer, "backend_tokenizer") else tj
+    pre, pre_from = pre_tokenizer_name(tokenizer, backend) if vocab.tokenizer_model == "gpt2" else ("default", "sentencepiece")
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens); writer.add_token_scores(scores); writer.add_token_types(types)
     special = g.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
@@ -288,24 +330,37 @@ def add_tokenizer(writer, # A `gguf.GGUFWriter`
                                  "eos": tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id]}
     template = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
     special.chat_template = strip_generation_markers(template) if template else None
+    if (eot := end_of_turn_id(tokenizer, template)) is not None:
+        special.special_token_ids["eot"] = eot
+        special.special_token_ids.setdefault("eos", eot)  # a tokenizer without eos still ends its turns
     special.add_to_gguf(writer, quiet=True)
     if vocab.tokenizer_model == "llama":
         writer.add_add_space_prefix(any(s.get("type") == "Metaspace" and s.get("prepend_scheme", "always") != "never"
                                         for s in [tj.get("pre_tokenizer") or {}, *(tj.get("pre_tokenizer") or {}).get("pretokenizers", [])])
                                     or any(s.get("type") == "Prepend" for s in (tj.get("normalizer") or {}).get("normalizers", [tj.get("normalizer") or {}])))
-    return dict(model=vocab.tokenizer_model, pre=pre, tokens=len(tokens), padded=max(0, n_rows - vocab.vocab_size),
+    return dict(model=vocab.tokenizer_model, pre=pre, pre_chosen_by=pre_from, tokens=len(tokens), padded=max(0, n_rows - vocab.vocab_size),
                 special_ids=special.special_token_ids, add_bos=special.add_special_token["bos"], chat_template=bool(template))
 
-# %% ../nbs/11_export.ipynb #fa8a1aa5
+# %% ../nbs/11_export.ipynb #4769ec27
+def _rope(hf:dict)->dict:
+    "Rope parameters of the full-attention layers (transformers 5 nests them by layer type for Gemma 3)."
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    return rope.get("full_attention", rope)
+
+def _rope_kind(hf:dict)->str: return _rope(hf).get("rope_type") or _rope(hf).get("type") or "default"
+
+def _head_dim(hf:dict)->int: return hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
+
+# %% ../nbs/11_export.ipynb #124e2794
 def add_hparams(writer, hf:dict, # The checkpoint's config.json
+                arch:str, # The llama.cpp architecture (a value of `GGUF_ARCHS`)
                 n_rows:int, # Embedding rows (the vocabulary size written)
                 file_type:int, # llama.cpp file type of the whole file
                 name:str, # general.name
                ):
-    "Write the architecture hyperparameters of a llama/mistral/qwen2 checkpoint."
-    g = _gguf()
-    n_head, hidden = hf["num_attention_heads"], hf["hidden_size"]
-    head_dim = hf.get("head_dim") or hidden // n_head
+    "Write the architecture hyperparameters of a checkpoint of one of `GGUF_ARCHS`."
+    g = _gguf(); rope, kind = _rope(hf), _rope_kind(hf)
+    n_head, hidden, head_dim = hf["num_attention_heads"], hf["hidden_size"], _head_dim(hf)
     writer.add_name(name)
     writer.add_context_length(hf["max_position_embeddings"])
     writer.add_embedding_length(hidden)
@@ -313,21 +368,79 @@ def add_hparams(writer, hf:dict, # The checkpoint's config.json
     writer.add_feed_forward_length(hf["intermediate_size"])
     writer.add_head_count(n_head)
     writer.add_head_count_kv(hf.get("num_key_value_heads") or n_head)
-    if head_dim != hidden // n_head: writer.add_key_length(head_dim); writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if head_dim != hidden // n_head or arch in _NORM_PLUS_ONE: writer.add_key_length(head_dim); writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(int(head_dim * (rope.get("partial_rotary_factor") or hf.get("partial_rotary_factor") or 1.0)))
     writer.add_rope_freq_base(float(rope.get("rope_theta") or hf.get("rope_theta") or 10000.0))
-    kind = rope.get("rope_type") or rope.get("type") or "default"
     if kind == "linear":
         writer.add_rope_scaling_type(g.RopeScalingType.LINEAR); writer.add_rope_scaling_factor(float(rope["factor"]))
-    elif kind != "default":
-        raise ExportError(f"rope scaling {kind!r} is not supported by this GGUF writer", hint="supported: none (default) and linear")
+    elif kind not in ("default", "llama3") and not (kind == "longrope" and arch == "phi3"):  # llama3, longrope: factor tensors
+        raise ExportError(f"rope scaling {kind!r} is not supported by this GGUF writer for {arch}",
+                          hint="supported: none (default), linear, llama3 (Llama 3.1+), longrope (Phi-3)")
     writer.add_layer_norm_rms_eps(hf["rms_norm_eps"])
     writer.add_vocab_size(n_rows)
     writer.add_file_type(file_type)
     writer.add_quantization_version(g.GGML_QUANT_VERSION)
+    if arch in _ARCH_HPARAMS: _ARCH_HPARAMS[arch](writer, hf)
 
-# %% ../nbs/11_export.ipynb #6858a5ce
+# %% ../nbs/11_export.ipynb #814e4beb
+def _sliding_window(writer, hf:dict):
+    "Which layers attend within a window, and its size (Gemma 2 and 3), from config.json's `layer_types`."
+    types = hf.get("layer_types") or []
+    if "sliding_attention" not in types: return
+    writer.add_sliding_window(hf["sliding_window"])
+    writer.add_sliding_window_pattern([t == "sliding_attention" for t in types])
+
+def _gemma(writer, hf:dict):
+    "Gemma 2/3: query scale check, soft-capping, sliding windows, the local layers' rope base."
+    n_layer, head_dim = hf["num_hidden_layers"], _head_dim(hf)
+    big = {"gemma2": 46, "gemma3_text": 62}[hf["model_type"]]  # llama.cpp knows the 27B models by their layer count
+    expected = hf["hidden_size"] // hf["num_attention_heads"] if n_layer == big else head_dim
+    if hf.get("query_pre_attn_scalar", expected) != expected:
+        raise ExportError(f"query_pre_attn_scalar {hf['query_pre_attn_scalar']} is not the {expected} llama.cpp scales queries by "
+                          f"for a {n_layer}-layer {hf['model_type']} model", hint="this checkpoint cannot run correctly in llama.cpp")
+    if cap := hf.get("attn_logit_softcapping"): writer.add_attn_logit_softcapping(cap)
+    if cap := hf.get("final_logit_softcapping"): writer.add_final_logit_softcapping(cap)
+    _sliding_window(writer, hf)
+    local = (hf.get("rope_parameters") or {}).get("sliding_attention")
+    if local: writer.add_rope_freq_base_swa(float(local["rope_theta"]))
+
+def _phi3(writer, hf:dict):
+    "Phi-3: the original context length, sliding window (0: none), and LongRoPE's attention factor."
+    import math
+    rope, n_ctx = _rope(hf), hf["max_position_embeddings"]
+    orig = rope.get("original_max_position_embeddings") or hf.get("original_max_position_embeddings") or n_ctx
+    writer.add_rope_scaling_orig_ctx_len(orig)
+    writer.add_sliding_window(hf.get("sliding_window") or 0)
+    if _rope_kind(hf) == "longrope":
+        scale = n_ctx / orig
+        writer.add_rope_scaling_attn_factors(rope.get("attention_factor") or (math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0))
+
+def _smollm3(writer, hf:dict):
+    "SmolLM3: llama.cpp leaves rotary embeddings out of every fourth layer, exactly."
+    expected = [int((i + 1) % 4 != 0) for i in range(hf["num_hidden_layers"])]
+    if hf.get("no_rope_layers", expected) != expected:
+        raise ExportError(f"no_rope_layers {hf['no_rope_layers']} differs from every fourth layer, the only pattern llama.cpp's smollm3 runs")
+
+_ARCH_HPARAMS = {"gemma2": _gemma, "gemma3": _gemma, "phi3": _phi3, "smollm3": _smollm3}
+
+# %% ../nbs/11_export.ipynb #bd5a5e2c
+def extra_tensors(hf:dict, arch:str)->dict:
+    "Tensors llama.cpp needs that a checkpoint does not store: Llama 3's rope factors, Phi-3's LongRoPE factors."
+    rope, kind, head_dim = _rope(hf), _rope_kind(hf), _head_dim(hf)
+    if kind == "llama3":  # the frequency-dependent scaling of Llama 3.1+, as llama.cpp's converter computes it
+        freqs = 1.0 / (float(rope.get("rope_theta", 10000.0)) ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+        factor, lo, hi = rope.get("factor", 8.0), rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+        old = rope.get("original_max_position_embeddings", 8192)
+        wavelen = 2 * np.pi / freqs
+        smooth = (old / wavelen - lo) / (hi - lo)
+        out = np.where(wavelen < old / hi, 1.0, np.where(wavelen > old / lo, factor, 1 / ((1 - smooth) / factor + smooth)))
+        return {"rope_freqs.weight": out.astype(np.float32)}
+    if kind == "longrope" and arch == "phi3":
+        return {"rope_factors_long.weight": np.asarray(rope["long_factor"], np.float32),
+                "rope_factors_short.weight": np.asarray(rope["short_factor"], np.float32)}
+    return {}
+
+# %% ../nbs/11_export.ipynb #9d3c74a8
 def _safetensors_files(model_dir:Path)->list[Path]:
     "The safetensors shards of a checkpoint folder, in index order."
     index = model_dir/"model.safetensors.index.json"
@@ -338,7 +451,7 @@ def _safetensors_files(model_dir:Path)->list[Path]:
     return files
 
 def tensor_plan(model_dir:Path, hf:dict, arch:str)->list[dict]:
-    "One entry per tensor to write: hf name, gguf name, file and shape (headers only, no data read)."
+    "One entry per tensor to write: hf name, gguf name, file and shape (headers only, no data read); then `extra_tensors`."
     g = _gguf()
     model_arch = next(k for k, v in g.MODEL_ARCH_NAMES.items() if v == arch)
     names = g.get_tensor_name_map(model_arch, hf["num_hidden_layers"])
@@ -351,8 +464,9 @@ def tensor_plan(model_dir:Path, hf:dict, arch:str)->list[dict]:
             gname = names.get_name(key, try_suffixes=(".weight", ".bias"))
             if gname is None:
                 raise ExportError(f"{f.name}: tensor {key!r} has no GGUF name for the {arch} architecture",
-                                  hint="only plain llama, mistral and qwen2 checkpoints can be exported")
+                                  hint=f"exportable: plain checkpoints of {', '.join(GGUF_ARCHS)} (no extra modules)")
             plan.append(dict(hf=key, gguf=gname, file=f, shape=tuple(h["shape"]), start=start, header=h))
+    plan += [dict(hf=None, gguf=k, data=v, shape=v.shape) for k, v in extra_tensors(hf, arch).items()]
     return plan
 
 # %% ../nbs/11_export.ipynb #9e43588a
@@ -374,13 +488,14 @@ def read_tensor(path:Path, start:int, h:dict)->np.ndarray:
     if h["dtype"] == "BF16": return (arr.astype(np.uint32) << 16).view(np.float32)
     return arr.astype(np.float32)
 
-# %% ../nbs/11_export.ipynb #ecb65c2e
+# %% ../nbs/11_export.ipynb #e7b96cdb
 def _convert(arr, entry:dict, quant:str, hf:dict, arch:str):
-    "One tensor as stored in the file: permuted for llama, then converted to its GGML type."
-    g = _gguf()
-    if arch == "llama" and entry["hf"].endswith(("q_proj.weight", "k_proj.weight")):
-        kv = hf.get("num_key_value_heads") if entry["hf"].endswith("k_proj.weight") else None
+    "One tensor as stored in the file: q/k permuted (llama), Gemma norms offset by one, then converted to its GGML type."
+    g = _gguf(); name = entry["hf"] or ""
+    if arch in _PERMUTED_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
+        kv = hf.get("num_key_value_heads") if name.endswith("k_proj.weight") else None
         arr = permute_qk(arr, hf["num_attention_heads"], kv)
+    if arch in _NORM_PLUS_ONE and name.endswith("norm.weight"): arr = arr + 1.0
     qt = tensor_type(arr.shape, quant)
     return g.quants.quantize(np.ascontiguousarray(arr, dtype=np.float32), qt), qt
 
@@ -393,7 +508,13 @@ def _tensor_info(shape:tuple, qt)->tuple:
     byte_shape = g.quant_shape_to_byte_shape(shape, qt)
     return byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape))
 
-# %% ../nbs/11_export.ipynb #ad360eb0
+# %% ../nbs/11_export.ipynb #0434d4d3
+def general_name(name:str)->str:
+    "`name` for `general.name`, changed only where a reader would take it for an instruction (see below)."
+    if name.lower() == "mistral": return name + "-model"  # transformers reads general.name == "mistral" as a model type it cannot map
+    return re.sub(r"(?i)(phi)-?3", r"\1 3", name)  # llama.cpp applies Phi-3's special-token quirks to any name containing phi3 or phi-3
+
+# %% ../nbs/11_export.ipynb #90e15901
 def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.json, safetensors, tokenizer)
                out_path:str|os.PathLike, # The .gguf file to create (atomically)
                quant:str="f16", # One of `NUMPY_TYPES`
@@ -410,15 +531,14 @@ def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.j
     if arch is None: raise ExportError(f"{model_dir}: model_type {hf.get('model_type')!r} cannot be exported to GGUF here",
                                        hint=f"supported: {', '.join(GGUF_ARCHS)}")
     plan = tensor_plan(model_dir, hf, arch)
-    n_rows = next(e["shape"][0] for e in plan if e["hf"].endswith("embed_tokens.weight"))
+    n_rows = next(e["shape"][0] for e in plan if (e["hf"] or "").endswith("embed_tokens.weight"))
     tok = AutoTokenizer.from_pretrained(model_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    name = name or model_dir.name
-    if name.lower() == "mistral": name += "-model"  # transformers reads general.name == "mistral" as a model type it cannot map
+    name = general_name(name or model_dir.name)
     writer = g.GGUFWriter(tmp, arch)
     try:
-        add_hparams(writer, hf, n_rows, ftypes[quant], name)
+        add_hparams(writer, hf, arch, n_rows, ftypes[quant], name)
         tok_info = add_tokenizer(writer, model_dir, tok, n_rows, chat_template)
         counts = {}
         for e in plan:
@@ -427,10 +547,11 @@ def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.j
             counts[e["qt"].name] = counts.get(e["qt"].name, 0) + 1
         writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.write_ti_data_to_file()
         for e in plan:
-            data, qt = _convert(read_tensor(e["file"], e["start"], e["header"]), e, quant, hf, arch)
+            arr = read_tensor(e["file"], e["start"], e["header"]) if "file" in e else e["data"]
+            data, qt = _convert(arr, e, quant, hf, arch)
             assert qt == e["qt"]
             writer.write_tensor_data(data)
-            del data
+            del data, arr
         writer.close()
         os.replace(tmp, out_path)
     except BaseException:
@@ -438,63 +559,177 @@ def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.j
     return dict(path=str(out_path), quant=quant, arch=arch, model_type=hf["model_type"], tensors=len(plan),
                 tensor_types=counts, bytes=out_path.stat().st_size, tokenizer=tok_info)
 
-# %% ../nbs/11_export.ipynb #3ac434eb
-# Max |Δlogit| allowed, relative to the largest |logit| (at least 1): f16 keeps about three significant digits,
-# so an absolute bound that suits a toy model's logits of ±1 fails a real model whose logits reach ±30.
-# Other types are recorded, not bounded.
-LOGIT_TOLERANCE = {"f32": 1e-3, "f16": 2e-2, "bf16": 1e-1}
-
-def verify_gguf(gguf_path:str|os.PathLike, # The file to check
-                model_dir:str|os.PathLike, # The merged model it was written from
-                quant:str, # Its type (decides which checks are strict)
-               )->dict:
-    "Reload `gguf_path` with transformers and compare it with `model_dir`; raise `ExportError` on a failed check."
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-    gguf_path = Path(gguf_path)
-    bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
-    try:
-        ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        tok = AutoTokenizer.from_pretrained(model_dir)
-        got = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32).eval()
-        gtok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    except Exception as e:
-        raise ExportError(f"{gguf_path.name} does not load back: {str(e).splitlines()[0]}") from e
-    finally:
-        if bars: hf_logging.enable_progress_bar()
-    problems = []
-    texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) if tok.chat_template else m[-1]["content"]
-             for m in SAMPLE_CONVERSATIONS]
-    bad_tok = [t for t in texts if tok(t)["input_ids"] != gtok(t)["input_ids"]]
-    if bad_tok: problems.append(f"its tokenizer encodes {len(bad_tok)} of {len(texts)} prompts differently, e.g. {bad_tok[0][:60]!r}")
-    if tok.chat_template and gtok.chat_template != strip_generation_markers(tok.chat_template):
-        problems.append("its embedded chat template differs from the model's")
-    res = compare_logits(ref, got, sample_inputs(tok))
-    diff = res["max_abs_logit_diff"]
-    if not np.isfinite(diff): problems.append("its logits are not finite")
-    elif quant in LOGIT_TOLERANCE and diff > (allowed := LOGIT_TOLERANCE[quant] * max(1.0, res["max_abs_logit"])):
-        problems.append(f"max |Δlogit| {diff:.3g} exceeds {allowed:.3g} for {quant} ({LOGIT_TOLERANCE[quant]:g} x the largest |logit| {res['max_abs_logit']:.3g})")
-    res.update(tokenizer_identical=not bad_tok, template_identical=not any("template" in p for p in problems),
-               loaded_as=type(got).__name__, passed=not problems)
-    if problems:
-        raise ExportError(f"{gguf_path.name} failed verification: " + "; ".join(problems),
-                          hint="the file was kept for inspection; please report this with export_metadata.json")
-    return res
-
-# %% ../nbs/11_export.ipynb #2f8ce0f8
+# %% ../nbs/11_export.ipynb #77fcd493
 KQUANT_EXTRA = "gguf-kquants"
 KQUANT_PIP = 'pip install "finetune-nb[gguf-kquants]"'
 
-def _llama_cpp():
+def _llama_cpp(purpose:str, # What needs llama.cpp, for the message
+               alternative:str="", # What else the user could do, for the hint
+              ):
     "The llama_cpp module, or an ExportError naming the extra that provides it."
     try:
         import llama_cpp
         return llama_cpp
     except ImportError:
-        raise ExportError(f"K-quant GGUF types ({', '.join(K_QUANTS)}) need llama.cpp's quantiser from the optional extra "
-                          f"`{KQUANT_EXTRA}` (llama-cpp-python), which is not installed",
-                          hint=f"run: {KQUANT_PIP}   (it compiles llama.cpp: several minutes); or choose one of {', '.join(NUMPY_TYPES)}") from None
+        raise ExportError(f"{purpose} needs llama.cpp from the optional extra `{KQUANT_EXTRA}` (llama-cpp-python), which is not installed",
+                          hint=f"run: {KQUANT_PIP}   (it compiles llama.cpp: several minutes){alternative}") from None
+
+def _has_llama_cpp()->bool:
+    try: return _llama_cpp("") is not None
+    except ExportError: return False
+
+# %% ../nbs/11_export.ipynb #6ebcffdb
+# Max |Δlogit| allowed, relative to the largest |logit| (at least 1): f16 keeps about three significant digits,
+# so an absolute bound that suits a toy model's logits of ±1 fails a real model whose logits reach ±30.
+# Other types are recorded, not bounded.
+LOGIT_TOLERANCE = {"f32": 1e-3, "f16": 2e-2, "bf16": 1e-1}
+
+def _logit_problems(res:dict, quant:str, reader:str)->list[str]:
+    "What is wrong with the logits `compare_logits` measured for `reader`, if anything."
+    diff = res["max_abs_logit_diff"]
+    if not np.isfinite(diff): return [f"its logits in {reader} are not finite"]
+    if quant in LOGIT_TOLERANCE and diff > (allowed := LOGIT_TOLERANCE[quant] * max(1.0, res["max_abs_logit"])):
+        return [f"{reader}: max |Δlogit| {diff:.3g} exceeds {allowed:.3g} for {quant} "
+                f"({LOGIT_TOLERANCE[quant]:g} x the largest |logit| {res['max_abs_logit']:.3g})"]
+    return []
+
+# transformers' GGUF reader fills what it does not map (Qwen3's head_dim, Gemma's query scale and window pattern, Phi-3's
+# partial rotary factor) with defaults; for the other architectures it reads the weights against the checkpoint's own config
+_TRANSFORMERS_READS_HPARAMS = {"llama", "qwen2"}
+
+def _check_transformers(gguf_path:Path, model_dir:Path, arch:str, ref, tok, quant:str,
+                        tokenizer_counts:bool=True, # False when llama.cpp checks the tokenizer (see below)
+                       )->tuple[dict, list]:
+    "transformers' reading of the file against the merged model: (figures, problems)."
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import torch
+    kw = {} if arch in _TRANSFORMERS_READS_HPARAMS else dict(config=AutoConfig.from_pretrained(model_dir))
+    try:
+        got = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32, **kw).eval()
+        gtok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    except Exception as e:
+        raise ExportError(f"{gguf_path.name} does not load back: {str(e).splitlines()[0]}") from e
+    problems = []
+    texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) if tok.chat_template else m[-1]["content"]
+             for m in SAMPLE_CONVERSATIONS]
+    bad_tok = [t for t in texts if tok(t)["input_ids"] != gtok(t)["input_ids"]]
+    if bad_tok and tokenizer_counts: problems.append(f"its tokenizer encodes {len(bad_tok)} of {len(texts)} prompts differently, e.g. {bad_tok[0][:60]!r}")
+    if tok.chat_template and gtok.chat_template != strip_generation_markers(tok.chat_template):
+        problems.append("its embedded chat template differs from the model's")
+    res = compare_logits(ref, got, sample_inputs(tok))
+    problems += _logit_problems(res, quant, "transformers")
+    res.update(tokenizer_identical=not bad_tok, template_identical=not any("template" in p for p in problems), loaded_as=type(got).__name__,
+               hyperparameters_from="the file" if not kw else "the checkpoint's config.json (transformers does not read them all)")
+    return res, problems
+
+# %% ../nbs/11_export.ipynb #36bf1025
+PROBE_TEXTS = [
+    "Hello world! The quick brown fox jumps over the lazy dog.",
+    "naïve café, Ünïcödé — 中文 日本語 한국어 עברית Ελληνικά Русский हिन्दी 🦙🚀👍🏽",
+    "def add(a, b):\n    return a + b  # sum\n\nprint(add(2, 3))\n",
+    "   leading spaces,\ttabs\t\tand\n\n\nnewlines    and trailing   ",
+    "Digits 0 12 345 6789 12345678 3.14159 1,000,000 2026-12-06 0x1F",
+    "I'm sure you're right; they'll say we've DON'T ... !!! ??? ---- ====",
+]
+
+# %% ../nbs/11_export.ipynb #83ff0ca8
+class _LlamaCppLogits:
+    "`model(ids).logits` of a llama.cpp model, so `compare_logits` can teacher-force it like a transformers model."
+    device = "cpu"
+    def __init__(self, llm): self.llm = llm
+    def __call__(self, ids):
+        import torch
+        from types import SimpleNamespace
+        self.llm.reset(); self.llm.eval(ids[0].tolist())
+        return SimpleNamespace(logits=torch.from_numpy(np.array(self.llm.scores[:ids.shape[1]], dtype=np.float32))[None])
+
+def _llama_cpp_prompt(llm, messages:list)->list[int]:
+    "The prompt ids llama-cpp-python's chat completion builds from the template in the file."
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    text = lambda i: llm.detokenize([i], special=True).decode("utf-8", "replace") if i >= 0 else ""
+    fmt = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token=text(llm.token_eos()),
+                              bos_token=text(llm.token_bos()), stop_token_ids=[llm.token_eos()])
+    r = fmt(messages=messages)
+    return llm.tokenize(r.prompt.encode("utf-8"), add_bos=not r.added_special, special=True)
+
+# %% ../nbs/11_export.ipynb #20ece940
+def check_llama_cpp(gguf_path:str|os.PathLike, # The file to check
+                    model_dir:str|os.PathLike, # The checkpoint it was written from
+                    quant:str, # Its type (decides whether the logits are bounded)
+                    ref=None, tok=None, # The checkpoint's model and tokenizer, when already loaded
+                    new_tokens:int=8, # Greedy tokens per sample prompt
+                   )->dict:
+    "Load `gguf_path` in llama.cpp and compare tokenization, chat prompt ids, end of turn, logits and greedy tokens with `model_dir`."
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    llama_cpp = _llama_cpp("checking a GGUF file in llama.cpp")
+    tok = tok or AutoTokenizer.from_pretrained(model_dir)
+    ref = ref or AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    inputs = sample_inputs(tok)
+    n_ctx = -(-(max(map(len, inputs)) + new_tokens + 1) // 64) * 64
+    llm = llama_cpp.Llama(str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False, n_threads=torch.get_num_threads())
+    try:
+        probes = PROBE_TEXTS + [llama_cpp_pre_table()["chktxt"]]
+        bad = [t for t in probes if llm.tokenize(t.encode("utf-8"), add_bos=True, special=True) != tok(t)["input_ids"]]
+        has_template = bool(llm.metadata.get("tokenizer.chat_template")) and bool(tok.chat_template)
+        bad_chat = [i for i, m in enumerate(SAMPLE_CONVERSATIONS) if has_template and _llama_cpp_prompt(llm, m) != inputs[i]]
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        eot = end_of_turn_id(tok)
+        eot_ok = eot is None or (llama_cpp.llama_vocab_eot(vocab) == eot and llama_cpp.llama_vocab_is_eog(vocab, eot))
+        res = compare_logits(ref, _LlamaCppLogits(llm), inputs, new_tokens=new_tokens)
+    finally: llm.close()
+    problems = [f"llama.cpp tokenizes {len(bad)} of {len(probes)} probe texts differently, e.g. {bad[0][:60]!r}"] if bad else []
+    if bad_chat: problems.append(f"llama.cpp renders {len(bad_chat)} of {len(inputs)} sample conversations to different prompt ids")
+    if not eot_ok: problems.append(f"llama.cpp does not end generation at the template's end-of-turn token {tok.convert_ids_to_tokens(eot)!r}")
+    problems += _logit_problems(res, quant, "llama.cpp")
+    res.update(tokenizer_identical=not bad, probes=len(probes), chat_prompts_identical=not bad_chat if has_template else None,
+               end_of_turn=tok.convert_ids_to_tokens(eot) if eot is not None else None, end_of_turn_is_eog=eot_ok,
+               llama_cpp_version=llama_cpp.__version__, problems=problems, passed=not problems)
+    return res
+
+# %% ../nbs/11_export.ipynb #ff5c2af8
+def _transformers_reads(arch:str)->bool:
+    "Whether the installed transformers can load a GGUF file of llama.cpp architecture `arch`."
+    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+    return arch in GGUF_CONFIG_MAPPING
+
+def verify_gguf(gguf_path:str|os.PathLike, # The file to check
+                model_dir:str|os.PathLike, # The merged model it was written from
+                quant:str, # Its type (decides which checks are strict)
+                llama_cpp:bool|None=None, # Check in llama.cpp too: None when llama-cpp-python is installed, True always
+               )->dict:
+    "Read `gguf_path` back with transformers and llama.cpp and compare each with `model_dir`; raise `ExportError` on a failed check."
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    gguf_path = Path(gguf_path)
+    arch = GGUF_ARCHS.get(json.loads((Path(model_dir)/"config.json").read_text()).get("model_type"), "")
+    use_lcpp = _has_llama_cpp() if llama_cpp is None else llama_cpp
+    if not (_transformers_reads(arch) or use_lcpp):
+        raise ExportError(f"nothing here can read {gguf_path.name} back to verify it: transformers does not load {arch} GGUF files "
+                          f"and llama-cpp-python (the extra `{KQUANT_EXTRA}`) is not installed", hint=f"run: {KQUANT_PIP}")
+    bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
+    try:
+        ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        if _transformers_reads(arch): res, problems = _check_transformers(gguf_path, Path(model_dir), arch, ref, tok, quant, tokenizer_counts=not use_lcpp)
+        else: res, problems = dict(transformers=f"skipped: transformers cannot load {arch} GGUF files"), []
+    finally:
+        if bars: hf_logging.enable_progress_bar()
+    if use_lcpp:
+        res["llama_cpp"] = check_llama_cpp(gguf_path, model_dir, quant, ref=ref, tok=tok)
+        problems += res["llama_cpp"]["problems"]
+    else: res["llama_cpp"] = f"skipped: llama-cpp-python (the extra `{KQUANT_EXTRA}`) is not installed"
+    res["passed"] = not problems
+    if problems:
+        raise ExportError(f"{gguf_path.name} failed verification: " + "; ".join(problems),
+                          hint="the file was kept for inspection; please report this with export_metadata.json")
+    return res
+
+# %% ../nbs/11_export.ipynb #625b92f9
+def _kquant_llama_cpp():
+    "llama_cpp for K-quants, or an ExportError naming the extra and the types that need no llama.cpp."
+    return _llama_cpp(f"K-quant GGUF types ({', '.join(K_QUANTS)})", f"; or choose one of {', '.join(NUMPY_TYPES)}")
 
 def quantize_kquant(src:str|os.PathLike, # An F16 or F32 GGUF file
                     out_path:str|os.PathLike, # The K-quant file to create
@@ -502,7 +737,8 @@ def quantize_kquant(src:str|os.PathLike, # An F16 or F32 GGUF file
                    )->Path:
     "Quantise `src` to a K-quant type with llama.cpp (needs the `gguf-kquants` extra)."
     import ctypes
-    llama_cpp = _llama_cpp(); _, ftypes = _type_tables()
+    llama_cpp = _kquant_llama_cpp()
+    _, ftypes = _type_tables()
     out_path = Path(out_path); tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(ftypes[quant])
@@ -526,7 +762,7 @@ def export_gguf(config, # A `FineTuneConfig`
     quants = list(dict.fromkeys(quantizations or config.export.gguf))
     unknown = [q for q in quants if q not in NUMPY_TYPES + K_QUANTS]
     if unknown: raise ExportError(f"unknown GGUF type(s) {unknown}", hint=f"choose from {', '.join(NUMPY_TYPES + K_QUANTS)}")
-    if any(q in K_QUANTS for q in quants): _llama_cpp()  # fail before any work
+    if any(q in K_QUANTS for q in quants): _kquant_llama_cpp()  # fail before any work
     if not (recover_dir(model_dir)/"config.json").is_file():
         raise ExportError(f"no merged model in {model_dir}", hint="run `finetune-nb merge-adapter` first, or pass model_dir")
     if bad := folder_problems(model_dir):
@@ -552,6 +788,8 @@ def export_gguf(config, # A `FineTuneConfig`
             raise
         info["seconds_verify"] = round(time.perf_counter() - t1, 3)
         update_export_metadata(run, "gguf", {q: info})
-        log.info("%s verified: max |Δlogit| %.3g", path.name, info["verification"]["max_abs_logit_diff"])
+        v = info["verification"]
+        log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in
+                 (("transformers", v), ("llama.cpp", v["llama_cpp"])) if isinstance(x, dict) and "max_abs_logit_diff" in x))
         paths.append(path)
     return paths

@@ -52,14 +52,25 @@ TINY_SIZES = {
     "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8,
                   num_key_value_heads=4, vocab=2048),
 }
-TINY_ARCHS = ("llama", "qwen2", "mistral")
+TINY_ARCHS = ("llama", "qwen2", "mistral", "qwen3", "gemma3", "gemma2", "phi3", "smollm3")
 
 def _arch_config(arch:str, **kw):
-    "The transformers config object of `arch`."
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config
-    if arch == "llama": return LlamaConfig(**kw)
-    if arch == "qwen2": return Qwen2Config(**kw)
-    if arch == "mistral": return MistralConfig(sliding_window=None, **kw)
+    "The transformers config of `arch`, keeping what sets the family apart from Llama (see below)."
+    import transformers as T
+    n, hd = kw["num_hidden_layers"], kw["hidden_size"] // kw["num_attention_heads"]
+    def every(k): return ["full_attention" if (i + 1) % min(k, n) == 0 else "sliding_attention" for i in range(n)]
+    if arch == "llama": return T.LlamaConfig(**kw)
+    if arch == "qwen2": return T.Qwen2Config(**kw)
+    if arch == "mistral": return T.MistralConfig(sliding_window=None, **kw)
+    if arch == "qwen3": return T.Qwen3Config(head_dim=2 * hd, **kw)
+    if arch == "gemma3": return T.Gemma3TextConfig(head_dim=hd, query_pre_attn_scalar=hd, sliding_window=16, layer_types=every(6), **kw)
+    if arch == "gemma2": return T.Gemma2Config(head_dim=hd, query_pre_attn_scalar=hd, sliding_window=16, layer_types=every(2), **kw)
+    if arch == "phi3":
+        rot = int(hd * 0.75) // 2
+        return T.Phi3Config(original_max_position_embeddings=kw["max_position_embeddings"] // 4, **kw,
+                            rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=0.75, factor=4.0,
+                                                 short_factor=[1.0] * rot, long_factor=[1.0 + i / rot for i in range(rot)]))
+    if arch == "smollm3": return T.SmolLM3Config(**{**kw, "num_hidden_layers": max(n, 4)})
     raise ValueError(f"arch must be one of {TINY_ARCHS}, got {arch!r}")
 
 # %% ../nbs/07_models.ipynb #41b6bf97

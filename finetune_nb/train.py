@@ -7,6 +7,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
 import json, logging, os, platform, signal, subprocess, sys, threading, time, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,9 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_rows', 'checkpoint_dir', 'lora_config',
-           'sft_args', 'check_checkpoint', 'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'cannot_train',
-           'resolved', 'packed_vs_unpacked_loss', 'launch']
+           'sft_args', 'activation_bytes', 'decide_checkpointing', 'compact_lm_head', 'check_checkpoint',
+           'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'cannot_train', 'resolved',
+           'packed_vs_unpacked_loss', 'launch']
 
 # %% ../nbs/08_train.ipynb #3a09094f
 def ensure_pad_token(tokenizer, # The tokenizer training will use (changed in place)
@@ -131,6 +133,7 @@ def sft_args(config, # A `FineTuneConfig`
              dtype=None, # The dtype the model was loaded in
              has_eval:bool=True, # Whether there is a validation set
              attn:str="sdpa", # The model's attention implementation
+             checkpointing:bool|None=None, # Activation checkpointing; default training.gradient_checkpointing (auto: on)
             ):
     "TRL's SFTConfig for the `training` section."
     import torch
@@ -152,12 +155,54 @@ def sft_args(config, # A `FineTuneConfig`
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
         lr_scheduler_type=t.lr_scheduler_type, weight_decay=t.weight_decay, optim=t.optim,
         packing=bin_pack, packing_strategy="bfd", padding_free=t.packing, max_length=t.max_seq_length if bin_pack or not t.packing else None,
-        activation_checkpointing=t.gradient_checkpointing, activation_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=checkpointing if checkpointing is not None else t.gradient_checkpointing is not False, activation_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps, logging_steps=t.logging_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         load_best_model_at_end=stop_early, metric_for_best_model="eval_loss" if stop_early else None, greater_is_better=False if stop_early else None,
         report_to=[r for r in t.report_to if r not in ("none", "tensorboard")],  # TensorBoard gets its own folder, see `train`
         ddp_find_unused_parameters=False)
+
+# %% ../nbs/08_train.ipynb #6f7f4b72
+def activation_bytes(model_config, # The model's transformers config
+                     tokens:int, # Tokens in the step's largest forward pass
+                     seq_len:int, # Its longest attention span (a packed batch attends over all of it)
+                     dtype_bytes:int=4, # Bytes per activation value
+                     attn:str="sdpa", # The attention implementation: eager keeps every score matrix for backward
+                    )->int:
+    "Rough memory a decoder saves for backward in one step without checkpointing."
+    c = model_config.get_text_config()
+    per_token = 16 * c.hidden_size + 4 * c.intermediate_size  # block inputs, norms, q/k/v/o, MLP gate/up/activation/product
+    scores = c.num_attention_heads * seq_len**2 if attn == "eager" else 0  # sdpa's and flash's kernels keep one row statistic
+    return c.num_hidden_layers * (tokens * per_token + scores) * dtype_bytes
+
+def decide_checkpointing(config, # A `FineTuneConfig`
+                         model, # The loaded base model
+                         lengths:list[int], # Token count of each training row (after truncation)
+                         device:str, # cpu or cuda
+                        )->tuple[bool, dict]:
+    "Whether to checkpoint activations, and why (for metadata.json)."
+    import psutil, torch
+    t = config.training
+    if t.gradient_checkpointing != "auto": return bool(t.gradient_checkpointing), dict(on=bool(t.gradient_checkpointing), reason="training.gradient_checkpointing")
+    longest = sorted(lengths, reverse=True)[:t.batch_size]
+    tokens = sum(longest) if t.packing else len(longest) * max(longest, default=0)
+    span = sum(longest) if t.packing and not (model.config._attn_implementation or "").startswith("flash") else max(longest, default=0)
+    need = activation_bytes(model.config, tokens, span, torch.finfo(model.dtype).bits // 8, model.config._attn_implementation or "sdpa")
+    free = torch.cuda.mem_get_info()[0] if device == "cuda" else psutil.virtual_memory().available // int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # CPU processes share RAM
+    on = need > free / 2
+    return on, dict(on=on, reason="auto", step_activations_mb=round(need / 2**20), free_mb=round(free / 2**20))
+
+# %% ../nbs/08_train.ipynb #aa7c10f6
+@contextmanager
+def compact_lm_head():
+    "While open, TRL's fused LM head scores only labelled positions on the CPU too (as it does wherever Triton runs)."
+    import trl.trainer.utils as tu
+    triton = getattr(tu, "_use_triton", None)
+    if triton is None:  # a TRL without the switch: nothing to change
+        yield; return
+    tu._use_triton = lambda device: device.type == "cpu" or triton(device)
+    try: yield
+    finally: tu._use_triton = triton
 
 # %% ../nbs/08_train.ipynb #f76d1df7
 def check_checkpoint(ck:str|os.PathLike)->list[str]:
@@ -286,13 +331,15 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     data = {s: _prepare(config, f, tok, template, _eos_ids(tok, model)) for s, f in files.items() if s == "train" or _nonempty(f)}
     if "validation" not in data: log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
-    args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation)
+    ckpt, ckpt_why = decide_checkpointing(config, model, [len(x) for x in ds["train"]["input_ids"]], device)
+    log.info("activation checkpointing %s (%s)", "on" if ckpt else "off", ", ".join(f"{k} {v}" for k, v in ckpt_why.items() if k != "on"))
+    args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation, checkpointing=ckpt)
     ck = _resume_from(config) if resume else None
     if not resume: _hint_resume(config)
     trainer = _trainer(config, model, tok, args, ds, [stop, *_extra_callbacks(config), *(callbacks or [])])
     try:  # from here on, a failure that means "cannot be tuned here" (OOM included) is a TrainingFailedError carrying the original
-        with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
-        metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if "validation" in ds else {})}
+        with _sigint_to(stop), compact_lm_head(): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+        with compact_lm_head(): metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if "validation" in ds else {})}
     except (FinetuneNBError, KeyboardInterrupt): raise
     except Exception as e:
         if not cannot_train(e): raise
@@ -301,7 +348,7 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
                                                f"{checkpoint_dir(config)}: rerun with --resume to continue from it")
     meta = dict(base_model=config.model.model_name, revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
                 duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
-                hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template),
+                hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template), activation_checkpointing=ckpt_why,
                 data={s: dict(file=str(files[s]), sha256=sha256_file(files[s]), **d[1]) for s, d in data.items()})
     return _write_outputs(config, trainer, tok, meta)
 

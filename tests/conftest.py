@@ -48,3 +48,12 @@ def unprivileged():
         os.waitpid(pid, 0)
         return pickle.loads(data)
     return run
+
+
+@pytest.fixture(scope="session")
+def llama_cpp():
+    "llama-cpp-python, which the llama.cpp proofs need: missing, they fail and say so (never skip)."
+    try: import llama_cpp
+    except ImportError: pytest.fail("llama-cpp-python is not installed, so the llama.cpp proofs cannot run: "
+                                    "pip install 'finetune-nb[gguf-kquants]' (the dev extra and .ci/run install it)")
+    return llama_cpp

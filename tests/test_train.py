@@ -340,6 +340,27 @@ def test_batches_are_padding_free_with_rows_kept_apart(tmp_path):
 
 # --- two processes ---
 
+def test_recompute_only_when_memory_is_short_and_lm_head_only_where_there_is_a_loss(tmp_path):
+    "auto: the tiny model's step fits, so activations are kept, not recomputed; true forces recomputing. While training, TRL's fused head scores only labelled positions on the CPU; afterwards TRL's switch is as it was."
+    import torch, trl.trainer.utils as tu
+    from transformers import TrainerCallback
+    from finetune_nb.train import train
+    seen = {}
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            seen.setdefault("compact", tu._use_triton(torch.device("cpu")))
+            seen.setdefault("recompute", any(getattr(m, "gradient_checkpointing", False) for m in model.modules()))
+    cfg = make_config(tmp_path, max_steps=2, val_rows=False)
+    train(cfg, callbacks=[Probe()])
+    why = json.loads((cfg.run_dir/"metadata.json").read_text())["activation_checkpointing"]
+    assert why["on"] is False and why["reason"] == "auto" and 0 < why["step_activations_mb"] < why["free_mb"] / 2
+    assert seen == {"compact": True, "recompute": False} and tu._use_triton(torch.device("cpu")) is False
+    forced = make_config(tmp_path, "forced", max_steps=1, val_rows=False, gradient_checkpointing=True)
+    seen.clear(); train(forced, callbacks=[Probe()])
+    assert json.loads((forced.run_dir/"metadata.json").read_text())["activation_checkpointing"] == {"on": True, "reason": "training.gradient_checkpointing"}
+    assert seen["recompute"] is True
+
+
 def test_two_process_data_parallel_run_on_cpu(tmp_path):
     from finetune_nb.train import train
     cfg = make_config(tmp_path, max_steps=3, save_steps=100, eval_steps=100, batch_size=2, val_rows=False)
