@@ -213,9 +213,8 @@ class GGUFHeader:
     def tensor_types(self)->dict:
         "How many tensors of each ggml type the file holds."
         import gguf
-        out = {}
-        for _, t in self.tensors.values(): out[gguf.GGMLQuantizationType(t).name] = out.get(gguf.GGMLQuantizationType(t).name, 0) + 1
-        return out
+        from collections import Counter
+        return dict(Counter(gguf.GGMLQuantizationType(t).name for _, t in self.tensors.values()))
 
 def read_gguf_header(path:str|os.PathLike)->GGUFHeader:
     "Read the metadata and tensor table of a GGUF file; `DataError` naming the file when it is not a whole GGUF file."

@@ -123,7 +123,7 @@ def check_finetunable(config)->set[str]:
 
 # %% ../nbs/13_run.ipynb #a4f78486
 from .config import yaml_lines
-from .core import DataError, ExportError, FinetuneNBError
+from .core import ExportError, FinetuneNBError
 
 def preflight(config)->dict:
     "Check, without loading weights, that the model loads and every configured export can be produced; `ConfigError` listing every problem."
