@@ -6,13 +6,13 @@ Docs: https://finetune-nb.github.io/finetune-nb/models.html.md"""
 
 # %% ../nbs/07_models.ipynb #931ceb08
 from __future__ import annotations
-import json, logging, os, shutil, tempfile, warnings
+import json, logging, os, warnings
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, FineTuningNotSupportedError, FinetuneNBError
-from .core import write_json
+from .core import atomic_dir, recover_dir, write_json
 from .templates import CHATML_TEMPLATE, resolve_chat_template
 
 log = logging.getLogger("finetune_nb")
@@ -90,7 +90,7 @@ def _arch_config(arch:str, **kw):
     raise ValueError(f"arch must be one of {TINY_ARCHS}, got {arch!r}")
 
 # %% ../nbs/07_models.ipynb #41b6bf97
-def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exists)
+def make_tiny_model(path:str|os.PathLike, # Folder to create (an earlier built model there is replaced)
                     arch:str="llama", # llama, qwen2 or mistral
                     size:str="tiny", # tiny (tests) or small (benchmarks)
                     seed:int=0, # Seed of the random weights
@@ -111,23 +111,16 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exi
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a one-shard write needs no progress bar
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family, parameters=model.num_parameters()))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old); tmp.rename(path); shutil.rmtree(old)
-        else: tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        with atomic_dir(path, "model") as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family, parameters=model.num_parameters()))
     finally:
         if bars: hf_logging.enable_progress_bar()
-    return path
+    return Path(path)
 
 # %% ../nbs/07_models.ipynb #9aa16ea0
 def folder_digest(path)->dict:
@@ -148,7 +141,7 @@ def builtin_model(name:str, seed:int=0)->Path:
     corpus = files("finetune_nb").joinpath("data/tokenizer_corpus.txt").read_text(encoding="utf-8")
     recipe = stable_hash([TINY_SIZES.get(size), corpus])[:10]  # a changed recipe builds a new model, never reuses a stale one
     path = cache_dir()/"models"/f"{size}-{arch}-seed{seed}-{recipe}"
-    if not (path/"finetune_nb_builtin.json").exists():
+    if not (recover_dir(path)/"finetune_nb_builtin.json").exists():
         log.info("building %s in %s", name, path)
         make_tiny_model(path, arch=arch, size=size, seed=seed)
     return path
@@ -292,7 +285,6 @@ def _check_gguf_vocab(header:GGUFHeader):
 
 # %% ../nbs/07_models.ipynb #5e0472ca
 import hashlib
-from .core import _UMASK
 GGUF_MARKER = "finetune_nb_gguf.json"  # written last into a cached folder: what it was built from
 _SHA_MEMO = {}
 
@@ -308,30 +300,6 @@ def file_sha256(path:str|os.PathLike, progress:bool=True)->str:
             while b := f.read(1 << 22): h.update(b); bar.update(len(b))
         _SHA_MEMO[key] = h.hexdigest()
     return _SHA_MEMO[key]
-
-def _alive(pid:int)->bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: pass
-    return True
-
-@contextmanager
-def _building(dest:Path):
-    "A temporary folder beside `dest` that becomes `dest` in one rename when the block succeeds, and is removed when it fails."
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for old in dest.parent.glob(f".{dest.name}.*"):  # the temporary folder of a build whose process was killed
-        pid = old.name.split(".")[2]
-        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(old, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}."))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; the cache is shared like any folder
-        try: os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir(): raise
-            shutil.rmtree(tmp)  # another process finished the same build first; its folder is as good
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
 
 # %% ../nbs/07_models.ipynb #ef79b245
 _SAMPLING = {"temp": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "penalty_repeat": "repetition_penalty"}
@@ -385,7 +353,7 @@ def _dequantize(path:Path, header:GGUFHeader, model_type:str, sha:str, dest:Path
     model.load_state_dict(loaded.state_dict(), assign=True)  # the dequantized tensors themselves: no second copy
     model.tie_weights()
     model.generation_config = gguf_generation_config(header)
-    with _building(dest) as tmp:
+    with atomic_dir(dest, "model") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         write_json(tmp/GGUF_MARKER, dict(source="gguf", sha256=sha, bytes=path.stat().st_size, name=header.metadata.get("general.name"),
@@ -403,7 +371,7 @@ def gguf_folder(path:str|os.PathLike, # A .gguf file
     model_type = gguf_model_type(header)
     sha = file_sha256(path, progress)
     dest = cache_dir()/"gguf"/sha
-    if not (dest/GGUF_MARKER).is_file():
+    if not (recover_dir(dest)/GGUF_MARKER).is_file():
         log.info("dequantizing %s (%s, %s) to float32 into %s, once", path.name, header.architecture, header.quant_type, dest)
         _dequantize(path, header, model_type, sha, dest, progress)
     prov = json.loads((dest/GGUF_MARKER).read_text(encoding="utf-8"))
@@ -538,6 +506,7 @@ def load_adapter(base, # The base model, as `load_model` returns it
                 )->object:
     "`base` with the LoRA adapter of `adapter_dir` applied (a PEFT model), in eval mode."
     from peft import PeftModel
+    recover_dir(adapter_dir)  # a save killed mid-swap left the complete adapter beside it
     with peft_quiet(): return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
 @contextmanager
