@@ -13,9 +13,9 @@ from pathlib import Path
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, Skipped
 from .core import read_jsonl, sha256_file, stable_hash, write_json, write_jsonl
 from .models import load_model, peft_quiet, resolve_device
-from .templates import has_generation_markers, resolve_chat_template
+from .templates import has_generation_markers, resolve_chat_template, stop_token_ids
 from .train import (
-    TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train, _eos_ids, _extra_callbacks,
+    TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train, _extra_callbacks,
     _failed, _for_device, _hardware, _interrupt_callback, _keep_4bit_trainable, _nonempty, _set_attention, _sigint_to, _versions, _write_outputs)
 
 log = logging.getLogger("finetune_nb")
@@ -279,7 +279,7 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     tok.chat_template = template = resolve_chat_template(config, tok)
     pad = ensure_pad_token(tok, model)
     files = {s: config.data_dir/f"pairs_{s}.jsonl" for s in ("train", "validation")}
-    data, counts = _read_checked(config, files, tok, template, _eos_ids(tok, model))
+    data, counts = _read_checked(config, files, tok, template, set(stop_token_ids(tok, template, model.generation_config)))
     if "validation" not in data: log.warning("no %s: the held-out margin, evaluation and early stopping are off", files["validation"])
     if adapter is not None:
         from peft import PeftModel
