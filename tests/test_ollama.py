@@ -1,0 +1,133 @@
+"""The local Ollama store, read as Ollama lays it out (around the real SmolLM2 GGUF), and its damage found."""
+import hashlib, importlib.util, json
+from pathlib import Path
+
+import pytest
+
+from finetune_nb.ollama_store import OllamaStoreError, add_to_ollama_store, list_ollama_models, read_ollama_model
+
+ROOT = Path(__file__).parents[1]
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+# The ChatML template of the Ollama library's SmolLM2 (system block from .System, tools, $last, the legacy branch)
+SMOLLM2_TEMPLATE = """{{- if .Messages }}
+{{- if or .System .Tools }}<|im_start|>system
+{{- if .System }}
+{{ .System }}
+{{- end }}
+{{- if .Tools }}
+
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+<tools>
+{{- range .Tools }}
+{"type": "function", "function": {{ .Function }}}
+{{- end }}
+</tools>
+{{- end }}<|im_end|>
+{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 -}}
+{{- if eq .Role "user" }}<|im_start|>user
+{{ .Content }}<|im_end|>
+{{ else if eq .Role "assistant" }}<|im_start|>assistant
+{{ if .Content }}{{ .Content }}
+{{- else if .ToolCalls }}<tool_call>
+{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
+{{ end }}</tool_call>
+{{- end }}{{ if not $last }}<|im_end|>
+{{ end }}
+{{- else if eq .Role "tool" }}<|im_start|>user
+<tool_response>
+{{ .Content }}
+</tool_response><|im_end|>
+{{ end }}
+{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
+{{ end }}
+{{- end }}
+{{- else }}
+{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}{{ if .Prompt }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
+SMOLLM2_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"]}
+LICENSE = "Apache License\nVersion 2.0, January 2004\nhttp://www.apache.org/licenses/"
+
+
+def real_model(name):
+    "The cached real GGUF `name`, as scripts/fetch_real_models.py fetches it; fails (never skips) when it is missing."
+    spec = importlib.util.spec_from_file_location("fetch_real_models", ROOT/"scripts"/"fetch_real_models.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    path = mod.cache_dir()/name/mod.MODELS[name]["file"]
+    if not path.is_file(): pytest.fail(f"{path} is missing: run `python scripts/fetch_real_models.py {name}`")
+    return path
+
+
+def smollm2_store(root):
+    "An Ollama store holding smollm2:135m, laid out as `ollama pull smollm2:135m` lays it out."
+    add_to_ollama_store("smollm2:135m", real_model("smollm2"), root, template=SMOLLM2_TEMPLATE, system=SMOLLM2_SYSTEM,
+                        parameters=SMOLLM2_PARAMS, license=LICENSE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory): return smollm2_store(tmp_path_factory.mktemp("ollama")/"models")
+
+
+def _sha256(path): return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+def test_store_layout_is_ollamas(store):
+    manifest = store/"manifests"/"registry.ollama.ai"/"library"/"smollm2"/"135m"
+    m = json.loads(manifest.read_text())
+    assert m["schemaVersion"] == 2 and m["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert m["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert [l["mediaType"].rsplit(".", 1)[1] for l in m["layers"]] == ["model", "template", "system", "params", "license"]
+    for layer in [m["config"], *m["layers"]]:  # every blob is named by the sha256 of its bytes
+        blob = store/"blobs"/layer["digest"].replace(":", "-")
+        assert layer["digest"] == "sha256:" + _sha256(blob) and layer["size"] == blob.stat().st_size
+    config = json.loads((store/"blobs"/m["config"]["digest"].replace(":", "-")).read_text())
+    assert (config["model_format"], config["model_family"], config["model_type"], config["file_type"]) == ("gguf", "llama", "134.52M", "Q4_1")
+    assert config["rootfs"]["diff_ids"] == [l["digest"] for l in m["layers"]]
+
+
+def test_reads_model_and_layers(store, monkeypatch):
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))  # found as Ollama finds its store
+    m = read_ollama_model("ollama:smollm2:135m")
+    assert m.name == "smollm2:135m" and m.gguf.parent == store/"blobs"
+    assert m.digest == "sha256:" + _sha256(real_model("smollm2")) == "sha256:" + _sha256(m.gguf)
+    assert (m.template, m.system, m.parameters, m.license) == (SMOLLM2_TEMPLATE, SMOLLM2_SYSTEM, SMOLLM2_PARAMS, [LICENSE])
+    assert m.provenance()["digest"] == m.digest and list_ollama_models() == ["smollm2:135m"]
+    assert read_ollama_model("SmolLM2:135M").digest == m.digest  # names match case-insensitively, as in Ollama
+
+
+def test_unknown_model_and_missing_store(store, tmp_path):
+    with pytest.raises(OllamaStoreError, match=r"smollm2:360m is not in the Ollama store at .*; it has smollm2:135m") as e:
+        read_ollama_model("ollama:smollm2:360m", store)
+    assert "ollama pull smollm2:360m" in str(e.value)
+    with pytest.raises(OllamaStoreError, match="there is no Ollama model store at .*OLLAMA_MODELS"):
+        read_ollama_model("ollama:smollm2:135m", tmp_path/"no-store")
+
+
+def test_tampered_blob_is_refused(tmp_path):
+    root = smollm2_store(tmp_path/"models")
+    m = read_ollama_model("smollm2:135m", root)
+    with open(m.gguf, "r+b") as f:  # one weight byte changed, size kept: only the digest can tell
+        f.seek(m.gguf.stat().st_size // 2); b = f.read(1); f.seek(-1, 1); f.write(bytes([b[0] ^ 0xFF]))
+    with pytest.raises(OllamaStoreError, match=f"{m.gguf}: its content does not match its digest") as e:
+        read_ollama_model("smollm2:135m", root)
+    assert "ollama pull smollm2:135m" in str(e.value)
+
+
+def test_manifest_pointing_at_missing_blob(tmp_path):
+    root = smollm2_store(tmp_path/"models")
+    manifest = root/"manifests"/"registry.ollama.ai"/"library"/"smollm2"/"135m"
+    template = json.loads(manifest.read_text())["layers"][1]["digest"]
+    (root/"blobs"/template.replace(":", "-")).unlink()
+    with pytest.raises(OllamaStoreError, match=f"{manifest}: its application/vnd.ollama.image.template layer {template} is missing"):
+        read_ollama_model("smollm2:135m", root)
