@@ -237,7 +237,7 @@ def cmd_deploy_ollama(args)->int:
     "Create the Ollama model, or print the command to do it."
     from finetune_nb.ollama import deploy_ollama
     res = deploy_ollama(_config(args), modelfile=args.modelfile, name=args.name)
-    if res["ran"]: print(f"created Ollama model {res['name']}; try: ollama run {res['name']}")
+    if res["ran"]: print(f"created Ollama model {res['name']}" + (f" on {res['host']}" if "host" in res else "") + f"; try: ollama run {res['name']}")
     return 0
 
 def _deploy_args(p):
@@ -247,7 +247,7 @@ def _deploy_args(p):
 
 COMMANDS["merge-adapter"] = (cmd_merge_adapter, "merge the adapter into the 16-bit base model", _merge_args)
 COMMANDS["export"] = (cmd_export, "write verified GGUF files and the Ollama Modelfile", _export_args)
-COMMANDS["deploy-ollama"] = (cmd_deploy_ollama, "run `ollama create` (or print the command)", _deploy_args)
+COMMANDS["deploy-ollama"] = (cmd_deploy_ollama, "create the model in Ollama (its CLI, else its HTTP API at OLLAMA_HOST, else print the commands)", _deploy_args)
 
 # %% ../nbs/14_cli.ipynb #c1fb2d45
 def cmd_evaluate(args)->int:

@@ -1,9 +1,17 @@
-"""The local Ollama store, read as Ollama lays it out (around the real SmolLM2 GGUF), and its damage found."""
-import hashlib, importlib.util, json
+"""Ollama in and out: the local store read as Ollama lays it out (around the real SmolLM2 GGUF), its damage found,
+the source template proven against the model's own chat template, and deploy over Ollama's HTTP API."""
+import hashlib, importlib.util, json, os, shutil
 from pathlib import Path
 
 import pytest
 
+from fake_ollama import FakeOllama
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.core import ExportError
+from finetune_nb.export import export_gguf, make_test_adapter, merge_adapter
+from finetune_nb.models import make_tiny_model
+from finetune_nb.ollama import (check_source_template, deploy_ollama, parse_modelfile, render_go_template,
+                                write_modelfile)
 from finetune_nb.ollama_store import OllamaStoreError, add_to_ollama_store, list_ollama_models, read_ollama_model
 
 ROOT = Path(__file__).parents[1]
@@ -131,3 +139,64 @@ def test_manifest_pointing_at_missing_blob(tmp_path):
     (root/"blobs"/template.replace(":", "-")).unlink()
     with pytest.raises(OllamaStoreError, match=f"{manifest}: its application/vnd.ollama.image.template layer {template} is missing"):
         read_ollama_model("smollm2:135m", root)
+
+
+def test_smollm2_library_template_reproduces_its_chat_template():
+    "The source template and SYSTEM give SmolLM2's own training prompts byte for byte; without its SYSTEM they do not."
+    from transformers import AutoTokenizer
+    path = real_model("smollm2")
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    check = check_source_template(SMOLLM2_TEMPLATE, tok.chat_template, tok, SMOLLM2_SYSTEM)
+    assert check["identical"] and check["conversations"] == 20
+    with pytest.raises(ExportError, match=r"conversation 2: at character 12 training gives 'system\\nYou are a helpful AI assistant na', Ollama gives 'user"):
+        check_source_template(SMOLLM2_TEMPLATE, tok.chat_template, tok, None)
+
+
+# -- deploy over HTTP ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    "A tiny Llama, a LoRA adapter merged into it, its f16 GGUF and Modelfile."
+    tmp = tmp_path_factory.mktemp("deploy")
+    base = make_tiny_model(tmp/"base", "llama")
+    cfg = FineTuneConfig.validate({"project": {"name": "deploy", "output_dir": str(tmp/"runs")}, "model": {"model_name": str(base)},
+                                   "export": {"gguf": ["f16"], "ollama": {"system_prompt": "Be brief.", "parameters": {"num_predict": 64}}}})
+    make_test_adapter(base, cfg.run_dir/"adapter", seed=3)
+    merge_adapter(cfg)
+    write_modelfile(cfg, gguf_path=export_gguf(cfg)[0])
+    return cfg
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path/"no-ollama-here"))
+    with FakeOllama() as s:
+        monkeypatch.setenv("OLLAMA_HOST", s.url)
+        yield s
+
+
+def test_deploy_over_http_uploads_once_and_creates(exported, server):
+    cfg, gguf = exported, exported.run_dir/"model-f16.gguf"
+    r = deploy_ollama(cfg, name="tiny-tuned")
+    assert r["ran"] and r["host"] == server.url and r["uploaded"] == [str(gguf)] and r["status"] == "success"
+    digest = "sha256:" + _sha256(gguf)
+    assert server.blob(digest).read_bytes() == gguf.read_bytes()
+    req = server.creates[0]
+    assert req["model"] == "tiny-tuned" and req["files"] == {"model-f16.gguf": digest} and req["stream"] is False
+    assert req["system"] == "Be brief." and req["parameters"]["stop"] == ["<|im_end|>"]
+    assert req["parameters"]["num_ctx"] == 2048 and req["parameters"]["num_predict"] == 64 and req["parameters"]["temperature"] == 0.7
+    modelfile = dict(parse_modelfile((cfg.run_dir/"Modelfile").read_text()))
+    assert req["template"] == modelfile["template"]
+    from transformers import AutoTokenizer  # the template it carries renders what training rendered
+    tok = AutoTokenizer.from_pretrained(cfg.run_dir/"merged")
+    msgs = [{"role": "user", "content": "What is LoRA?"}, {"role": "assistant", "content": "A low-rank adapter."}, {"role": "user", "content": "And QLoRA?"}]
+    assert render_go_template(req["template"], msgs) == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    again = deploy_ollama(cfg, name="tiny-tuned")  # the server has the blob: nothing is uploaded again
+    assert again["uploaded"] == [] and server.count("POST", "/api/blobs/") == 1 and server.count("HEAD", "/api/blobs/") == 2
+    assert len(server.creates) == 2 and json.loads((cfg.run_dir/"export_metadata.json").read_text())["ollama"]["host"] == server.url
+
+
+def test_deploy_over_http_reports_server_errors(exported, server):
+    server.fail_create = "insufficient disk space"
+    with pytest.raises(ExportError, match=r"POST /api/create for tiny-tuned failed \(500\): insufficient disk space"):
+        deploy_ollama(exported, name="tiny-tuned")
