@@ -18,7 +18,7 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'COMMANDS', 'cmd_init', 'cmd_validate', 'cmd_run_notebook', 'build_parser', 'main', 'cmd_prepare_data',
-           'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_generate_qa', 'cmd_merge_adapter', 'cmd_export',
+           'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_generate_qa', 'cmd_tune', 'cmd_merge_adapter', 'cmd_export',
            'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats',
            'cmd_feedback_export', 'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
 
@@ -202,6 +202,22 @@ def _generate_qa_args(p):
     p.add_argument("--chunks", help="chunks.jsonl to read (default <run>/data/chunks.jsonl)")
 
 COMMANDS["generate-qa"] = (cmd_generate_qa, "write question/answer pairs for document chunks (Claude or a local model)", _generate_qa_args)
+
+# %% ../nbs/14_cli.ipynb #d5662dbd
+def cmd_tune(args)->int:
+    "Fine-tune BASE on DATA with settings for this machine, run every stage, and hand the model to Ollama."
+    from finetune_nb.run import tune
+    print(tune(args.base, args.data, name=args.name, steps=args.steps, output_dir=args.output).summary())
+    return 0
+
+def _tune_args(p):
+    p.add_argument("base", help="the base model: an Ollama name (NAME:TAG or ollama:NAME[:TAG]), a .gguf file, a hub id or a folder")
+    p.add_argument("data", help="a file or folder of training data or documents")
+    p.add_argument("--name", help="name of the new model in Ollama (default <base>-tuned); also names the run")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: training.num_epochs over the data)")
+    p.add_argument("--output", default="runs", help="folder for the run and its config (default ./runs)")
+
+COMMANDS["tune"] = (cmd_tune, "fine-tune a model on your data and hand it back to Ollama, in one command", _tune_args)
 
 # %% ../nbs/14_cli.ipynb #e8f4473a
 def cmd_merge_adapter(args)->int:

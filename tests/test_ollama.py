@@ -1,6 +1,6 @@
 """Ollama in and out: the local store read as Ollama lays it out (around the real SmolLM2 GGUF), its damage found,
-the source template proven against the model's own chat template, and deploy over Ollama's HTTP API."""
-import hashlib, importlib.util, json, os, shutil
+the source template proven against the model's own chat template, deploy over Ollama's HTTP API, and `tune`."""
+import hashlib, importlib.util, json, os, sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +200,27 @@ def test_deploy_over_http_reports_server_errors(exported, server):
     server.fail_create = "insufficient disk space"
     with pytest.raises(ExportError, match=r"POST /api/create for tiny-tuned failed \(500\): insufficient disk space"):
         deploy_ollama(exported, name="tiny-tuned")
+
+
+# -- tune ----------------------------------------------------------------------------------------
+
+def test_tune_cli_runs_every_stage_and_hands_the_model_to_ollama(cli, tmp_path):
+    "`finetune-nb tune` as a user runs it: config next to the run, every stage, the model created over HTTP, what next."
+    from finetune_nb.run import quickstart_config
+    samples = quickstart_config(tmp_path).data.input_path
+    with FakeOllama() as server:
+        env = {"PATH": os.path.dirname(sys.executable), "OLLAMA_HOST": server.url}
+        r = cli("tune", "builtin:tiny-llama", samples, "--name", "faq-bot", "--steps", "4", "--output", tmp_path/"runs", env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.rstrip().endswith("next: ollama run faq-bot") and "machine   cpu," in r.stdout
+        config, run = tmp_path/"runs"/"faq-bot.yaml", tmp_path/"runs"/"faq-bot"
+        cfg = FineTuneConfig.from_yaml(config)
+        assert cfg.run_dir == run and cfg.training.max_steps == 4 and cfg.export.ollama.model_name == "faq-bot"
+        assert (run/"model-q8_0.gguf").is_file() and server.models["faq-bot"]["files"] == {"model-q8_0.gguf": "sha256:" + _sha256(run/"model-q8_0.gguf")}
+        again = cli("tune", "builtin:tiny-llama", samples, "--name", "faq-bot", "--steps", "4", "--output", tmp_path/"runs", env=env)
+        assert again.returncode == 0 and again.stdout.count("skipped (up to date)") == 5
+        assert server.count("POST", "/api/blobs/") == 1 and len(server.creates) == 2  # the blob was not sent again
+    resumed = cli("run", config)  # the config it wrote runs as it is
+    assert resumed.returncode == 0 and resumed.stdout.count("skipped (up to date)") == 5
+    other = cli("tune", "builtin:tiny-llama", samples, "--name", "faq-bot", "--steps", "5", "--output", tmp_path/"runs", env=env)
+    assert other.returncode == 1 and "already holds another config (training.max_steps: 4 there, 5 now" in other.stderr
