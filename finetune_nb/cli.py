@@ -32,16 +32,19 @@ def cmd_init(args)->int:
     cfg = FineTuneConfig(project=ProjectConfig(name=name))
     header = (f"# finetune_nb config. Every field is optional; the comments say what each does.\n"
               f"# Check it with:  finetune-nb validate {path}\n"
-              f"# model.model_name takes a hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local folder, or a built-in offline model.\n"
+              f"# model.model_name takes a hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local folder, a .gguf file, or a built-in offline model.\n"
               f"# Secrets (ANTHROPIC_API_KEY, HF_TOKEN) come from the environment, never from this file.\n\n")
     write_text(path, header + cfg.to_yaml(comments=True))
     print(f"wrote {path}\nnext: edit data.input_path and model.model_name, then run: finetune-nb validate {path}")
     return 0
 
 def cmd_validate(args)->int:
-    "Check a config: print its summary, or every problem at once."
+    "Check a config and what it names (the model loads, the exports exist for it): print its summary, or every problem at once."
+    from finetune_nb.run import preflight
     cfg = FineTuneConfig.from_yaml(args.config)
-    print(f"{args.config}: valid\n{cfg.summary()}")
+    info = preflight(cfg)
+    model = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("source", "model_type", "quant_type") and v) + (f" ({info['note']})" if info.get("note") else "")
+    print(f"{args.config}: valid\n{cfg.summary()}\nbase      {model}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #94742b06
@@ -158,9 +161,9 @@ def _run_args(p):
     p.add_argument("--resume", action="store_true", help="continue training from the last complete checkpoint")
 
 def cmd_quickstart(args)->int:
-    "The main job on the built-in offline default: bundled samples, built-in tiny model, no network, no API key."
+    "The main job on the bundled samples: the built-in tiny model (or --model, e.g. a .gguf file), no network, no API key."
     from finetune_nb.run import quickstart_config, run_finetune
-    cfg = quickstart_config(args.output, max_steps=args.max_steps)
+    cfg = quickstart_config(args.output, max_steps=args.max_steps, model_name=args.model)
     res = run_finetune(cfg, force=args.force or ())
     _print_run(res)
     print(f"\nreport: {res.paths.get('report')}\nnext: finetune-nb chat {cfg.run_dir/'config.yaml'} -p \"How do I enable QLoRA?\"")
@@ -168,11 +171,12 @@ def cmd_quickstart(args)->int:
 
 def _quickstart_args(p):
     p.add_argument("--output", default="quickstart-run", help="folder for the run (default: ./quickstart-run)")
-    p.add_argument("--max-steps", type=int, default=300, help="training steps (default 300)")
+    p.add_argument("--model", default="builtin:tiny-llama", help="base model: a .gguf file, a folder or a hub id (default: the built-in tiny model)")
+    p.add_argument("--max-steps", type=int, help="training steps (default 300 on the built-in model, 30 on a real one)")
     p.add_argument("--force", action="append", metavar="STAGE", help="rerun a stage ('all' for every stage)")
 
 COMMANDS["run"] = (cmd_run, "run the whole pipeline the config describes (resumable)", _run_args)
-COMMANDS["quickstart"] = (cmd_quickstart, "the whole pipeline on the bundled samples and built-in model, offline", _quickstart_args)
+COMMANDS["quickstart"] = (cmd_quickstart, "the whole pipeline on the bundled samples, offline (built-in model, or --model PATH.gguf)", _quickstart_args)
 
 def cmd_train(args)->int:
     "Fine-tune on the prepared data of the run."

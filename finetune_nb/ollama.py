@@ -331,12 +331,15 @@ def translate_template(template:str, # The Jinja chat template used in training
     return go, parts, dict(conversations=len(convs), identical=True, contents_trimmed=parts.trims)
 
 # %% ../nbs/12_ollama.ipynb #a31fb681
-def stop_sequences(parts:TemplateParts, tokenizer)->list[str]:
+def stop_sequences(parts:TemplateParts, tokenizer,
+                   stop_ids:list[int]=(), # More token ids that end an answer (the generation config's EOS ids)
+                  )->list[str]:
     "The `PARAMETER stop` values for a model trained with `parts`."
     specials = [t for t in tokenizer.all_special_tokens if t] + [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
     closing = parts.suffix["assistant"]
     stops = [t for t in dict.fromkeys(specials) if t in closing]
     if tokenizer.eos_token: stops.insert(0, tokenizer.eos_token)
+    stops += [t for t in tokenizer.convert_ids_to_tokens(list(stop_ids)) if t]
     opener = parts.prefix["user"].strip()
     if opener and not any(t in opener for t in specials): stops.append(opener)  # plain-text turns (Alpaca)
     return list(dict.fromkeys(stops))
@@ -392,11 +395,13 @@ def modelfile_text(gguf_ref:str, # What FROM names, e.g. ./model-f16.gguf
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/12_ollama.ipynb #dd97352f
-def _tokenizer_for(run:Path, model_dir):
-    "The tokenizer saved with the merged model (or the adapter): it carries the training chat template."
-    from transformers import AutoTokenizer
+def _tokenizer_for(run:Path, model_dir)->tuple:
+    "The tokenizer saved with the merged model (or the adapter), which carries the training chat template, and the EOS ids of the model's generation config."
+    from transformers import AutoTokenizer, GenerationConfig
     for d in ([Path(model_dir)] if model_dir else []) + [run/"merged", run/"adapter"]:
-        if (d/"tokenizer_config.json").is_file(): return AutoTokenizer.from_pretrained(d)
+        if (d/"tokenizer_config.json").is_file():
+            g = GenerationConfig.from_pretrained(d).eos_token_id if (d/"generation_config.json").is_file() else None
+            return AutoTokenizer.from_pretrained(d), [i for i in (g if isinstance(g, list) else [g]) if i is not None]
     raise ExportError(f"no tokenizer in {run/'merged'} or {run/'adapter'}", hint="merge first (`finetune-nb merge-adapter`)")
 
 def ollama_source(config)->dict|None:
@@ -424,9 +429,9 @@ def _source_check(config, source:dict, template:str, tok)->dict|None:
     except ExportError as e:
         log.warning("%s: its template is not kept and the training template is written instead: %s", name, e); return None
 
-def _stops_for(template:str, tok)->list[str]:
+def _stops_for(template:str, tok, eos:list[int])->list[str]:
     "Stop sequences derived from the training template, for a source that sets none."
-    try: return stop_sequences(template_parts(template, tok), tok)
+    try: return stop_sequences(template_parts(template, tok), tok, eos)
     except ExportError: return [tok.eos_token] if tok.eos_token else []
 
 # %% ../nbs/12_ollama.ipynb #9a26a7de
@@ -442,18 +447,18 @@ def write_modelfile(config, # A `FineTuneConfig`
     gguf_path = Path(gguf_path) if gguf_path else run/f"model-{config.export.gguf[0]}.gguf"
     out_path = Path(out_path) if out_path else run/"Modelfile"
     if not gguf_path.is_file(): raise ExportError(f"GGUF file {gguf_path} not found", hint="run `finetune-nb export` first")
-    tok = _tokenizer_for(run, model_dir)
+    tok, eos = _tokenizer_for(run, model_dir)
     template = template or tok.chat_template
     if not template: raise ExportError("the model has no chat template to translate", hint="set model.chat_template (chatml or alpaca) and retrain")
     o, source = config.export.ollama, ollama_source(config) if source is None else source
     system = o.system_prompt or (source or {}).get("system")
     if check := source and _source_check(config, source, template, tok):
         go, params = source["template"], {**source.get("parameters", {}), **o.parameters}
-        stops = params.pop("stop", None) or _stops_for(template, tok)
+        stops = params.pop("stop", None) or _stops_for(template, tok, eos)
         stops = [stops] if isinstance(stops, str) else list(stops)
     else:
         go, parts, check = translate_template(template, tok)
-        stops, system = stop_sequences(parts, tok), o.system_prompt
+        stops, system = stop_sequences(parts, tok, eos), o.system_prompt
         params = {**DEFAULT_PARAMETERS, "num_ctx": config.training.max_seq_length, **o.parameters}
     licenses = list((source or {}).get("license") or [])  # the license follows the weights, whatever the template
     ref = os.path.relpath(gguf_path.resolve(), out_path.resolve().parent)

@@ -18,9 +18,9 @@ log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
-           'check_finetunable', 'check_parameters', 'run_notebook', 'RunResult', 'decide', 'validate_finetuned',
-           'run_finetune', 'quickstart_config', 'parameter_count', 'machine_defaults', 'base_model_name', 'tune_config',
-           'write_tune_config', 'TuneResult', 'tune']
+           'check_finetunable', 'preflight', 'check_parameters', 'run_notebook', 'RunResult', 'decide',
+           'validate_finetuned', 'run_finetune', 'quickstart_config', 'parameter_count', 'machine_defaults',
+           'base_model_name', 'tune_config', 'write_tune_config', 'TuneResult', 'tune']
 
 # %% ../nbs/13_run.ipynb #35d0f0ee
 @dataclass
@@ -82,7 +82,7 @@ def run_stage(stage:Stage, config, upstream:list[str], force:bool=False)->tuple[
 # %% ../nbs/13_run.ipynb #88669459
 from .config import API_ONLY_PREFIXES
 from .core import ConfigError, ConfigIssue, FineTuningNotSupportedError
-from .models import _check_remote_code, resolve_model_path
+from .models import _check_remote_code, resolve_model, resolve_model_path
 
 def lora_targets(model)->set[str]:
     "Short names of the linear layers LoRA can adapt (the output head excluded)."
@@ -98,7 +98,7 @@ def check_finetunable(config)->set[str]:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    path = resolve_model_path(name)
+    path = resolve_model_path(config)
     _check_remote_code(path, config.model.trust_remote_code)
     try: mcfg = AutoConfig.from_pretrained(path, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code)
     except (OSError, ValueError) as e:
@@ -121,6 +121,31 @@ def check_finetunable(config)->set[str]:
             raise ConfigError([ConfigIssue("model.target_modules", f"{', '.join(missing)} not found in {name}; "
                                            f"its linear layers are: {', '.join(sorted(found))}")])
     return found
+
+# %% ../nbs/13_run.ipynb #a4f78486
+from .config import yaml_lines
+from .core import DataError, ExportError, FinetuneNBError
+
+def preflight(config)->dict:
+    "Check, without loading weights, that the model loads and every configured export can be produced; `ConfigError` listing every problem."
+    from finetune_nb.export import GGUF_ARCHS, K_QUANTS, _llama_cpp
+    from finetune_nb.models import check_model
+    src = str(config._source) if config._source else None
+    lines = yaml_lines(config._source.read_text(encoding="utf-8")) if config._source and config._source.is_file() else {}
+    issue = lambda path, msg: ConfigIssue(path, msg, lines.get(tuple(path.split("."))), src)
+    try: info = check_model(config)
+    except ConfigError: raise
+    except FinetuneNBError as e: raise ConfigError([issue("model.model_name", str(e))]) from None
+    issues, ex, mt = [], config.export, info.get("model_type")
+    if info["source"] != "api" and ex.merge and ex.gguf:
+        if mt is not None and mt not in GGUF_ARCHS:
+            issues.append(issue("export.gguf", f"{config.model.model_name} is a {mt} model, and GGUF export writes {', '.join(GGUF_ARCHS)}; "
+                                               "set export.gguf: [] to stop at the merged model, or choose a model of those architectures"))
+        if any(q in K_QUANTS for q in ex.gguf):
+            try: _llama_cpp()
+            except ExportError as e: issues.append(issue("export.gguf", str(e)))
+    if issues: raise ConfigError(issues)
+    return info
 
 # %% ../nbs/13_run.ipynb #efd7f233
 from .config import _SECRET_KEY, _SECRET_VALUE
@@ -180,6 +205,7 @@ class RunResult:
     paths:dict = field(default_factory=dict)
     metadata:dict = field(default_factory=dict)
     stages:list = field(default_factory=list)
+    model_source:dict = field(default_factory=dict)  # where the base model came from (a GGUF file: its hash and quant type)
 
     def summary(self)->str:
         "A few lines for the end of a run."
@@ -288,6 +314,7 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
     "Run the pipeline the config describes, following the seed decision flow; resumable stage by stage."
     from finetune_nb.config import FineTuneConfig
     cfg = config if isinstance(config, FineTuneConfig) else FineTuneConfig.from_yaml(config)
+    preflight(cfg)  # a bad model path or an impossible export fails here, before any stage
     t0, run = time.perf_counter(), cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(run/"config.yaml")
@@ -300,9 +327,11 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
     status, error = "failed", None
     try:
         dd = cfg.data_dir
+        if not cfg.model.model_name.lower().startswith(API_ONLY_PREFIXES): res.model_source = resolve_model(cfg)[1]  # a GGUF file is dequantized here, once
+        sha = res.model_source.get("sha256")  # a GGUF file replaced in place is a new base model
         prep = step(Stage("prepare-data", _prepare_stage, ("data", "model.model_name", "model.chat_template", "training.max_seq_length"),
                           outputs=lambda c: [dd/"train.jsonl", dd/"validation.jsonl"],
-                          inputs=lambda c: files_fingerprint(c.resolve(c.data.input_path))))
+                          inputs=lambda c: files_fingerprint(c.resolve(c.data.input_path)) + ([["base model", sha]] if sha else [])))
         res.paths["data"] = str(dd)
         if prepare_only:
             status = "prepared"; return res
@@ -312,7 +341,7 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
         if mode == "finetune":
             try:
                 tr = step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"),
-                                outputs=lambda c: [c.run_dir/"adapter"/"adapter_config.json"]))
+                                outputs=lambda c: [c.run_dir/"adapter"/"adapter_config.json"], inputs=(lambda c: sha) if sha else None))
                 res.paths["adapter"] = tr.result["adapter"]
             except TrainingFailedError as e:
                 log.error("training failed: %s", e)
@@ -359,7 +388,7 @@ def _finish(cfg, res:RunResult, status:str, error:dict|None, seconds:float):
     from finetune_nb.versions import register_model, write_run_metrics
     meta = {"mode": res.mode, "status": status, "reason": res.reason, "seconds": round(seconds, 2),
             "stages": [{"name": o.name, "status": o.status, "seconds": round(o.seconds, 2)} for o in res.stages],
-            "paths": res.paths, "model": cfg.model.model_name,
+            "paths": res.paths, "model": cfg.model.model_name, "model_source": res.model_source,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if error: meta["error"] = error
     res.metadata = meta
@@ -375,22 +404,26 @@ def _finish(cfg, res:RunResult, status:str, error:dict|None, seconds:float):
 
 # %% ../nbs/13_run.ipynb #87df2b31
 def quickstart_config(output_dir:str|os.PathLike="quickstart-run", # Folder for the run (the run itself is <output_dir>/quickstart)
-                      max_steps:int=300, # Optimizer steps: enough for the loss to fall clearly on the sample FAQ
-                      model_name:str="builtin:tiny-llama", # The base model
+                      max_steps:int|None=None, # Optimizer steps; default 300 on the built-in model, 30 on a real one
+                      model_name:str="builtin:tiny-llama", # The base model: built-in, a .gguf file, a folder or a hub id
                      ):
-    "The offline default config: bundled samples, built-in model, CPU, every stage on."
+    "The offline default config: bundled samples, the built-in model (or `model_name`), CPU, every stage on."
     from importlib.resources import files
     from finetune_nb.config import FineTuneConfig
-    samples = files("finetune_nb").joinpath("data/samples")
+    from finetune_nb.models import is_gguf
+    samples, tiny = files("finetune_nb").joinpath("data/samples"), model_name.startswith("builtin:")
+    steps = max_steps or (300 if tiny else 30)
+    if is_gguf(model_name): model_name = str(Path(model_name).expanduser().resolve())  # the run's config.yaml lives elsewhere
     return FineTuneConfig.validate({
         "project": {"name": "quickstart", "output_dir": str(Path(output_dir).resolve()),
                     "description": "finetune_nb quickstart on the bundled samples"},
-        "model": {"model_name": model_name, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0},
+        "model": {"model_name": model_name, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0 if tiny else 0.05},
         "data": {"input_path": str(samples), "split": {"validation_fraction": 0.15, "seed": 0}},
-        "training": {"device": "cpu", "max_steps": max_steps, "batch_size": 8, "gradient_accumulation_steps": 1,
-                     "learning_rate": 5e-3, "warmup_ratio": 0.0, "max_seq_length": 512, "gradient_checkpointing": False,
-                     "eval_steps": max(1, max_steps // 3), "logging_steps": max(1, max_steps // 12), "save_steps": max_steps},
-        "evaluation": {"num_prompts": 8, "max_new_tokens": 48},
+        "training": {"device": "cpu", "max_steps": steps, "batch_size": 8 if tiny else 4, "gradient_accumulation_steps": 1,
+                     "learning_rate": 5e-3 if tiny else 1e-3, "warmup_ratio": 0.0 if tiny else 0.1,
+                     "max_seq_length": 512 if tiny else 256, "gradient_checkpointing": False,
+                     "eval_steps": max(1, steps // 3), "logging_steps": max(1, steps // 12), "save_steps": steps},
+        "evaluation": {"num_prompts": 8 if tiny else 10, "max_new_tokens": 48 if tiny else 96},
         "export": {"gguf": ["f16"]},
     })
 

@@ -14,10 +14,11 @@ from .core import ConfigError, ConfigIssue
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'CHATML_TEMPLATE', 'ALPACA_TEMPLATE', 'BUILTIN_TEMPLATES', 'ROLES', 'FORMATS', 'RESERVED_METADATA',
-           'EXPORT_FORMATS', 'has_generation_markers', 'resolve_chat_template', 'Rendered', 'render', 'show_trainable',
-           'detect_format', 'to_messages', 'from_messages', 'export_records', 'export_openai_jsonl',
-           'export_gemini_jsonl', 'export_alpaca_json', 'export_sharegpt_json']
+__all__ = ['log', 'CHATML_TEMPLATE', 'ALPACA_TEMPLATE', 'CHATML_EOS_TEMPLATE', 'BUILTIN_TEMPLATES', 'ROLES', 'FORMATS',
+           'RESERVED_METADATA', 'EXPORT_FORMATS', 'has_generation_markers', 'chatml_template', 'resolve_chat_template',
+           'Rendered', 'render', 'show_trainable', 'turn_end_ids', 'stop_token_ids', 'detect_format', 'to_messages',
+           'from_messages', 'export_records', 'export_openai_jsonl', 'export_gemini_jsonl', 'export_alpaca_json',
+           'export_sharegpt_json']
 
 # %% ../nbs/04_templates.ipynb #92862e5f
 CHATML_TEMPLATE = (
@@ -40,6 +41,16 @@ ALPACA_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '### Response:\\n' }}{%- endif %}")
 
+CHATML_EOS_TEMPLATE = (  # ChatML for vocabularies without its tokens: every turn ends with the tokenizer's EOS token
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + eos_token }}{% endgeneration %}{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + eos_token + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
 BUILTIN_TEMPLATES = {"chatml": CHATML_TEMPLATE, "alpaca": ALPACA_TEMPLATE}
 
 # %% ../nbs/04_templates.ipynb #cd8d4d8c
@@ -49,12 +60,24 @@ def has_generation_markers(template:str|None)->bool:
     "True when `template` wraps assistant output in `{% generation %}` markers."
     return bool(template) and _GEN.search(template) is not None
 
+# %% ../nbs/04_templates.ipynb #65f230c7
+def chatml_template(tokenizer)->str:
+    "ChatML for `tokenizer`: turns end with `<|im_end|>` where its vocabulary has the ChatML tokens, else with its EOS token."
+    if all(len(tokenizer(t, add_special_tokens=False)["input_ids"]) == 1 for t in ("<|im_start|>", "<|im_end|>")): return CHATML_TEMPLATE
+    if not tokenizer.eos_token:
+        raise ConfigError([ConfigIssue("model.chat_template", "the tokenizer has neither the ChatML tokens nor an EOS token to end a turn with; "
+                                       "give a template of your own (a path to a .jinja file)")])
+    return CHATML_EOS_TEMPLATE
+
 # %% ../nbs/04_templates.ipynb #0352b319
+_WARNED = set()
+
 def resolve_chat_template(config, # A `FineTuneConfig`
                           tokenizer, # The model's tokenizer
                          )->str:
     "The Jinja chat template to train and evaluate `config.model` with."
     choice = config.model.chat_template
+    if choice == "chatml": return chatml_template(tokenizer)
     if choice in BUILTIN_TEMPLATES: return BUILTIN_TEMPLATES[choice]
     if choice != "auto":
         path = config.resolve(choice)
@@ -64,15 +87,18 @@ def resolve_chat_template(config, # A `FineTuneConfig`
     own = getattr(tokenizer, "chat_template", None)
     if isinstance(own, dict): own = own.get("default")
     if not own:
-        log.info("the tokenizer has no chat template; using the Alpaca template")
-        return ALPACA_TEMPLATE
+        chatml = chatml_template(tokenizer)
+        log.info("the tokenizer has no chat template; using ChatML%s", "" if chatml == CHATML_TEMPLATE else f" with {tokenizer.eos_token} ending each turn")
+        return chatml
     if has_generation_markers(own): return own
     from trl.chat_template_utils import get_training_chat_template
     try: patched = get_training_chat_template(tokenizer)
     except Exception: patched = None  # a template TRL does not know
     if patched: return patched
-    log.warning("the tokenizer's chat template has no {%% generation %%} markers and TRL has no training version of it; "
-                "loss masks will come from splitting each conversation into prompt and completion")
+    if own not in _WARNED:  # every stage resolves the template; say it once
+        _WARNED.add(own)
+        log.warning("the tokenizer's chat template has no {%% generation %%} markers and TRL has no training version of it; "
+                    "loss masks will come from splitting each conversation into prompt and completion")
     return own
 
 # %% ../nbs/04_templates.ipynb #04b92b6b
@@ -115,6 +141,23 @@ def show_trainable(r:Rendered, tokenizer)->str:
         out += [tokenizer.decode(r.input_ids[pos:s]), "[[", tokenizer.decode(r.input_ids[s:e]), "]]"]; pos = e
     out.append(tokenizer.decode(r.input_ids[pos:]))
     return "".join(out)
+
+# %% ../nbs/04_templates.ipynb #f8ed2db1
+_ANSWER = "\u27e6answer\u27e7"
+
+def turn_end_ids(tokenizer, template:str)->list[int]:
+    "Ids of the special tokens `template` closes an assistant turn with (Llama 3's <|eot_id|>, Gemma's <end_of_turn>, ChatML's <|im_end|>, Alpaca's EOS)."
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _ANSWER}]
+    text = tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False)
+    closing = text[text.rindex(_ANSWER) + len(_ANSWER):]
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    return list(dict.fromkeys(i for i in tokenizer(closing, add_special_tokens=False)["input_ids"] if i in special))
+
+def stop_token_ids(tokenizer, template:str|None, generation_config=None)->list[int]:
+    "Every token that ends an answer: the template's turn end (when given), the tokenizer's EOS, and the EOS ids of `generation_config`."
+    g = getattr(generation_config, "eos_token_id", None)
+    ids = [*(turn_end_ids(tokenizer, template) if template else []), tokenizer.eos_token_id, *(g if isinstance(g, (list, tuple)) else [g])]
+    return sorted({i for i in ids if i is not None})
 
 # %% ../nbs/04_templates.ipynb #eee3806d
 import json

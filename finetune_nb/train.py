@@ -6,14 +6,14 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
-import json, logging, os, platform, shutil, signal, subprocess, sys, tempfile, threading, time, warnings
+import json, logging, os, platform, re, shutil, signal, subprocess, sys, tempfile, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
 from .core import read_jsonl, sha256_file, write_json, write_text
-from .models import BNB_MIN, load_model, peft_quiet, resolve_device
-from .templates import Rendered, has_generation_markers, render, resolve_chat_template, show_trainable
+from .models import BNB_MIN, is_gguf, load_model, peft_quiet, resolve_device, resolve_model
+from .templates import Rendered, _spans, has_generation_markers, render, resolve_chat_template, show_trainable, stop_token_ids
 
 log = logging.getLogger("finetune_nb")
 
@@ -23,14 +23,19 @@ __all__ = ['log', 'ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_
            'launch']
 
 # %% ../nbs/08_train.ipynb #3a09094f
+_UNUSED = re.compile(r"reserved|unused", re.I)
+
 def ensure_pad_token(tokenizer, # The tokenizer training will use (changed in place)
                      model=None, # The model, resized only if a token has to be added
+                     avoid:set[int]|None=None, # Token ids the pad must not be (the stop tokens), besides EOS
                     )->str:
-    "Make the pad token distinct from EOS; returns what was done, for metadata.json."
+    "Make the pad token distinct from EOS and every stop token; returns what was done, for metadata.json."
     eos, pad = tokenizer.eos_token, tokenizer.pad_token
-    if pad is not None and pad != eos: return f"kept {pad!r}"
-    spare = [t for t in [tokenizer.unk_token] + [t for t in tokenizer.all_special_tokens + list(tokenizer.get_added_vocab())
-                                                 if "pad" in t.lower()] if t and t != eos]
+    avoid = {tokenizer.eos_token_id, *(avoid or ())}
+    if pad is not None and tokenizer.pad_token_id not in avoid: return f"kept {pad!r}"
+    named = tokenizer.all_special_tokens + list(tokenizer.get_added_vocab())
+    spare = [t for t in [tokenizer.unk_token, *[t for t in named if "pad" in t.lower()], *sorted(t for t in named if _UNUSED.search(t))]
+             if t and t != eos and tokenizer.convert_tokens_to_ids(t) not in avoid]
     if spare:
         tokenizer.pad_token = spare[0]
         done = f"pad was {pad!r}; using existing token {spare[0]!r}"
@@ -55,10 +60,18 @@ def _prompt_completion(messages:list[dict], tokenizer, template:str)->Rendered:
     r.spans = [(n, len(full.input_ids))] if n < len(full.input_ids) else []
     return r
 
+def _with_turn_end(r:Rendered, stops:set)->Rendered:
+    "Extend each trainable span over a stop token right after it: a template may mark the answer but not the token that ends it."
+    mask = list(r.assistant_mask)
+    for s, e in r.spans:
+        if e < len(mask) and r.input_ids[e] in stops: mask[e] = 1
+    return Rendered(r.text, r.input_ids, mask, _spans(mask))
+
 def tokenize_rows(rows:list[tuple[int, dict]], # (line number, canonical record) pairs
                   tokenizer, # Tokenizer carrying the special tokens the template uses
                   template:str, # The run's chat template
                   completion_only:bool=True, # Loss on assistant tokens only
+                  stops:set[int]|None=None, # Tokens that end a turn, trained where they follow an answer
                  )->list[Rendered]:
     "Render each record with the tokens that carry loss marked."
     markers = has_generation_markers(template)
@@ -66,6 +79,7 @@ def tokenize_rows(rows:list[tuple[int, dict]], # (line number, canonical record)
     for line, rec in rows:
         msgs = [{"role": m["role"], "content": m["content"]} for m in rec["messages"]]
         r = render(msgs, tokenizer, template) if markers else _prompt_completion(msgs, tokenizer, template)
+        if stops: r = _with_turn_end(r, stops)
         if not completion_only: r = Rendered(r.text, r.input_ids, [1]*len(r.input_ids), [(0, len(r.input_ids))])
         out.append(r)
     return out
@@ -79,12 +93,12 @@ def check_loss_mask(rendered:list[Rendered], # Output of `tokenize_rows`
                     tokenizer, # The training tokenizer
                     file:str|os.PathLike, # The JSONL file the rows came from, for messages
                     max_length:int|None=None, # Rows are cut to this many tokens
-                    eos_ids:set[int]|None=None, # Tokens that end a turn (default: the tokenizer's EOS)
+                    eos_ids:set[int]|None=None, # Tokens that end a turn (`stop_token_ids`; default: the tokenizer's EOS)
                    )->dict:
     "Refuse rows that would teach nothing or never teach stopping; returns counts for metadata."
     eos_ids = set(eos_ids or {tokenizer.eos_token_id}) - {None}
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id in eos_ids:
-        raise DataError(f"the pad token {tokenizer.pad_token!r} is also the end-of-sequence token; trained like this a model never learns to stop",
+        raise DataError(f"the pad token {tokenizer.pad_token!r} is also a token that ends a turn; trained like this a model never learns to stop",
                         file=file, hint="call ensure_pad_token(tokenizer, model), or give the tokenizer a distinct pad token")
     cut = lambda r: r.assistant_mask[:max_length] if max_length else r.assistant_mask
     empty = [ln for r, ln in zip(rendered, lines) if not any(cut(r))]
@@ -94,8 +108,9 @@ def check_loss_mask(rendered:list[Rendered], # Output of `tokenize_rows`
                                         "turns with {% generation %}, or raise training.max_seq_length")
     has_eos = [any(t in eos_ids for t, m in zip(r.input_ids[:len(cut(r))], cut(r)) if m) for r in rendered]
     if rendered and not any(has_eos):
-        raise DataError(f"no row has an end-of-sequence token {sorted(eos_ids)} among its trained tokens, so the model would never learn to stop",
-                        file=file, hint="use a chat template whose assistant turn ends with the EOS token inside {% generation %}")
+        raise DataError(f"no row has a token that ends a turn ({', '.join(tokenizer.convert_ids_to_tokens(sorted(eos_ids)))}) among its trained tokens, "
+                        "so the model would never learn to stop", file=file,
+                        hint="use a chat template whose assistant turn ends with a special token (its EOS or end-of-turn token)")
     no_eos = [ln for ln, ok in zip(lines, has_eos) if not ok]
     if no_eos: log.warning("%s: %d row(s) lose their end-of-sequence label to max_seq_length=%s: lines %s", file, len(no_eos), max_length, _rows_text(no_eos))
     long = [ln for r, ln in zip(rendered, lines) if max_length and len(r.input_ids) > max_length]
@@ -247,16 +262,11 @@ def _prepare(config, file:Path, tok, template:str, eos_ids:set)->tuple:
     "Rows of `file` tokenized and checked, as a datasets.Dataset, plus the check's counts."
     from datasets import Dataset
     rows = read_rows(file)
-    rendered = tokenize_rows(rows, tok, template, config.training.completion_only_loss)
+    rendered = tokenize_rows(rows, tok, template, config.training.completion_only_loss, eos_ids)
     counts = check_loss_mask(rendered, [ln for ln, _ in rows], tok, file, config.training.max_seq_length, eos_ids)
     log.info("%s: %d rows; the first, with its trainable spans in [[ ]]:\n%s", file.name, len(rows), show_trainable(rendered[0], tok))
     n = config.training.max_seq_length
     return Dataset.from_dict({"input_ids": [r.input_ids[:n] for r in rendered], "assistant_masks": [r.assistant_mask[:n] for r in rendered]}), counts
-
-def _eos_ids(tok, model)->set:
-    "Every token that ends a turn: the tokenizer's EOS and the model's generation EOS ids."
-    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
-    return {tok.eos_token_id, *(ids if isinstance(ids, list) else [ids])} - {None}
 
 # %% ../nbs/08_train.ipynb #9472b0cc
 def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.output_path)
@@ -276,9 +286,10 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
     if config.model.attn_implementation != "auto": _set_attention(model, config)
     tok.chat_template = template = resolve_chat_template(config, tok)
-    pad = ensure_pad_token(tok, model)
+    stops = set(stop_token_ids(tok, template, model.generation_config))
+    pad = ensure_pad_token(tok, model, avoid=stops)
     files = {s: config.data_dir/f"{s}.jsonl" for s in ("train", "validation")}
-    data = {s: _prepare(config, f, tok, template, _eos_ids(tok, model)) for s, f in files.items() if s == "train" or _nonempty(f)}
+    data = {s: _prepare(config, f, tok, template, stops) for s, f in files.items() if s == "train" or _nonempty(f)}
     if "validation" not in data: log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
     args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation)
@@ -295,9 +306,10 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     except (FinetuneNBError, KeyboardInterrupt): raise
     except Exception as e: raise _failed(e, trainer.state.global_step if trainer else 0) from e
     if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in {checkpoint_dir(config)}")
-    meta = dict(base_model=config.model.model_name, revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
+    meta = dict(base_model=config.model.model_name, base_model_source=resolve_model(config, progress=False)[1], revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
                 duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
                 hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template),
+                stop_tokens=tok.convert_ids_to_tokens(sorted(stops)),
                 data={s: dict(file=str(files[s]), sha256=sha256_file(files[s]), **d[1]) for s, d in data.items()})
     return _write_outputs(config, trainer, tok, meta)
 
@@ -366,6 +378,7 @@ def resolved(config):
     c.training.output_dir = str(checkpoint_dir(config))
     c.data.input_path = str(config.resolve(config.data.input_path))
     if config.model.chat_template not in ("auto", "chatml", "alpaca"): c.model.chat_template = str(config.resolve(config.model.chat_template))
+    if is_gguf(config.model.model_name): c.model.model_name = str(config.resolve(config.model.model_name))
     return c
 
 # %% ../nbs/08_train.ipynb #e313b04f

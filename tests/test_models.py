@@ -1,5 +1,5 @@
 "The offline model factory and the safe loader."
-import json, logging, os, subprocess, sys
+import json, logging, os, signal, subprocess, sys
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ConfigError, FineTuningNotSupportedError
@@ -133,3 +133,89 @@ def test_load_adapter_applies_the_saved_lora_quietly(tmp_path, monkeypatch):
     assert not tuned.training
     with torch.no_grad(): got = tuned(input_ids=ids).logits
     assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, plain, atol=1e-3)  # the adapter's weights, not the base's
+
+
+# --- GGUF files as the base model -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    "The built-in tiny Llama as a Q8_0 GGUF file, written by the export stage."
+    from finetune_nb.export import write_gguf
+    d = tmp_path_factory.mktemp("gguf")
+    write_gguf(make_tiny_model(d / "tiny"), d / "tiny.Q8_0.gguf", "q8_0", name="tiny")
+    return d / "tiny.Q8_0.gguf"
+
+
+KILL_MID_WRITE = """
+import sys, time, transformers
+from finetune_nb.models import gguf_folder
+save = transformers.PreTrainedTokenizerBase.save_pretrained
+def save_then_hang(self, *a, **kw):  # the weights are written; the process dies before the folder is complete
+    out = save(self, *a, **kw); print("saved", flush=True); time.sleep(600); return out
+transformers.PreTrainedTokenizerBase.save_pretrained = save_then_hang
+gguf_folder(sys.argv[1], progress=False)
+"""
+
+
+def test_dequantized_cache_survives_a_sigkill_mid_write(tiny_gguf, tmp_path):
+    "A build killed after writing the weights leaves no folder under the final name; the next build completes it and removes the debris."
+    from finetune_nb.core import sha256_file
+    from finetune_nb.models import GGUF_MARKER, gguf_folder
+    env = {**os.environ, "FINETUNE_NB_CACHE": str(tmp_path / "cache")}
+    p = subprocess.Popen([sys.executable, "-c", KILL_MID_WRITE, str(tiny_gguf)], stdout=subprocess.PIPE, text=True, env=env)
+    try: assert p.stdout.readline().strip() == "saved"
+    finally: p.send_signal(signal.SIGKILL); p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    cache, sha = tmp_path / "cache" / "gguf", sha256_file(tiny_gguf)
+    debris = [x for x in cache.iterdir() if x.name.startswith(f".{sha}.")]
+    assert not (cache / sha).exists() and len(debris) == 1 and (debris[0] / "model.safetensors").is_file()
+    os.environ["FINETUNE_NB_CACHE"], old = str(tmp_path / "cache"), os.environ["FINETUNE_NB_CACHE"]
+    try: folder, prov = gguf_folder(tiny_gguf, progress=False)
+    finally: os.environ["FINETUNE_NB_CACHE"] = old
+    assert folder == cache / sha and (folder / GGUF_MARKER).is_file() and prov["sha256"] == sha
+    assert sorted(x.name for x in cache.iterdir()) == [sha]  # the killed build's temporary folder is gone
+
+
+def test_gguf_base_records_its_provenance_and_loads_like_a_folder(tiny_gguf):
+    from finetune_nb.models import load_tokenizer, resolve_model
+    path, prov = resolve_model(str(tiny_gguf), progress=False)
+    assert prov["source"] == "gguf" and prov["quant_type"] == "Q8_0" and prov["tensor_types"]["Q8_0"] > 0
+    assert prov["weights"].startswith("dequantized") and prov["file"] == str(tiny_gguf)
+    model, tok = load_model(FineTuneConfig.validate({"model": {"model_name": str(tiny_gguf)}, "training": {"device": "cpu"}}))
+    assert model.dtype.is_floating_point and str(model.dtype) == "torch.float32"
+    assert tok.chat_template and "<|im_end|>" in tok.chat_template
+
+
+@pytest.mark.parametrize("cut,message", [(0.5, "the file is truncated"), (0.0005, "the file ends inside its header")])
+def test_truncated_gguf_is_refused_by_validate_and_run_before_any_stage(tiny_gguf, tmp_path, cli, cut, message):
+    bad = tmp_path / "models" / "cut.gguf"; bad.parent.mkdir()
+    data = tiny_gguf.read_bytes(); bad.write_bytes(data[:max(30, int(len(data) * cut))])
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"project:\n  name: cut\n  output_dir: {tmp_path/'runs'}\nmodel:\n  model_name: models/cut.gguf\n")
+    for cmd in ("validate", "run"):
+        r = cli(cmd, cfg)
+        assert r.returncode == 1 and f"run.yaml:5: model.model_name: {bad}: {message}" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()  # nothing ran: no data prepared, no adapter, no fallback
+
+
+def test_gguf_of_an_architecture_transformers_cannot_load_is_refused(tmp_path):
+    import gguf, numpy as np
+    from finetune_nb.core import DataError
+    from finetune_nb.models import check_model
+    w = gguf.GGUFWriter(tmp_path / "rwkv.gguf", "rwkv6")
+    w.add_tokenizer_model("gpt2"); w.add_token_list([f"t{i}" for i in range(100)])
+    w.add_tensor("token_embd.weight", np.zeros((100, 8), dtype=np.float32))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    with pytest.raises(DataError, match=r"rwkv\.gguf: its architecture 'rwkv6' cannot be read from GGUF by transformers"):
+        check_model(FineTuneConfig.validate({"model": {"model_name": str(tmp_path / "rwkv.gguf")}}))
+
+
+@pytest.mark.parametrize("name,arch,model_type,quant", [("smollm2", "llama", "llama", "Q4_1"), ("gemma3", "gemma3", "gemma3_text", "Q4_K_M")])
+def test_real_gguf_headers(name, arch, model_type, quant):
+    "The real GGUF files (fetched by scripts/fetch_real_models.py; missing ones fail, naming the command) read in well under a second."
+    import time
+    from finetune_nb.models import check_model, real_model_path
+    t0 = time.perf_counter()
+    info = check_model(FineTuneConfig.validate({"model": {"model_name": str(real_model_path(name))}}))
+    assert (info["architecture"], info["model_type"], info["quant_type"]) == (arch, model_type, quant)
+    assert info["chat_template"] == (name == "smollm2") and time.perf_counter() - t0 < 5

@@ -174,3 +174,32 @@ def test_runpod_script_runs_a_notebook_into_workspace(tmp_path):
     assert len(outs) == 1 and "token set True 7" in outs[0].read_text()
     assert list((ws / "outputs" / "logs").glob("job-*.log"))
     assert all(token not in p.read_text(errors="ignore") for p in ws.rglob("*") if p.is_file() and p.stat().st_size < 5_000_000)
+
+
+@pytest.mark.parametrize("family,stop,pad", [("llama3", "<|eot_id|>", "<|reserved_special_token_0|>"), ("gemma", "<eos>", "<pad>")])
+def test_tokenizer_families_keep_their_stops_and_template_through_export(tmp_path, family, stop, pad):
+    """A Llama 3 vocabulary (its turn ends with <|eot_id|> while EOS is <|end_of_text|>; no pad token) and a base model's Gemma
+    vocabulary (no chat template, no ChatML tokens) go through every stage: the template the run chose is the one in the adapter,
+    the merged model, the GGUF file and the Modelfile; the end of turn is trained, stops generation and is declared on export;
+    the pad token is one the vocabulary had, so the embeddings keep their size."""
+    import gguf
+    from transformers import AutoTokenizer, GenerationConfig
+    from finetune_nb.export import strip_generation_markers
+    from finetune_nb.models import make_tiny_model
+    from finetune_nb.templates import resolve_chat_template
+    base = make_tiny_model(tmp_path / family, family=family)
+    cfg = _cfg(tmp_path, 60, model={"model_name": str(base)})
+    res = run_finetune(cfg)
+    assert res.mode == "finetuned", res.reason
+    run, want = cfg.run_dir, resolve_chat_template(cfg, AutoTokenizer.from_pretrained(base))
+    meta = json.loads((run / "metadata.json").read_text())
+    assert stop in meta["stop_tokens"] and pad in meta["pad_token"]
+    tok = AutoTokenizer.from_pretrained(run / "merged")
+    assert AutoTokenizer.from_pretrained(run / "adapter").chat_template == tok.chat_template == want
+    assert tok.convert_tokens_to_ids(stop) in GenerationConfig.from_pretrained(run / "merged").eos_token_id
+    assert json.loads((run / "merged" / "config.json").read_text())["vocab_size"] == json.loads((base / "config.json").read_text())["vocab_size"]
+    reader = gguf.GGUFReader(run / "model-f16.gguf")
+    assert reader.fields["tokenizer.chat_template"].contents() == strip_generation_markers(want)
+    assert f"PARAMETER stop {json.dumps(stop)}" in (run / "Modelfile").read_text()
+    systems = json.loads((run / "eval" / "metrics.json").read_text())["systems"]
+    assert set(systems) == {"base", "tuned"}

@@ -106,17 +106,30 @@ def test_refuses_a_template_with_no_assistant_spans(tmp_path):
         train(cfg)
 
 
-def test_refuses_when_eos_is_never_a_label(tmp_path):
+def test_refuses_when_no_answer_ends_in_a_special_token(tmp_path):
+    from finetune_nb.templates import CHATML_TEMPLATE
+    from finetune_nb.train import train
+    plain = CHATML_TEMPLATE.replace("+ '<|im_end|>' }}{% endgeneration %}", "}}{% endgeneration %}").replace("'<|im_end|>\\n'", "'\\n\\n'")
+    assert "<|im_end|>" not in plain
+    (tmp_path/"noeos.jinja").write_text(plain)
+    cfg = make_config(tmp_path)
+    cfg.model.chat_template = str(tmp_path/"noeos.jinja")
+    with pytest.raises(DataError, match=r"no row has a token that ends a turn \(<\|im_end\|>\).*never learn to stop"):
+        train(cfg)
+
+
+def test_turn_end_written_after_the_marked_answer_is_trained(tmp_path):
+    "A template that marks the answer but writes its end-of-turn token after the marked part is trained as it is, stop included."
     from finetune_nb.templates import CHATML_TEMPLATE
     from finetune_nb.train import train
     moved = CHATML_TEMPLATE.replace("message['content'] + '<|im_end|>' }}{% endgeneration %}",
                                     "message['content'] }}{% endgeneration %}{{- '<|im_end|>' }}")
     assert moved != CHATML_TEMPLATE
-    (tmp_path/"noeos.jinja").write_text(moved)
-    cfg = make_config(tmp_path)
-    cfg.model.chat_template = str(tmp_path/"noeos.jinja")
-    with pytest.raises(DataError, match="never learn to stop"):
-        train(cfg)
+    (tmp_path/"moved.jinja").write_text(moved)
+    cfg = make_config(tmp_path, max_steps=1, eval_steps=1, save_steps=1)
+    cfg.model.chat_template = str(tmp_path/"moved.jinja")
+    meta = json.loads((train(cfg).run_dir/"metadata.json").read_text())
+    assert meta["data"]["train"]["rows_without_eos"] == 0 and meta["stop_tokens"] == ["<|im_end|>"]
 
 
 def test_pad_equal_to_eos_is_refused_by_the_check_and_fixed_by_train(tmp_path):
@@ -127,7 +140,7 @@ def test_pad_equal_to_eos_is_refused_by_the_check_and_fixed_by_train(tmp_path):
     model, tok = load_model(cfg, device="cpu")
     tok.pad_token = tok.eos_token
     rendered = tokenize_rows(list(enumerate(facts(0, 3), 1)), tok, resolve_chat_template(cfg, tok))
-    with pytest.raises(DataError, match="pad token .* is also the end-of-sequence token"):
+    with pytest.raises(DataError, match="pad token .* is also a token that ends a turn"):
         check_loss_mask(rendered, [1, 2, 3], tok, "train.jsonl")
     assert "using existing token" in ensure_pad_token(tok, model)
     assert tok.pad_token != tok.eos_token and model.config.pad_token_id == tok.pad_token_id
