@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from .core import ExportError, read_jsonl, sha256_file, write_text
 from .export import update_export_metadata
-from .ollama_store import OLLAMA_PREFIX, read_ollama_model
+from .ollama_store import OLLAMA_PREFIX, parse_ollama_name, read_ollama_model
 
 log = logging.getLogger("finetune_nb")
 
@@ -405,9 +405,13 @@ def _tokenizer_for(run:Path, model_dir)->tuple:
     raise ExportError(f"no tokenizer in {run/'merged'} or {run/'adapter'}", hint="merge first (`finetune-nb merge-adapter`)")
 
 def ollama_source(config)->dict|None:
-    "The Ollama layers of the base model (`OllamaModel.provenance()`) when `model.model_name` is `ollama:NAME`, else None."
+    "The Ollama layers of the base model (`OllamaModel.provenance()`) when `model.model_name` is `ollama:NAME`: as training recorded them, else read from the store."
     name = config.model.model_name
-    return read_ollama_model(name).provenance() if name.startswith(OLLAMA_PREFIX) else None
+    if not name.startswith(OLLAMA_PREFIX): return None
+    meta = config.run_dir/"metadata.json"
+    src = (json.loads(meta.read_text(encoding="utf-8")).get("base_model_source") or {}) if meta.is_file() else {}
+    if src.get("source") == "ollama" and str(src.get("name")).lower() == str(parse_ollama_name(name)).lower(): return src
+    return read_ollama_model(name).provenance()
 
 def _training_conversations(config, n:int=20)->list:
     "The first `n` prepared training conversations, so the proof covers real prompts too."

@@ -224,3 +224,28 @@ def test_tune_cli_runs_every_stage_and_hands_the_model_to_ollama(cli, tmp_path):
     assert resumed.returncode == 0 and resumed.stdout.count("skipped (up to date)") == 5
     other = cli("tune", "builtin:tiny-llama", samples, "--name", "faq-bot", "--steps", "5", "--output", tmp_path/"runs", env=env)
     assert other.returncode == 1 and "already holds another config (training.max_steps: 4 there, 5 now" in other.stderr
+
+
+def test_tune_from_ollama_and_back(tmp_path, monkeypatch):
+    "Fine-tune ollama:smollm2:135m out of a store laid out as Ollama's, and create the result on an Ollama server: the source's layers travel."
+    from finetune_nb.run import quickstart_config, tune
+    monkeypatch.setenv("OLLAMA_MODELS", str(smollm2_store(tmp_path/"models")))
+    monkeypatch.setenv("PATH", str(tmp_path/"no-ollama-here"))
+    samples = quickstart_config(tmp_path).data.input_path
+    small = {"training": {"max_seq_length": 256, "batch_size": 2, "gradient_accumulation_steps": 1, "eval_steps": 2},
+             "evaluation": {"num_prompts": 2, "max_new_tokens": 8, "compare_base": False}}  # a handful of short steps: the path, not the quality
+    with FakeOllama() as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        r = tune("smollm2:135m", samples, name="smollm2-faq", steps=2, output_dir=tmp_path/"runs", overrides=small)
+        req, gguf = server.creates[0], tmp_path/"runs"/"smollm2-faq"/"model-q8_0.gguf"
+        assert server.blob("sha256:" + _sha256(gguf)).read_bytes() == gguf.read_bytes()
+    assert r.run.mode == "finetuned" and r.deployed["ran"] and r.summary().endswith("next: ollama run smollm2-faq")
+    run = r.run.run_dir
+    source = json.loads((run/"run_metadata.json").read_text())["model_source"]
+    assert source["source"] == "ollama" and source["digest"] == "sha256:" + _sha256(real_model("smollm2")) == "sha256:" + source["sha256"]
+    ollama = json.loads((run/"export_metadata.json").read_text())["ollama"]
+    assert ollama["template_from"] == "ollama:smollm2:135m" and ollama["template_check"]["identical"]
+    assert ollama["template_check"]["conversations"] > 20  # the check conversations and the first training rows
+    assert (req["model"], req["template"], req["system"], req["license"]) == ("smollm2-faq", SMOLLM2_TEMPLATE, SMOLLM2_SYSTEM, [LICENSE])
+    assert req["parameters"] == SMOLLM2_PARAMS
+    assert req["files"] == {"model-q8_0.gguf": "sha256:" + _sha256(gguf)}
