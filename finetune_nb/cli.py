@@ -10,17 +10,92 @@ import argparse, logging, re, sys
 from pathlib import Path
 
 from . import __version__
-from .config import FineTuneConfig, ProjectConfig
+from .config import FineTuneConfig, ProjectConfig, with_overrides
 from .core import DatasetTooSmallWarning, FinetuneNBError
 from .core import write_text
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'COMMANDS', 'cmd_init', 'cmd_validate', 'cmd_run_notebook', 'build_parser', 'main', 'cmd_prepare_data',
-           'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_generate_qa', 'cmd_tune', 'cmd_merge_adapter', 'cmd_export',
-           'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats',
-           'cmd_feedback_export', 'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
+__all__ = ['log', 'CONFIG_NAME', 'SHORTHANDS', 'COMMANDS', 'find_config', 'cmd_init', 'cmd_validate', 'cmd_run_notebook',
+           'build_parser', 'main', 'cmd_prepare_data', 'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_prepare_pairs',
+           'cmd_generate_qa', 'cmd_tune', 'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate',
+           'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_judge',
+           'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
+
+# %% ../nbs/14_cli.ipynb #0212e2a4
+CONFIG_NAME = "finetune.yaml"
+
+def _looks_like_config(p:Path)->bool:
+    "A small YAML file whose top-level keys are all finetune_nb config sections (composed, not built: no alias is expanded)."
+    import yaml
+    try:
+        if p.stat().st_size > 1 << 20: return False
+        node = yaml.compose(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError): return False
+    keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+    return bool(keys) and keys <= set(FineTuneConfig.model_fields)
+
+def find_config(given:str|None=None, # The path the user gave, if any (a folder: look in it)
+                folder:str|Path=".", # Where to look when none was given
+               )->Path:
+    "The config a command uses: the one given, else `finetune.yaml`, else the only finetune_nb config in `folder`."
+    if given and not Path(given).is_dir(): return Path(given)  # a missing file is reported when it is read
+    folder = Path(given or folder)
+    if (folder/CONFIG_NAME).is_file(): return folder/CONFIG_NAME
+    found = [p for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and _looks_like_config(p)]
+    if len(found) == 1:
+        log.info("using the config %s", found[0]); return found[0]
+    where = folder.resolve()
+    if not found: raise FinetuneNBError(f"no config given, and no {CONFIG_NAME} or other finetune_nb config in {where}",
+                                        hint="pass one (e.g. `finetune-nb run my.yaml` or `-c my.yaml`), or write finetune.yaml with `finetune-nb init`")
+    raise FinetuneNBError(f"no config given, and {len(found)} finetune_nb configs in {where}: {', '.join(p.name for p in found)}",
+                          hint=f"name the one to use, e.g. `-c {found[0].name}`")
+
+# %% ../nbs/14_cli.ipynb #ca68eaf5
+SHORTHANDS = {"epochs": "training.num_epochs", "batch_size": "training.batch_size", "learning_rate": "training.learning_rate",
+              "model_name": "model.model_name"}
+
+def _override_args(p):
+    "`--set` and the shorthands, on a command that reads a config."
+    p.add_argument("--set", action="append", dest="overrides", metavar="KEY=VALUE",
+                   help="change one setting for this command, e.g. --set training.learning_rate=2e-4 (repeatable)")
+    for name, key in SHORTHANDS.items(): p.add_argument("--" + name.replace("_", "-"), metavar="VALUE", help=f"same as --set {key}=VALUE")
+    p.add_argument("--use-quantization", action="store_true", help="same as --set model.use_qlora=true (QLoRA 4-bit)")
+
+def _overrides(args)->list[tuple[str, str]]:
+    "The overrides on the command line, each with the words that name it in errors."
+    out = [(f"--set {o}", o) for o in getattr(args, "overrides", None) or []]
+    out += [(f"--{n.replace('_', '-')} {v}", f"{k}={v}") for n, k in SHORTHANDS.items() if (v := getattr(args, n, None)) is not None]
+    if getattr(args, "use_quantization", False): out.append(("--use-quantization", "model.use_qlora=true"))
+    return out
+
+def _config(args)->FineTuneConfig:
+    "The command's config: found, read, validated, with the command line's overrides."
+    given, opt = getattr(args, "config", None), getattr(args, "config_opt", None)
+    if given and opt and Path(given) != Path(opt): raise FinetuneNBError(f"two configs given: {given} and -c {opt}", hint="give one")
+    return with_overrides(FineTuneConfig.from_yaml(find_config(given or opt)), _overrides(args))
+
+def _config_arg(p, overrides:bool=True):
+    "The config argument (optional, or as -c), and the overrides."
+    p.add_argument("config", nargs="?", help=f"YAML config file (default: ./{CONFIG_NAME}, or the one finetune_nb config in this folder)")
+    p.add_argument("-c", "--config", dest="config_opt", metavar="CONFIG", help="the config file, as an option")
+    if overrides: _override_args(p)
+
+# %% ../nbs/14_cli.ipynb #763d3bbe
+def _positive(text:str)->int:
+    "An argparse type: a whole number above 0."
+    try: n = int(text)
+    except ValueError: n = 0
+    if n < 1: raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
+    return n
+
+def _score(text:str)->float:
+    "An argparse type: a number from 0 to 1."
+    try: x = float(text)
+    except ValueError: x = -1.0
+    if not 0 <= x <= 1: raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return x
 
 # %% ../nbs/14_cli.ipynb #316153a4
 def cmd_init(args)->int:
@@ -39,12 +114,12 @@ def cmd_init(args)->int:
     return 0
 
 def cmd_validate(args)->int:
-    "Check a config and what it names (the model loads, the exports exist for it): print its summary, or every problem at once."
+    "Check a config (with any overrides) and what it names (the model loads, the exports exist for it): print its summary, or every problem at once."
     from finetune_nb.run import preflight
-    cfg = FineTuneConfig.from_yaml(args.config)
+    cfg, ov = _config(args), _overrides(args)
     info = preflight(cfg)
     model = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("source", "model_type", "quant_type") and v) + (f" ({info['note']})" if info.get("note") else "")
-    print(f"{args.config}: valid\n{cfg.summary()}\nbase      {model}")
+    print(f"{cfg._source}: valid" + (" with " + ", ".join(label for label, _ in ov) if ov else "") + f"\n{cfg.summary()}\nbase      {model}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #94742b06
@@ -55,7 +130,7 @@ def _init_args(p):
     p.add_argument("--name", help="project name (default: from the file name)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-def _validate_args(p): p.add_argument("config", help="YAML config file")
+def _validate_args(p): _config_arg(p)
 
 COMMANDS["init"] = (cmd_init, "write a commented starter config", _init_args)
 COMMANDS["validate"] = (cmd_validate, "check a config and summarise what it will do", _validate_args)
@@ -65,7 +140,11 @@ def cmd_run_notebook(args)->int:
     "Execute a workflow notebook with papermill."
     import yaml
     from finetune_nb.run import run_notebook
-    params = {k: yaml.safe_load(v) for k, v in (args.param or [])}
+    params = {}
+    for k, v in args.param or []:
+        try: params[k] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise FinetuneNBError(f"-p {k} {v}: not a YAML value ({str(e).splitlines()[0]})", hint="quote it to pass it as text, e.g. -p name \"'[draft'\"") from None
     out = run_notebook(args.notebook, params, output=args.output, cell_timeout=args.cell_timeout, kernel=args.kernel,
                        cwd=args.cwd, progress=not args.quiet)
     print(f"executed {args.notebook} -> {out}")
@@ -122,18 +201,16 @@ def main(argv:list[str]|None=None)->int:
     except (FinetuneNBError, DatasetTooSmallWarning) as e:
         if args.debug: raise
         print(f"error: {e}", file=sys.stderr); return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr); return 130
+    except KeyboardInterrupt as e:
+        print("interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr); return 130
     except Exception as e:
         if args.debug: raise
+        if isinstance(e, OSError) and e.filename is not None:  # a full disk, a permission, a file that went away: the system's words name the file
+            print(f"error: {e.filename}: {e.strerror or e}", file=sys.stderr); return 1
         print(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback, and please report it)", file=sys.stderr)
         return 1
 
 # %% ../nbs/14_cli.ipynb #107bf83d
-def _config(args)->FineTuneConfig: return FineTuneConfig.from_yaml(args.config)
-
-def _config_arg(p): p.add_argument("config", help="YAML config file")
-
 def cmd_prepare_data(args)->int:
     "Turn the raw inputs into train/validation JSONL with dataset_info.json and a dataset card."
     from finetune_nb.dataset import prepare_data
@@ -163,7 +240,7 @@ def _run_args(p):
 def cmd_quickstart(args)->int:
     "The main job on the bundled samples: the built-in tiny model (or --model, e.g. a .gguf file), no network, no API key."
     from finetune_nb.run import quickstart_config, run_finetune
-    cfg = quickstart_config(args.output, max_steps=args.max_steps, model_name=args.model)
+    cfg = with_overrides(quickstart_config(args.output, max_steps=args.max_steps, model_name=args.model), _overrides(args))
     res = run_finetune(cfg, force=args.force or ())
     _print_run(res)
     print(f"\nreport: {res.paths.get('report')}\nnext: finetune-nb chat {cfg.run_dir/'config.yaml'} -p \"How do I enable QLoRA?\"")
@@ -172,16 +249,17 @@ def cmd_quickstart(args)->int:
 def _quickstart_args(p):
     p.add_argument("--output", default="quickstart-run", help="folder for the run (default: ./quickstart-run)")
     p.add_argument("--model", default="builtin:tiny-llama", help="base model: a .gguf file, a folder or a hub id (default: the built-in tiny model)")
-    p.add_argument("--max-steps", type=int, help="training steps (default 300 on the built-in model, 30 on a real one)")
+    p.add_argument("--max-steps", type=_positive, help="training steps (default 300 on the built-in model, 30 on a real one)")
     p.add_argument("--force", action="append", metavar="STAGE", help="rerun a stage ('all' for every stage)")
+    _override_args(p)
 
 COMMANDS["run"] = (cmd_run, "run the whole pipeline the config describes (resumable)", _run_args)
 COMMANDS["quickstart"] = (cmd_quickstart, "the whole pipeline on the bundled samples, offline (built-in model, or --model PATH.gguf)", _quickstart_args)
 
 def cmd_train(args)->int:
-    "Fine-tune on the prepared data of the run."
-    from finetune_nb.train import train
-    res = train(_config(args), resume=args.resume, force_cpu=args.force_cpu, num_processes=args.num_processes)
+    "Fine-tune on the prepared data of the run, as training.method says (sft, dpo, orpo, sft+dpo, sft+orpo)."
+    from finetune_nb.preference import fine_tune
+    res = fine_tune(_config(args), resume=args.resume, force_cpu=args.force_cpu, num_processes=args.num_processes)
     print(f"adapter: {res.adapter_dir} (step {res.global_step})")
     for k, v in res.metrics.items(): print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
     return 0
@@ -190,20 +268,37 @@ def _train_args(p):
     _config_arg(p)
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
     p.add_argument("--force-cpu", action="store_true", help="train on the CPU in float32 even when a GPU is present")
-    p.add_argument("--num-processes", type=int, help="data-parallel processes (default training.num_processes)")
+    p.add_argument("--num-processes", type=_positive, help="data-parallel processes (default training.num_processes)")
 
-COMMANDS["train"] = (cmd_train, "fine-tune with LoRA/QLoRA on the prepared data", _train_args)
+COMMANDS["train"] = (cmd_train, "fine-tune with LoRA/QLoRA on the prepared data (training.method: sft, dpo, orpo, sft+dpo, sft+orpo)", _train_args)
+
+def cmd_prepare_pairs(args)->int:
+    "Gather preference pairs (pair files, judged pairs, feedback corrections) into the run's data folder."
+    from finetune_nb.run import prepare_pairs
+    cfg = _config(args)
+    info = prepare_pairs(cfg)
+    c = info["counts"]
+    print(f"{c['train']} pairs to train on, {c['validation']} held out, {c['skipped']} left out -> {cfg.data_dir/'pairs_info.json'}")
+    for reason, n in info["skipped_by_reason"].items(): print(f"  {n} × {reason}")
+    return 0
+
+COMMANDS["prepare-pairs"] = (cmd_prepare_pairs, "gather preference pairs for DPO/ORPO: pair files, judged pairs, corrections", _config_arg)
 
 def cmd_generate_qa(args)->int:
-    "Generate question/answer pairs from the run's chunks.jsonl."
+    "Generate question/answer pairs from the run's chunks.jsonl; without one, read and split the documents first."
     from finetune_nb.qa import generate_qa
-    res = generate_qa(_config(args), chunks=args.chunks, progress=not args.quiet)
+    cfg = _config(args)
+    tok = None
+    if cfg.data.langchain.splitter == "token" and not args.chunks:
+        from finetune_nb.models import load_tokenizer
+        tok = load_tokenizer(cfg)
+    res = generate_qa(cfg, chunks=args.chunks, progress=not args.quiet, tokenizer=tok)
     print(res._repr_markdown_())
     return 0
 
 def _generate_qa_args(p):
     _config_arg(p)
-    p.add_argument("--chunks", help="chunks.jsonl to read (default <run>/data/chunks.jsonl)")
+    p.add_argument("--chunks", help="chunks.jsonl to read (default <run>/data/chunks.jsonl, written from data.input_path when missing)")
 
 COMMANDS["generate-qa"] = (cmd_generate_qa, "write question/answer pairs for document chunks (Claude or a local model)", _generate_qa_args)
 
@@ -218,7 +313,7 @@ def _tune_args(p):
     p.add_argument("base", help="the base model: an Ollama name (NAME:TAG or ollama:NAME[:TAG]), a .gguf file, a hub id or a folder")
     p.add_argument("data", help="a file or folder of training data or documents")
     p.add_argument("--name", help="name of the new model in Ollama (default <base>-tuned); also names the run")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: training.num_epochs over the data)")
+    p.add_argument("--steps", type=_positive, help="optimizer steps (default: training.num_epochs over the data)")
     p.add_argument("--output", default="runs", help="folder for the run and its config (default ./runs)")
 
 COMMANDS["tune"] = (cmd_tune, "fine-tune a model on your data and hand it back to Ollama, in one command", _tune_args)
@@ -270,10 +365,20 @@ COMMANDS["export"] = (cmd_export, "write verified GGUF files and the Ollama Mode
 COMMANDS["deploy-ollama"] = (cmd_deploy_ollama, "create the model in Ollama (its CLI, else its HTTP API at OLLAMA_HOST, else print the commands)", _deploy_args)
 
 # %% ../nbs/14_cli.ipynb #c1fb2d45
+def _check_models(*paths):
+    "Name a damaged weights file before a model loads from it (each path: a model folder or a .gguf file; missing ones are skipped)."
+    from finetune_nb.core import file_problem, folder_problems
+    for p in map(Path, filter(None, paths)):
+        bad = folder_problems(p) if p.is_dir() else [f"{p.name}: {why}"] if p.is_file() and (why := file_problem(p)) else []
+        if bad: raise FinetuneNBError(f"{p} is damaged: {'; '.join(bad)}",
+                                      hint="write it again (train, merge-adapter or export), or point at another copy")
+
 def cmd_evaluate(args)->int:
     "Compare the base and the tuned model (or the model-set config) on held-out data."
     from finetune_nb.evaluate import evaluate
-    res = evaluate(_config(args), tuned=args.model, model_set=args.model_set, data_path=args.data,
+    cfg = _config(args)
+    _check_models(*([args.model] if args.model else [] if args.model_set else [cfg.run_dir/"adapter", cfg.run_dir/"merged"]))
+    res = evaluate(cfg, tuned=args.model, model_set=args.model_set, data_path=args.data,
                    num_prompts=args.num_prompts, max_new_tokens=args.max_new_tokens)
     print(res.metrics.get("verdict", ""))
     for name, p in res.files.items(): print(f"{name}: {p}")
@@ -284,17 +389,23 @@ def _evaluate_args(p):
     p.add_argument("--model", help="adapter or merged folder (default <run>/adapter, else <run>/merged)")
     p.add_argument("--model-set", help="model_set_config.json to evaluate as few-shot prompting of the base model")
     p.add_argument("--data", help="held-out JSONL (default <run>/data/validation.jsonl)")
-    p.add_argument("--num-prompts", type=int, help="prompts to generate for (default evaluation.num_prompts)")
-    p.add_argument("--max-new-tokens", type=int, help="longest answer (default evaluation.max_new_tokens)")
+    p.add_argument("--num-prompts", type=_positive, help="prompts to generate for (default evaluation.num_prompts)")
+    p.add_argument("--max-new-tokens", type=_positive, help="longest answer (default evaluation.max_new_tokens)")
 
 def cmd_chat(args)->int:
     "Talk to a tuned model, a merged model, a GGUF file or a model-set config."
     from finetune_nb.evaluate import chat_main
-    return chat_main(args.config, model=args.model_set or args.model, prompt=args.prompt, interactive=args.interactive,
+    if args.interactive and (sys.stdin is None or sys.stdin.closed):  # started with stdin closed (`<&-`, some job runners)
+        raise FinetuneNBError("chat -i reads your prompts from standard input, which is closed",
+                              hint="run it in a terminal, pipe prompts in (`cat prompts.txt | finetune-nb chat -i`), or ask one question with -p")
+    target = args.model_set or args.model
+    cfg = _config(args) if args.config or args.config_opt or _overrides(args) or not target else None
+    _check_models(*([args.model] if args.model else [cfg.run_dir/"adapter", cfg.run_dir/"merged"] if not args.model_set else []))
+    return chat_main(cfg, model=target, prompt=args.prompt, interactive=args.interactive,
                      compare=args.compare, system=args.system, max_new_tokens=args.max_new_tokens)
 
 def _chat_args(p):
-    p.add_argument("config", nargs="?", help="YAML config (optional when --model names a folder or GGUF file)")
+    _config_arg(p)
     p.add_argument("--model", help="adapter folder, merged folder or .gguf file (default <run>/adapter)")
     p.add_argument("--model-set", help="a model_set_config.json: few-shot prompting of the base model")
     g = p.add_mutually_exclusive_group(required=True)
@@ -302,7 +413,7 @@ def _chat_args(p):
     g.add_argument("-i", "--interactive", action="store_true", help="a conversation on stdin (/reset, /exit)")
     p.add_argument("--compare", action="store_true", help="base and tuned answers side by side")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--max-new-tokens", type=_positive, help="longest answer (default evaluation.max_new_tokens)")
 
 COMMANDS["evaluate"] = (cmd_evaluate, "compare base and tuned models on held-out data; write the report", _evaluate_args)
 COMMANDS["chat"] = (cmd_chat, "chat with a tuned model, merged model, GGUF file or model-set config", _chat_args)
@@ -329,6 +440,14 @@ def cmd_feedback_export(args)->int:
     print(f"{n} rows -> {out}")
     return 0
 
+def cmd_feedback_judge(args)->int:
+    from finetune_nb.feedback import check_trigger, judge_feedback
+    cfg = _config(args)
+    rep = judge_feedback(cfg, rescore=args.rescore, limit=args.limit, progress=not args.quiet)
+    print(rep)
+    print(check_trigger(cfg, cfg.feedback.threshold, cfg.feedback.min_score))
+    return 0
+
 def cmd_feedback_watch(args)->int:
     from finetune_nb.run import run_finetune
     from finetune_nb.versions import watch
@@ -338,7 +457,8 @@ def cmd_feedback_watch(args)->int:
 def _feedback_args(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     def add(name, fn, help_):
-        sp = sub.add_parser(name, help=help_); sp.add_argument("-c", "--config", required=True, help="YAML config file")
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("-c", "--config", dest="config_opt", metavar="CONFIG", help=f"YAML config file (default: ./{CONFIG_NAME}, or the one in this folder)")
         _common(sp, suppress=True); sp.set_defaults(func=fn); return sp
     imp = add("import", cmd_feedback_import, "add model outputs to review from a JSONL or CSV file")
     imp.add_argument("file"); imp.add_argument("--source"); imp.add_argument("--model-version")
@@ -348,9 +468,14 @@ def _feedback_args(p):
     exp.add_argument("out", nargs="?", help="output JSONL (default feedback.export_path)")
     exp.add_argument("--min-rating", type=float, help="lowest rating kept (default feedback.min_rating)")
     exp.add_argument("--since-version", help="only feedback newer than this model version (e.g. v3)")
+    j = add("judge", cmd_feedback_judge, "score pending rows with the LLM judge of evaluation.judge (0-1), for the trigger")
+    j.add_argument("--rescore", action="store_true", help="judge again the rows a judge scored before")
+    j.add_argument("--limit", type=int, help="judge at most this many rows")
     w = add("watch", cmd_feedback_watch, "run the pipeline when enough new high-quality feedback exists")
-    w.add_argument("--threshold", type=int); w.add_argument("--min-score", type=float)
+    w.add_argument("--threshold", type=_positive, help="new high-quality samples that start a run (default feedback.threshold)")
+    w.add_argument("--min-score", type=_score, help="quality from 0 to 1 a sample needs to count (default feedback.min_score)")
     w.add_argument("--check", action="store_true", help="check once and exit")
+    _override_args(w)
 
 def cmd_models_list(args)->int:
     from finetune_nb.versions import list_models
@@ -374,9 +499,10 @@ def _models_args(p):
     for name, fn, help_ in (("list", cmd_models_list, "registered model versions"),
                             ("promote", cmd_models_promote, "point production at a version"),
                             ("rollback", cmd_models_rollback, "point production back at the previous version")):
-        sp = sub.add_parser(name, help=help_); sp.add_argument("-c", "--config", required=True, help="YAML config file")
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("-c", "--config", dest="config_opt", metavar="CONFIG", help=f"YAML config file (default: ./{CONFIG_NAME}, or the one in this folder)")
         _common(sp, suppress=True); sp.set_defaults(func=fn)
         if name == "promote": sp.add_argument("version", help="e.g. demo-v3 or v3")
 
-COMMANDS["feedback"] = (None, "review feedback: import, stats, export, watch", _feedback_args)
+COMMANDS["feedback"] = (None, "review feedback: import, stats, export, judge, watch", _feedback_args)
 COMMANDS["models"] = (None, "model versions: list, promote, rollback", _models_args)

@@ -17,10 +17,10 @@ from .core import ConfigError, ConfigIssue
 from .core import write_text
 
 # %% auto #0
-__all__ = ['BUILTIN_MODELS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
-           'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'TrainingConfig',
-           'FallbackConfig', 'FeedbackConfig', 'EvaluationConfig', 'OllamaConfig', 'ExportConfig', 'yaml_lines',
-           'FineTuneConfig']
+__all__ = ['BUILTIN_MODELS', 'JUDGE_TASKS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', 'ProjectConfig', 'ModelConfig', 'LangChainConfig',
+           'AugmentationConfig', 'PdfConfig', 'CodeConfig', 'SplitConfig', 'DataConfig', 'rubric_missing_points',
+           'JudgeConfig', 'PreferenceConfig', 'TrainingConfig', 'FallbackConfig', 'FeedbackConfig', 'EvaluationConfig',
+           'OllamaConfig', 'ExportConfig', 'yaml_lines', 'FineTuneConfig', 'parse_override', 'with_overrides']
 
 # %% ../nbs/01_config.ipynb #b5c3713d
 class _Section(BaseModel):
@@ -132,6 +132,48 @@ class DataConfig(_Section):
     pdf:PdfConfig = Field(default_factory=PdfConfig)
     code:CodeConfig = Field(default_factory=CodeConfig)
 
+# %% ../nbs/01_config.ipynb #20d8e958
+JUDGE_TASKS = ["qa","summarization","classification","extraction"]
+
+def rubric_missing_points(rubric:str)->list[int]:
+    "The scores 1-5 that `rubric` gives no line to (a line such as `4: mostly correct`)."
+    return [n for n in range(1, 6) if not re.search(rf"(?im)^\s*(?:score\s*)?{n}\s*(?:/\s*5\s*)?[:.)=–-]", rubric)]
+
+class JudgeConfig(_Section):
+    provider:Literal["anthropic","local"] = Field("anthropic", description="anthropic (ANTHROPIC_API_KEY from the environment) or local (a transformers model)")
+    model_name:str = Field("claude-sonnet-4-5", description="The judging model: a Claude model, or with provider local a folder, hub id or builtin:<name>")
+    task:Literal[tuple(JUDGE_TASKS)] = Field("qa", description=f"Built-in rubric to use when rubric is empty: {', '.join(JUDGE_TASKS)}")
+    rubric:str|None = Field(None, description="Your rubric: what to judge, then one line per score from 1 to 5 (e.g. '5: correct and complete'); empty: the task's built-in one")
+    modes:list[Literal["absolute","pairwise"]] = Field(["absolute","pairwise"], description="absolute: a 1-5 score per answer; pairwise: base against tuned, asked in both orders")
+    max_concurrency:int = Field(8, gt=0, le=256, description="Requests in flight at once")
+    max_tokens:int = Field(1024, gt=0, description="Most output tokens per verdict")
+    max_retries:int = Field(4, ge=0, le=20, description="HTTP retries per request (408/409/429/5xx/529, honouring retry-after)")
+    output_retries:int = Field(2, ge=0, le=10, description="Re-asks when a verdict is malformed, before it is recorded as failed")
+    requests_per_minute:int|None = Field(None, gt=0, description="Client-side request rate limit; null for none")
+    timeout_seconds:float = Field(120.0, gt=0, description="Timeout of one API request")
+    input_price_per_mtok:float = Field(3.0, ge=0, description="USD per million input tokens, for the cost estimate")
+    output_price_per_mtok:float = Field(15.0, ge=0, description="USD per million output tokens, for the cost estimate")
+
+    @field_validator("rubric")
+    @classmethod
+    def _rubric_has_scale(cls, v):
+        if v is None: return v
+        if not v.strip(): raise ValueError("must not be empty (leave it out to use the task's built-in rubric)")
+        if missing := rubric_missing_points(v):
+            raise ValueError(f"the rubric has no 1-5 scale: no line for score{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}; "
+                             "write one line per score, from '5: ...' (best) to '1: ...' (worst)")
+        return v
+
+class PreferenceConfig(_Section):
+    pairs:list[str] = Field([], description="JSONL files of preference pairs: prompt/chosen/rejected, chosen/rejected message lists, or a judge's pairwise results (eval/judge_pairwise.jsonl)")
+    from_feedback:bool = Field(True, description="Reviewers' corrections in the feedback store become pairs: corrected answer chosen, model output rejected")
+    beta:float = Field(0.1, gt=0, description="Strength of the pull towards the reference model (DPO) or weight of the odds-ratio term (ORPO)")
+    loss_type:Literal["sigmoid","ipo","hinge","robust"] = Field("sigmoid", description="DPO loss: sigmoid (the paper's), ipo, hinge or robust")
+    learning_rate:float|None = Field(None, gt=0, lt=1, description="Peak learning rate of preference tuning; empty: training.learning_rate")
+    num_epochs:float|None = Field(None, gt=0, description="Passes over the pairs; empty: training.num_epochs")
+    max_steps:int|None = Field(None, ge=-1, description="Optimizer steps of preference tuning; empty: training.max_steps")
+    validation_fraction:float = Field(0.1, ge=0, lt=1, description="Share of the pairs held out to measure the chosen-over-rejected margin")
+
 # %% ../nbs/01_config.ipynb #33106e96
 class TrainingConfig(_Section):
     num_epochs:float = Field(3.0, gt=0, description="Passes over the training data")
@@ -157,6 +199,8 @@ class TrainingConfig(_Section):
     report_to:list[Literal["tensorboard","wandb","none"]] = Field(["tensorboard"], description="Where training logs go")
     save_total_limit:int|None = Field(3, gt=0, description="Keep at most this many checkpoints (all when empty)")
     num_processes:int = Field(1, ge=1, description="Data-parallel processes on this machine (one per GPU; gloo on the CPU)")
+    method:Literal["sft","dpo","orpo","sft+dpo","sft+orpo"] = Field("sft", description="sft (supervised), dpo or orpo (preference pairs), or sft+dpo / sft+orpo: supervised first, then preference tuning of that adapter")
+    preference:PreferenceConfig = Field(default_factory=PreferenceConfig)
 
 class FallbackConfig(_Section):
     enabled:bool = Field(True, description="Build a few-shot model-set config when fine-tuning is impossible or not worth it")
@@ -192,6 +236,7 @@ class EvaluationConfig(_Section):
     max_new_tokens:int = Field(256, gt=0, description="Longest generated answer, in tokens")
     batch_size:int|None = Field(None, gt=0, description="Rows per forward pass for loss and generation; default training.batch_size")
     compare_base:bool = Field(True, description="Also evaluate the base model, side by side with the tuned one")
+    judge:JudgeConfig|None = Field(None, description="An LLM judge scores the answers and compares base with tuned ({} for the defaults); empty: no judge")
 
 # %% ../nbs/01_config.ipynb #fae41683
 GGUF_TYPES = ["f32","f16","bf16","q8_0","q4_0","q4_1","q5_0","q5_1","q4_k_m","q5_k_m","q6_k"]
@@ -398,7 +443,8 @@ def _summary(self)->str:
              f"data      {d.input_path} ({d.input_type}), {d.langchain.splitter} chunks of {d.langchain.chunk_size}"
              + (f", QA by {d.langchain.qa_model_name}" if d.langchain.qa_generation_enabled else ", no QA generation"),
              f"training  {t.num_epochs:g} epochs" + (f" / max {t.max_steps} steps" if t.max_steps > 0 else "")
-             + f", batch {t.batch_size}x{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, seq {t.max_seq_length}, device {t.device}",
+             + f", batch {t.batch_size}x{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, seq {t.max_seq_length}, device {t.device}"
+             + (f", method {t.method}" if t.method != "sft" else ""),
              f"fallback  {'on' if fb.enabled else 'off'}: model-set config with {fb.num_examples} examples when rows < {fb.min_rows}",
              f"export    merge={ex.merge}, gguf={ex.gguf}, ollama={ex.ollama.enabled}"]
     if m.model_name.lower().startswith(API_ONLY_PREFIXES):
@@ -407,3 +453,41 @@ def _summary(self)->str:
     return "\n".join(lines)
 
 FineTuneConfig.summary = _summary
+
+# %% ../nbs/01_config.ipynb #12c82772
+def parse_override(text:str, # `KEY=VALUE`, e.g. `training.learning_rate=2e-4`
+                   label:str|None=None, # How errors name it (default `--set KEY=VALUE`)
+                  )->tuple[str, object]:
+    "The dotted key and the YAML value of one override."
+    label = label or f"--set {text}"
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not all(p.strip() for p in key.split(".")):
+        raise ConfigError([ConfigIssue("(override)", "expected KEY=VALUE with a dotted key, e.g. --set training.learning_rate=2e-4", None, label)])
+    try: return key, yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError([ConfigIssue(key, f"not a YAML value: {str(e).splitlines()[0]}", None, label)]) from None
+
+def with_overrides(config:FineTuneConfig, # The config as its file gives it
+                   overrides:list, # `KEY=VALUE` strings, or `(label, "KEY=VALUE")` pairs whose label names them in errors
+                  )->FineTuneConfig:
+    "A copy of `config` with the overrides set, validated like a file; each problem names the override at fault."
+    if not overrides: return config
+    raw, labels = config.model_dump(mode="json"), {}
+    for o in overrides:
+        label, text = o if isinstance(o, tuple) else (None, o)
+        key, value = parse_override(text, label)
+        secret = _SECRET_KEY.search(key.rsplit(".", 1)[-1]) or (isinstance(value, str) and _SECRET_VALUE.match(value.strip()))
+        labels[key] = f"the override of {key} (value hidden)" if secret else label or f"--set {text}"
+        node, parts = raw, key.split(".")
+        for i, p in enumerate(parts[:-1]):
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError([ConfigIssue(key, f"{'.'.join(parts[:i + 1])} is a setting, not a section", None, labels[key])])
+        node[parts[-1]] = value
+    try: cfg = FineTuneConfig.validate(raw)
+    except ConfigError as e:
+        def by(path): return next((l for k, l in labels.items() if path == k or path.startswith(k + ".") or k.startswith(path + ".")), None)
+        raise ConfigError([ConfigIssue(i.path, i.message, None, by(i.path)) for i in e.issues]) from None
+    cfg._source = config._source
+    return cfg

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['log', 'FinetuneNBError', 'ConfigIssue', 'ConfigError', 'DataError', 'QAGenerationError',
+__all__ = ['log', 'OUTPUT_MARKER', 'FinetuneNBError', 'ConfigIssue', 'ConfigError', 'DataError', 'QAGenerationError',
            'FineTuningNotSupportedError', 'ModelSetConfigError', 'ExportError', 'TrainingFailedError',
            'DatasetTooSmallWarning', 'TornLineWarning', 'atomic_write', 'write_text', 'write_bytes', 'write_json',
-           'write_yaml', 'jsonl_line', 'write_jsonl', 'Skipped', 'read_jsonl', 'sha256_bytes', 'sha256_text',
-           'sha256_file', 'stable_hash']
+           'write_yaml', 'jsonl_line', 'write_jsonl', 'output_kind', 'check_replaceable', 'recover_dir', 'atomic_dir',
+           'Skipped', 'read_jsonl', 'file_problem', 'folder_problems', 'sha256_bytes', 'sha256_text', 'sha256_file',
+           'stable_hash']
 
 # %% ../nbs/00_core.ipynb #15cba4a3
 class FinetuneNBError(Exception):
@@ -75,7 +76,7 @@ class TornLineWarning(UserWarning):
     "The last line of a JSONL file is cut off (a crash mid-write); it was skipped."
 
 # %% ../nbs/00_core.ipynb #7a197806
-import hashlib, json, logging, os, tempfile, warnings
+import hashlib, json, logging, os, tempfile, warnings, zipfile
 import orjson
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
@@ -145,6 +146,87 @@ def write_jsonl(path, rows:Iterable)->int:
         for row in rows: f.write(jsonl_line(row)); n += 1
     return n
 
+# %% ../nbs/00_core.ipynb #292a59e5
+import re, shutil
+
+OUTPUT_MARKER = ".finetune_nb_output.json"
+
+def output_kind(path:str|os.PathLike)->str|None:
+    "The kind of finetune_nb output folder `path` is (from its marker), or None when finetune_nb did not make it."
+    try: return json.loads((Path(path)/OUTPUT_MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError): return None
+
+def check_replaceable(path:str|os.PathLike, # The folder an output is about to replace
+                      kind:str, # The kind of output, e.g. "merged"
+                     )->None:
+    "Refuse to replace `path` unless it is missing, empty, or an earlier `kind` output of finetune_nb."
+    path = Path(os.path.abspath(path))
+    if not os.path.lexists(path): return
+    if path.is_symlink() or not path.is_dir():
+        raise FinetuneNBError(f"{path} exists and is not a folder", hint="choose a new folder for the output")
+    cwd = Path.cwd()
+    if cwd == path or path in cwd.parents:
+        raise FinetuneNBError(f"{path} is the current folder or holds it; an output never replaces it", hint="choose a new folder for the output")
+    if not any(path.iterdir()) or output_kind(path) == kind: return
+    found = output_kind(path)
+    raise FinetuneNBError(f"{path} is not empty and is not a {kind} folder made by finetune_nb" + (f" (it is a finetune_nb {found} folder)" if found else ""),
+                          hint="choose a new or empty folder; finetune_nb never deletes a folder it did not create")
+
+# %% ../nbs/00_core.ipynb #1a04137c
+_PART = re.compile(r"^\.(?P<name>.+)\.(?P<role>new|old)-(?P<pid>\d+)-[^/]+$")
+
+def _alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+def recover_dir(path:str|os.PathLike)->Path:
+    "Finish or undo a folder swap that a killed process left half done, and remove its leftovers; returns `path`."
+    path = Path(os.path.abspath(path))
+    if not path.parent.is_dir(): return path
+    parts = [(m["role"], p) for p in path.parent.iterdir()
+             if (m := _PART.match(p.name)) and m["name"] == path.name and not _alive(int(m["pid"]))]
+    if not os.path.lexists(path):
+        done = [p for role, p in parts if role == "new" and (p/OUTPUT_MARKER).is_file()]  # the marker goes in last
+        back = done or [p for role, p in parts if role == "old"]
+        if back:
+            os.rename(back[0], path)
+            log.warning("%s: restored the %s folder a killed process left beside it", path, "new" if done else "previous")
+    for _, p in parts:
+        if p.exists(): shutil.rmtree(p, ignore_errors=True)
+    return path
+
+# %% ../nbs/00_core.ipynb #05b75110
+def _fsync_tree(folder:Path):
+    "Flush every file under `folder` to disk, so the swap never publishes data still in the page cache."
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try: os.fsync(fd)
+            finally: os.close(fd)
+
+@contextmanager
+def atomic_dir(path:str|os.PathLike, # The folder to create or replace
+               kind:str, # What it is (adapter, merged, model): only an output of the same kind is replaced
+              ):
+    "Yield a temporary folder beside `path` to build in; on success it takes `path`'s place, on error it is removed."
+    path = recover_dir(path)
+    check_replaceable(path, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-{os.getpid()}-"))
+    try:
+        yield tmp
+        write_json(tmp/OUTPUT_MARKER, {"made_by": "finetune_nb", "kind": kind})  # last: a folder with its marker is complete
+        _fsync_tree(tmp)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders; give the usual permissions
+        old = path.with_name(f".{path.name}.old-{os.getpid()}-{tmp.name.rsplit('-', 1)[-1]}")
+        if os.path.lexists(path): os.rename(path, old)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    shutil.rmtree(old, ignore_errors=True)
+
 # %% ../nbs/00_core.ipynb #f8df31c9
 @dataclass
 class Skipped:
@@ -192,6 +274,39 @@ def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                     if skipped is not None: skipped.append(Skipped(str(path), reason, line=n))
                     return
                 skip(n, f"not valid JSON: {e.msg} at column {e.colno}", "fix or delete this line")
+
+# %% ../nbs/00_core.ipynb #b0164c3f
+def _gguf_problem(p:Path, size:int)->str|None:
+    import gguf
+    r = gguf.GGUFReader(p)  # raises on a header or tensor table that does not fit the file
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in r.tensors), default=0)
+    return f"cut off: {size} bytes where its tensors need {end}" if end > size else None
+
+def file_problem(path:str|os.PathLike)->str|None:
+    "What is wrong with a weights, state or JSON file, read from its header or directory alone; None when it looks whole."
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.suffix == ".safetensors":
+            with open(p, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if size < 8 or 8 + n > size: return f"cut off: {size} bytes, shorter than its own header"
+                header = json.loads(f.read(n))
+            end = 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if end != size: return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
+        elif p.suffix == ".json": json.loads(p.read_bytes())
+        elif p.suffix in (".pt", ".pth", ".bin"):
+            with open(p, "rb") as f: legacy = f.read(1) == b"\x80"  # a pickle, as torch.save wrote before 1.6: nothing cheap to check
+            if not legacy:
+                with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
+        elif p.suffix == ".gguf": return _gguf_problem(p, size)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
+    return None
+
+def folder_problems(folder:str|os.PathLike)->list[str]:
+    "`name: problem` for every damaged weights, state or JSON file directly in `folder`."
+    folder = Path(folder)
+    return [f"{p.name}: {why}" for p in sorted(folder.iterdir()) if p.is_file() and (why := file_problem(p))] if folder.is_dir() else []
 
 # %% ../nbs/00_core.ipynb #602b1860
 def sha256_bytes(data:bytes)->str: return hashlib.sha256(data).hexdigest()

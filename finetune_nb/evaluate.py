@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import FineTuneConfig, ModelConfig
 from .core import DataError, FinetuneNBError, Skipped
-from .core import read_jsonl, write_bytes, write_json, write_text
+from .core import read_jsonl, write_bytes, write_json, write_jsonl, write_text
 from .models import load_adapter, load_model, resolve_device, resolve_dtype
 from .templates import has_generation_markers, render, resolve_chat_template, stop_token_ids
 
@@ -22,8 +22,9 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'answer_words', 'exact_match', 'token_f1', 'rouge_l', 'split_prompt', 'read_eval_rows', 'few_shot_messages',
            'EvalSystem', 'eval_loss', 'eos_ids', 'generate_answers', 'score_answers', 'find_log_history', 'loss_curves',
-           'plot_loss', 'verdict', 'summary_table', 'render_markdown', 'render_html', 'tuned_kind', 'load_tuned',
-           'load_model_set', 'EvalResult', 'evaluate', 'ChatModel', 'GGUFChat', 'load_chat_models', 'chat', 'chat_main']
+           'plot_loss', 'source_texts', 'judge_evaluation', 'judge_text', 'verdict', 'summary_table', 'render_markdown',
+           'render_html', 'tuned_kind', 'load_tuned', 'load_model_set', 'EvalResult', 'evaluate', 'ChatModel',
+           'GGUFChat', 'load_chat_models', 'chat', 'chat_main']
 
 # %% ../nbs/10_evaluate.ipynb #356b6775
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -248,6 +249,111 @@ def plot_loss(curves:dict, # From `loss_curves`
     if path is not None: write_bytes(path, buf.getvalue())
     return buf.getvalue()
 
+# %% ../nbs/10_evaluate.ipynb #94ffcd0f
+def source_texts(config, rows:list[dict])->list[str|None]:
+    "The source passage of each held-out row: its chunk's text in <data>/chunks.jsonl, when the row names a chunk."
+    ids = [(r.get("metadata") or {}).get("chunk_id") for r in rows]
+    path = config.data_dir/"chunks.jsonl"
+    if not any(ids) or not path.is_file(): return [None] * len(rows)
+    want, found = set(filter(None, ids)), {}
+    for _, c in read_jsonl(path, on_error="skip", log_skips=False):
+        if isinstance(c, dict) and c.get("chunk_id") in want: found[c["chunk_id"]] = c.get("text")
+    return [found.get(i) for i in ids]
+
+# %% ../nbs/10_evaluate.ipynb #78f53cf6
+def _judge_items(jc, prompts, references, sources, answers:dict)->tuple[list, list, list]:
+    "Absolute items (every system's answers), pairwise items (base against each other system) and the systems compared."
+    names, n = list(answers), len(prompts)
+    rivals = [k for k in names if k != "base"] if "base" in names and "pairwise" in jc.modes else []
+    rows = list(zip(prompts, references, sources))
+    scored = [dict(conversation=list(p), answer=answers[k][i]["text"], reference=ref, source=src)
+              for k in names for i, (p, ref, src) in enumerate(rows)] if "absolute" in jc.modes else []
+    pairs = [dict(conversation=list(p), reference=ref, source=src, answers={"base": answers["base"][i]["text"], k: answers[k][i]["text"]})
+             for k in rivals for i, (p, ref, src) in enumerate(rows)]
+    return scored, pairs, rivals
+
+def judge_evaluation(config, # The run's config; `evaluation.judge` says which judge
+                     samples:list[dict], prompts:list, references:list, # The held-out rows, their prompts and reference answers
+                     answers:dict, # system -> answers (each gets a `judge` entry)
+                     systems:dict, # system -> metrics (gets judge_score and judge_win_rate)
+                     out_dir:Path, # Where judge_cache.jsonl and judge_pairwise.jsonl go
+                    )->tuple[dict|None, list[dict]]:
+    "Judge the answers; returns the `judge` section of metrics.json (None without a judge) and each sample's pairwise verdicts."
+    jc, n = config.evaluation.judge, len(prompts)
+    if jc is None: return None, [{} for _ in range(n)]
+    from finetune_nb.judge import Judge, JudgeError, judge_unavailable, pairwise_summary, score_summary
+    if why := judge_unavailable(jc):
+        log.warning("judge skipped: %s", why)
+        return {"status": "skipped", "reason": why}, [{} for _ in range(n)]
+    scored, pair_items, rivals = _judge_items(jc, prompts, references, source_texts(config, samples), answers)
+    try:
+        with Judge(jc, cache=out_dir/"judge_cache.jsonl") as j: scores, pairs = j.run(scored, pair_items, progress=True)
+    except JudgeError as e:
+        log.error("judge failed, the report goes without it: %s", e)
+        return {"status": "failed", "reason": str(e)}, [{} for _ in range(n)]
+    out, per_sample, rows = {"status": "ok", **j.summary(), "modes": list(jc.modes), "absolute": {}, "pairwise": {}}, [{} for _ in range(n)], []
+    for s, k in enumerate(answers if scored else []):
+        part = scores[s * n:(s + 1) * n]
+        for a, r in zip(answers[k], part): a["judge"] = {f: r[f] for f in ("score", "reason", "error")}
+        out["absolute"][k] = score_summary(part)
+        systems[k]["judge_score"] = out["absolute"][k]["mean_score"]
+    for s, k in enumerate(rivals):
+        part = pairs[s * n:(s + 1) * n]
+        out["pairwise"][k] = pairwise_summary(part, "base", k)
+        systems[k]["judge_win_rate"] = out["pairwise"][k]["win_rate"]
+        for i, r in enumerate(part):
+            per_sample[i][k] = r
+            rows.append({"sample": i, "system": k, "prompt": list(prompts[i]), "reference": references[i],
+                         "answers": pair_items[s * n + i]["answers"], **r, "judge": j.name, "rubric": j.rubric_id})
+    if rows: write_jsonl(out_dir/"judge_pairwise.jsonl", rows); out["pairwise_file"] = str(out_dir/"judge_pairwise.jsonl")
+    log.info("judge: %s", ", ".join(f"{k} score {v['mean_score']:.2f}" for k, v in out["absolute"].items() if v["mean_score"] is not None)
+             + "".join(f"; {k} win rate {v['win_rate']:.0%} (orders agreed {v['agreement']:.0%})" for k, v in out["pairwise"].items() if v["win_rate"] is not None))
+    return out, per_sample
+
+# %% ../nbs/10_evaluate.ipynb #a638d4a3
+def judge_text(judge:dict|None, systems:dict)->str|None:
+    "The verdict's paragraph on the judge: win rates and mean scores, or why the judge was skipped."
+    if judge is None: return None
+    if judge["status"] != "ok": return f"The judge was {judge['status']}: {judge['reason']}."
+    label, count = (lambda k: systems[k]["label"]), (lambda n, w: f"{n} {w}{'' if n == 1 else 'es' if w == 'loss' else 's'}")
+    out = [f"{label(k)} vs base, judged by {judge['judge']} (rubric {judge['rubric']}): "
+           + (f"win rate {p['win_rate']:.0%} ({count(p['wins'], 'win')}, {count(p['losses'], 'loss')}, {count(p['ties'], 'tie')}); the two orders agreed on "
+              + (f"{p['agreement']:.0%} of the pairs" if p["agreement"] is not None else "no pair (all answers identical)")
+              if p["win_rate"] is not None else "no pair could be judged") + (f"; {p['failed']} failed" if p["failed"] else "") + "."
+           for k, p in judge["pairwise"].items()]
+    if judge["absolute"]:
+        out.append("Mean judge score (1-5): " + ", ".join(f"{label(k)} {a['mean_score']:.2f}" if a["mean_score"] is not None else f"{label(k)} –"
+                                                       for k, a in judge["absolute"].items())
+                   + "".join(f"; {a['failed']} of {label(k)}'s verdicts failed" for k, a in judge["absolute"].items() if a["failed"])
+                   + f" (≈ ${judge['cost_usd']:.4f} this run).")
+    return "\n\n".join(out)
+
+def _judge_note(a:dict)->str|None:
+    "The judge's score and reason for one answer."
+    j = a.get("judge")
+    if j is None: return None
+    return f"judge failed: {j['error']}" if j["score"] is None else f"judge {j['score']}/5: {j['reason']}"
+
+def _pairwise_notes(sample:dict, systems:dict)->list[str]:
+    "One line per pairwise verdict on this prompt."
+    out = []
+    for k, r in sample.get("pairwise", {}).items():
+        head = f"Judge, {systems[k]['label']} vs base: "
+        if r["winner"] is None: out.append(head + f"failed ({r['error']})")
+        elif r.get("identical"): out.append(head + "a tie (identical answers)")
+        else:
+            reasons = " / ".join(o["reason"] for o in r["orders"])
+            what = ("a tie in both orders" if r["winner"] == "tie" else f"{systems[r['winner']]['label'] if r['winner'] in systems else r['winner']} "
+                    "better in both orders") if r["consistent"] else "a tie: the two orders disagreed"
+            out.append(head + f"{what} ({reasons})")
+    return out
+
+_JUDGE_COLUMNS = [("judge_score", "judge score", "{:.2f}"), ("judge_win_rate", "judge win rate", "{:.0%}")]
+
+def _columns(metrics:dict)->list:
+    "The summary table's columns: the judge's only when it judged."
+    return _COLUMNS + [c for c in _JUDGE_COLUMNS if any(s.get(c[0]) is not None for s in metrics["systems"].values())]
+
 # %% ../nbs/10_evaluate.ipynb #707155bb
 _COLUMNS = [("eval_loss", "eval loss", "{:.4f}"), ("perplexity", "perplexity", "{:.4g}"), ("exact_match", "exact match", "{:.1%}"),
             ("token_f1", "token F1", "{:.3f}"), ("rouge_l", "ROUGE-L", "{:.3f}"), ("mean_output_tokens", "mean tokens", "{:.1f}"),
@@ -280,8 +386,9 @@ def _md_table(header:list[str], rows:list[list[str]])->str:
 
 def summary_table(metrics:dict)->str:
     "The summary table (Markdown)."
-    return _md_table(["model"] + [c[1] for c in _COLUMNS],
-                     [[_md_cell(s["label"])] + [_fmt(s.get(k), f) for k, _, f in _COLUMNS] for s in metrics["systems"].values()])
+    cols = _columns(metrics)
+    return _md_table(["model"] + [c[1] for c in cols],
+                     [[_md_cell(s["label"])] + [_fmt(s.get(k), f) for k, _, f in cols] for s in metrics["systems"].values()])
 
 # %% ../nbs/10_evaluate.ipynb #9d988ed0
 def _answer_note(a:dict)->str:
@@ -300,7 +407,9 @@ def render_markdown(metrics:dict)->str:
         out += [f"### Prompt {i}", ""] + [f"> **{m['role']}**: {_md_cell(m['content'])}" + "  " for m in s["prompt"]] + [""]
         out += [_md_table(["reference"] + [_md_cell(systems[k]["label"]) for k in s["answers"]],
                           [[_md_cell(s["reference"])] + [_md_cell(a["text"]) for a in s["answers"].values()],
-                           [" "] + [_answer_note(a) for a in s["answers"].values()]]), ""]
+                           [" "] + [_answer_note(a) for a in s["answers"].values()]]
+                          + ([[" "] + [_md_cell(_judge_note(a) or " ") for a in s["answers"].values()]] if any("judge" in a for a in s["answers"].values()) else [])), ""]
+        out += [x for line in _pairwise_notes(s, systems) for x in (_md_cell(line), "")]
     return "\n".join(out)
 
 # %% ../nbs/10_evaluate.ipynb #1a9f07a9
@@ -309,13 +418,15 @@ table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:
 th:first-child,td:first-child{text-align:left}.grid{display:grid;gap:.6em;margin-bottom:2em}
 .cell{border:1px solid #ddd;border-radius:6px;padding:.5em}.cell h4{margin:0 0 .3em;font-size:.9em;color:#555}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font-family:ui-monospace,monospace;font-size:.9em}
-.note{color:#777;font-size:.8em;margin-top:.4em}.ref{background:#f4f8ff}.prompt{background:#fafafa}"""
+.note{color:#777;font-size:.8em;margin-top:.4em}.ref{background:#f4f8ff}.prompt{background:#fafafa}
+.judge{color:#444;font-size:.85em;margin-top:.4em;border-top:1px dashed #ddd;padding-top:.3em}"""
 
 def render_html(metrics:dict, loss_png:bytes|None=None)->str:
     "The HTML report (self-contained: the loss plot is embedded)."
     e, systems = html.escape, metrics["systems"]
-    head = "".join(f"<th>{e(t)}</th>" for _, t, _ in _COLUMNS)
-    rows = "".join(f"<tr><td>{e(s['label'])}</td>" + "".join(f"<td>{_fmt(s.get(k), f)}</td>" for k, _, f in _COLUMNS) + "</tr>" for s in systems.values())
+    cols = _columns(metrics)
+    head = "".join(f"<th>{e(t)}</th>" for _, t, _ in cols)
+    rows = "".join(f"<tr><td>{e(s['label'])}</td>" + "".join(f"<td>{_fmt(s.get(k), f)}</td>" for k, _, f in cols) + "</tr>" for s in systems.values())
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of {e(metrics['run'])}</title><style>{_CSS}</style></head><body>",
              f"<h1>Evaluation of {e(metrics['run'])}</h1>",
              "".join(f"<p>{e(v)}</p>" for v in metrics["verdict"].split("\n\n")),
@@ -328,9 +439,11 @@ def render_html(metrics:dict, loss_png:bytes|None=None)->str:
         prompt = "\n".join(f"{m['role']}: {m['content']}" for m in s["prompt"])
         cols = len(s["answers"]) + 1
         cells = [f"<div class='cell ref'><h4>reference</h4><pre>{e(s['reference'])}</pre></div>"]
-        cells += [f"<div class='cell'><h4>{e(systems[k]['label'])}</h4><pre>{e(a['text']) if a['text'].strip() else '<i>(empty)</i>'}</pre><div class='note'>{e(_answer_note(a))}</div></div>" for k, a in s["answers"].items()]
+        cells += [f"<div class='cell'><h4>{e(systems[k]['label'])}</h4><pre>{e(a['text']) if a['text'].strip() else '<i>(empty)</i>'}</pre><div class='note'>{e(_answer_note(a))}</div>"
+                  + (f"<div class='judge'>{e(_judge_note(a))}</div>" if "judge" in a else "") + "</div>" for k, a in s["answers"].items()]
         parts.append(f"<h3>Prompt {i}</h3><div class='cell prompt'><pre>{e(prompt)}</pre></div>"
-                     f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>{''.join(cells)}</div>")
+                     f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>{''.join(cells)}</div>"
+                     + "".join(f"<p class='judge'>{e(line)}</p>" for line in _pairwise_notes(s, systems)))
     return "".join(parts) + "</body></html>\n"
 
 # %% ../nbs/10_evaluate.ipynb #0e7e3cea
@@ -466,6 +579,7 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
         system = EvalSystem("tuned", f"tuned ({kind})")
         systems["tuned"], answers["tuned"] = _eval_system(system, model, tok, template, samples, prompts, references, s)
     model = None; _release()
+    judged, pairwise = judge_evaluation(config, samples, prompts, references, answers, systems, out_dir)
 
     history = log_history if log_history is not None else find_log_history(run, config.resolve(config.training.output_dir) if config.training.output_dir else None)
     curves = loss_curves(history) if history is not None else None
@@ -473,10 +587,12 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
     metrics = dict(run=config.project.name, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), validation_file=str(data_path),
                    num_validation_rows=len(rows), num_skipped=len(skipped), skipped=[x.to_dict() for x in skipped],
                    tuned=str(tuned) if tuned is not None else None, settings=dict(s, chat_template=config.model.chat_template, device=resolve_device(config.training.device)),
-                   verdict=verdict(systems) or ("Only the base model was evaluated." if list(systems) == ["base"] else
-                                                "The base model was not evaluated (evaluation.compare_base is off)."),
-                   systems=systems, loss_curves=curves,
-                   samples=[dict(prompt=p, reference=ref, answers={k: answers[k][i] for k in systems}) for i, (p, ref) in enumerate(zip(prompts, references))])
+                   verdict="\n\n".join(filter(None, [verdict(systems) or ("Only the base model was evaluated." if list(systems) == ["base"] else
+                                                                          "The base model was not evaluated (evaluation.compare_base is off)."),
+                                                      judge_text(judged, systems)])),
+                   systems=systems, loss_curves=curves, judge=judged,
+                   samples=[dict(prompt=p, reference=ref, answers={k: answers[k][i] for k in systems}, **({"pairwise": pairwise[i]} if pairwise[i] else {}))
+                            for i, (p, ref) in enumerate(zip(prompts, references))])
     _write_reports(metrics, out_dir, curves)
     log.info("evaluation written to %s", out_dir)
     return EvalResult(metrics, out_dir)

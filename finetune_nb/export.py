@@ -6,12 +6,12 @@ Docs: https://finetune-nb.github.io/finetune-nb/export.html.md"""
 
 # %% ../nbs/11_export.ipynb #ce922a61
 from __future__ import annotations
-import json, logging, os, re, shutil, tempfile, time
+import json, logging, os, re, time
 from pathlib import Path
 
 import numpy as np
 
-from .core import ExportError, write_json
+from .core import ExportError, atomic_dir, check_replaceable, folder_problems, recover_dir, write_json
 from .models import load_adapter, load_tokenizer, resolve_model_path
 from .templates import stop_token_ids
 
@@ -112,12 +112,18 @@ def merge_adapter(config, # A `FineTuneConfig`
     run = config.run_dir
     adapter_dir = Path(adapter_dir) if adapter_dir else run/"adapter"
     out_dir = Path(out_dir) if out_dir else run/"merged"
+    recover_dir(adapter_dir)
     if not (adapter_dir/"adapter_config.json").is_file():
         raise ExportError(f"no LoRA adapter in {adapter_dir} (adapter_config.json is missing)",
                           hint="train first (`finetune-nb train`), or pass the adapter folder")
+    check_replaceable(out_dir, "merged")  # before minutes of merging, not after; the adapter's own folder is refused too
+    if bad := folder_problems(adapter_dir):
+        raise ExportError(f"the adapter in {adapter_dir} is damaged: {'; '.join(bad)}",
+                          hint="train again, or pass --adapter with an intact checkpoint folder (checkpoints/checkpoint-N)")
     m = config.model
     device = device or config.export.merge_device
     base = resolve_model_path(config)
+    if bad := folder_problems(base): raise ExportError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
     dtype = _merge_dtype(base, m.torch_dtype)
     t0 = time.perf_counter()
     log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
@@ -133,15 +139,9 @@ def merge_adapter(config, # A `FineTuneConfig`
         _declare_stops(merged, tok)
         diff = max((merged(torch.tensor([ids], device=device)).logits.float().cpu() - b).abs().max().item()
                    for ids, b in zip(inputs, before))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir, "merged") as tmp:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         tok.save_pretrained(tmp)
-        if out_dir.exists(): shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     info = dict(adapter_dir=str(adapter_dir), base_model=m.model_name, out_dir=str(out_dir), dtype=str(dtype).removeprefix("torch."),
                 device=device, max_abs_logit_diff=diff, prompts=len(inputs), seconds=round(time.perf_counter() - t0, 3))
     log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
@@ -179,8 +179,9 @@ def make_test_adapter(base_dir:str|os.PathLike, # A checkpoint folder (e.g. from
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
             if "lora_B" in n: p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    peft_model.save_pretrained(adapter_dir)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(adapter_dir)
+    with atomic_dir(adapter_dir, "adapter") as tmp:
+        peft_model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
     return Path(adapter_dir)
 
 # %% ../nbs/11_export.ipynb #a2873316
@@ -533,8 +534,10 @@ def export_gguf(config, # A `FineTuneConfig`
     unknown = [q for q in quants if q not in NUMPY_TYPES + K_QUANTS]
     if unknown: raise ExportError(f"unknown GGUF type(s) {unknown}", hint=f"choose from {', '.join(NUMPY_TYPES + K_QUANTS)}")
     if any(q in K_QUANTS for q in quants): _llama_cpp()  # fail before any work
-    if not (model_dir/"config.json").is_file():
+    if not (recover_dir(model_dir)/"config.json").is_file():
         raise ExportError(f"no merged model in {model_dir}", hint="run `finetune-nb merge-adapter` first, or pass model_dir")
+    if bad := folder_problems(model_dir):
+        raise ExportError(f"the merged model in {model_dir} is damaged: {'; '.join(bad)}", hint="run `finetune-nb merge-adapter` again")
     paths = []
     for q in quants:
         t0 = time.perf_counter()

@@ -23,11 +23,12 @@ from .core import ModelSetConfigError, Skipped, read_jsonl, sha256_text, stable_
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'NEUTRAL_QUALITY', 'CHARS_PER_TOKEN', 'TURN_OVERHEAD_TOKENS', 'SCHEMA_VERSION', 'Candidate', 'read_candidates',
-           'field_value', 'rating_lookup', 'rating_scores', 'topic_coverage', 'count_tokens', 'counter_name',
-           'candidate_tokens', 'FewShotSelection', 'select_few_shot', 'detect_language', 'answer_format', 'PromptFacts',
-           'analyse_examples', 'system_prompt', 'Turn', 'FewShotExample', 'GenerationParams', 'SelectionInfo',
-           'Provenance', 'ModelSet', 'model_set_schema', 'build_model_set', 'ollama_quote']
+__all__ = ['log', 'NEUTRAL_QUALITY', 'CORRECTED_BONUS', 'CHARS_PER_TOKEN', 'TURN_OVERHEAD_TOKENS', 'SCHEMA_VERSION', 'Candidate',
+           'read_candidates', 'field_value', 'rating_lookup', 'rating_scores', 'corrected_flags', 'topic_coverage',
+           'count_tokens', 'counter_name', 'candidate_tokens', 'FewShotSelection', 'select_few_shot', 'detect_language',
+           'answer_format', 'PromptFacts', 'analyse_examples', 'system_prompt', 'Turn', 'FewShotExample',
+           'GenerationParams', 'SelectionInfo', 'Provenance', 'ModelSet', 'model_set_schema', 'build_model_set',
+           'ollama_quote']
 
 # %% ../nbs/09_fallback.ipynb #90a7599d
 @dataclass
@@ -129,6 +130,13 @@ def rating_scores(cands:list[Candidate], fb)->tuple[np.ndarray, dict]:
     report["range"] = [float(lo), float(hi)]
     q = np.where(np.isnan(vals), NEUTRAL_QUALITY, (vals - lo) / (hi - lo) if hi > lo else 1.0)
     return q, report
+
+# %% ../nbs/09_fallback.ipynb #98c52080
+CORRECTED_BONUS = 0.25  # added to relevance (0-1): enough to win a tie, not to outrank a clearly better-rated row
+
+def corrected_flags(cands:list[Candidate])->np.ndarray:
+    "1.0 for rows whose answer a reviewer corrected (feedback exports mark them `corrected: true`), else 0.0."
+    return np.array([1.0 if c.metadata.get("corrected") is True else 0.0 for c in cands])
 
 # %% ../nbs/09_fallback.ipynb #b5d23756
 def _topic_pattern(topic:str)->re.Pattern:
@@ -284,7 +292,8 @@ def select_few_shot(examples:Iterable[dict]|str|Path, # Canonical records, or a 
     centroid = np.asarray(X.mean(axis=0)).ravel()
     typical = X @ centroid
     typical = typical / typical.max() if typical.max() > 0 else np.ones(len(cands))
-    relevance = 0.5 * quality + 0.5 * typical
+    corrected = corrected_flags(cands)
+    relevance = 0.5 * quality + 0.5 * typical + CORRECTED_BONUS * corrected
     tiebreak = _tiebreak(cands, seed) * 1e-10
     max_sim, alive = np.zeros(len(cands)), tokens <= budget
     over_budget, remaining = int((~alive).sum()), budget
@@ -297,7 +306,8 @@ def select_few_shot(examples:Iterable[dict]|str|Path, # Canonical records, or a 
         score[~alive] = -np.inf
         i = int(np.argmax(score))
         topics = [fb.target_topics[j] for j in uncovered if cover[i, j]]
-        why.append(_why(field_value(cands[i].metadata, fb.rating_field), float(quality[i]), rated, topics, float(max_sim[i]), not chosen))
+        why.append(_why(field_value(cands[i].metadata, fb.rating_field), float(quality[i]), rated, topics, float(max_sim[i]), not chosen)
+                   + ("; a reviewer's corrected answer" if corrected[i] else ""))
         chosen.append(i)
         uncovered = [j for j in uncovered if not cover[i, j]]
         remaining -= int(tokens[i])

@@ -26,7 +26,7 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'QUALITY_SQL', 'MIGRATIONS', 'FeedbackPaths', 'feedback_paths', 'quality', 'FeedbackRecord', 'FeedbackStore',
            'FeedbackStats', 'open_store', 'ImportReport', 'import_feedback', 'export_feedback', 'ReviewWidget',
-           'review', 'TriggerDecision', 'check_trigger']
+           'review', 'TriggerDecision', 'check_trigger', 'FeedbackJudgeReport', 'judge_feedback', 'feedback_pairs']
 
 # %% ../nbs/12_feedback.ipynb #257be677
 @dataclass
@@ -91,6 +91,16 @@ MIGRATIONS = [
 
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
+# %% ../nbs/12_feedback.ipynb #63d3f854
+MIGRATIONS.append("""
+    -- the judge that made `score` (provider:model), NULL when imported or set by hand
+    ALTER TABLE feedback ADD COLUMN score_by TEXT;
+    -- the rubric it judged by: task or custom, and a hash of the text
+    ALTER TABLE feedback ADD COLUMN score_rubric TEXT;
+    -- the judge's reason
+    ALTER TABLE feedback ADD COLUMN score_reason TEXT;
+    """)
+
 # %% ../nbs/12_feedback.ipynb #33c4ed14
 @dataclass
 class FeedbackRecord:
@@ -100,6 +110,7 @@ class FeedbackRecord:
     rating:int|None = None; score:float|None = None; status:str = "pending"
     user:str|None = None; source:str|None = None; model_version:str|None = None
     created_at:str|None = None; updated_at:str|None = None; rev:int = 0
+    score_by:str|None = None; score_rubric:str|None = None; score_reason:str|None = None
 
     @property
     def quality(self)->float|None: return quality(self.rating, self.score)
@@ -110,7 +121,7 @@ class FeedbackRecord:
         "The canonical training record: the corrected answer when there is one, else the model's."
         msgs = ([{"role": "system", "content": self.system}] if self.system else []) + \
                [{"role": "user", "content": self.input}, {"role": "assistant", "content": self.answer}]
-        meta = {"source": "user_feedback", "feedback_id": self.id, "rating": self.rating, "score": self.score,
+        meta = {"source": "user_feedback", "feedback_id": self.id, "rating": self.rating, "score": self.score, "score_by": self.score_by,
                 "quality": self.quality, "corrected": self.corrected is not None, "status": self.status,
                 "fields": self.fields, "user": self.user, "feedback_source": self.source,
                 "model_version": self.model_version, "updated_at": self.updated_at, "feedback_rev": self.rev}
@@ -153,6 +164,26 @@ def _set_wal(c:sqlite3.Connection, timeout:float)->str:
             if "locked" not in str(e) or time.monotonic() > deadline: raise
             time.sleep(wait); wait = min(wait * 2, 0.2)
 
+# %% ../nbs/12_feedback.ipynb #671610a0
+_STORE_HINT = "feedback.store_path must name a feedback store finetune_nb created, or a new file"
+
+def _check_store(path:Path):
+    "Refuse `path` unless it is missing, empty or a feedback store: reads it read-only, writes nothing."
+    if path.is_dir(): raise FinetuneNBError(f"{path} is a folder, not a feedback store file", hint=_STORE_HINT)
+    if not path.is_file() or path.stat().st_size == 0: return
+    try:
+        c = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try: tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally: c.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e): return  # a writer holds it: it is a database, and opening it waits for the lock
+        raise FinetuneNBError(f"{path} cannot be read as a feedback store: {e}", hint=_STORE_HINT) from None
+    except sqlite3.DatabaseError as e:
+        raise FinetuneNBError(f"{path} is not an SQLite database ({e}), so not a feedback store; it was left untouched", hint=_STORE_HINT) from None
+    if tables and "schema_version" not in tables:
+        raise FinetuneNBError(f"{path} is another program's SQLite database (tables: {', '.join(sorted(tables)[:8])}); it was left untouched",
+                              hint=_STORE_HINT)
+
 # %% ../nbs/12_feedback.ipynb #377d96dc
 class FeedbackStore:
     "An SQLite feedback store that several threads and processes can write at once."
@@ -160,6 +191,7 @@ class FeedbackStore:
                  timeout:float=30.0): # Seconds a writer waits for another writer's lock
         self.path, self.timeout = Path(path), timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_store(self.path)
         self._local = threading.local()
         self._migrate()
 
@@ -263,6 +295,7 @@ def update(self:FeedbackStore, id:int, **changes)->FeedbackRecord:
     bad = set(changes) - _EDITABLE
     if bad: raise ValueError(f"cannot update {', '.join(sorted(bad))} (editable: {', '.join(sorted(_EDITABLE))})")
     changes = _check_values(changes)
+    if "score" in changes: changes.update(score_by=None, score_rubric=None, score_reason=None)  # a score set by hand is no judge's
     if "fields" in changes: changes["fields"] = json.dumps(changes["fields"], ensure_ascii=False, sort_keys=True)
     with self.transaction() as c:
         rev = _next_rev(c)
@@ -300,12 +333,12 @@ def current_rev(self:FeedbackStore)->int:
 class FeedbackStats:
     "Counts that `feedback stats` prints."
     total:int; by_status:dict; rated:int; corrected:int; mean_rating:float|None
-    ratings:dict; high_quality:int; min_score:float; by_source:dict; rev:int; last_trigger:dict|None = None
+    ratings:dict; high_quality:int; min_score:float; by_source:dict; rev:int; last_trigger:dict|None = None; judged:int = 0
     def __str__(self):
         st = ", ".join(f"{k} {v}" for k,v in self.by_status.items()) or "none"
         rt = " ".join(f"{k}:{v}" for k,v in self.ratings.items()) or "-"
         return (f"{self.total} feedback rows ({st}); {self.rated} rated (mean {self.mean_rating if self.mean_rating is not None else '-'}; {rt}), "
-                f"{self.corrected} corrected; {self.high_quality} with quality >= {self.min_score:g}"
+                f"{self.corrected} corrected, {self.judged} scored by a judge; {self.high_quality} with quality >= {self.min_score:g}"
                 + (f"; last run triggered {t['at'][:19]} by {t['sample_count']} samples (ids {t['first_id']}..{t['last_id']}): {t['status']}"
                    + (f" -> {t['version']}" if t["version"] else "") if (t := self.last_trigger) else ""))
     def _repr_markdown_(self): return str(self)
@@ -316,13 +349,13 @@ _FILE_OF_SOURCE = "CASE WHEN instr(source, ':') THEN substr(source, 1, instr(sou
 def stats(self:FeedbackStore, min_score:float=0.8)->FeedbackStats:
     "Counts by status, rating and source, and how many rows reach `min_score`."
     q = lambda sql, *a: self.conn.execute(sql, a).fetchall()
-    total, rated, corrected, mean = q("SELECT COUNT(*), COUNT(rating), COUNT(corrected), AVG(rating) FROM feedback")[0]
+    total, rated, corrected, mean, judged = q("SELECT COUNT(*), COUNT(rating), COUNT(corrected), AVG(rating), COUNT(score_by) FROM feedback")[0]
     return FeedbackStats(total=total, by_status=dict(q("SELECT status, COUNT(*) FROM feedback GROUP BY status ORDER BY status")),
         rated=rated, corrected=corrected, mean_rating=round(mean, 2) if mean is not None else None,
         ratings=dict(q("SELECT rating, COUNT(*) FROM feedback WHERE rating IS NOT NULL GROUP BY rating ORDER BY rating")),
         high_quality=q(f"SELECT COUNT(*) FROM feedback WHERE {QUALITY_SQL} >= ? AND status != 'skipped'", min_score - 1e-9)[0][0],
         min_score=min_score, by_source=dict(q(f"SELECT {_FILE_OF_SOURCE}, COUNT(*) FROM feedback GROUP BY 1 ORDER BY 1")),
-        rev=self.current_rev(), last_trigger=(dict(t) if (t := self.conn.execute("SELECT * FROM triggers ORDER BY id DESC LIMIT 1").fetchone()) else None))
+        rev=self.current_rev(), judged=judged, last_trigger=(dict(t) if (t := self.conn.execute("SELECT * FROM triggers ORDER BY id DESC LIMIT 1").fetchone()) else None))
 
 # %% ../nbs/12_feedback.ipynb #de720ff6
 def open_store(where:FineTuneConfig|FeedbackStore|str|os.PathLike)->FeedbackStore:
@@ -449,13 +482,19 @@ def record_version(self:FeedbackStore, name:str, feedback_rev:int):
 def export_feedback(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config, a store, or a database path
                     path:str|os.PathLike, # The JSONL file to write (atomically)
                     min_rating:float=3, # Lowest rating kept; a 0-1 score s counts as the rating 5*s
-                    since_version:str|None=None)->int: # Only rows added or changed after this model version
+                    since_version:str|None=None, # Only rows added or changed after this model version
+                    skipped:list|None=None)->int: # Receives a `Skipped` for each row not exported for bad content (an empty correction)
     "Write rated feedback as canonical training JSONL; return the number of rows written."
     store = open_store(store)
     if not 1 <= min_rating <= 5: raise FinetuneNBError(f"min_rating must be between 1 and 5 (got {min_rating})")
     since = store.version_rev(since_version) if since_version else None
     rows = store.list(min_quality=min_rating / 5, since_rev=since, include_skipped=False)
-    n = write_jsonl(path, (r.example() for r in rows))
+    empty = {r.id for r in rows if r.corrected is not None and not r.corrected.strip()}
+    if empty:  # an empty correction would teach the model to answer nothing
+        log.warning("%s: %d rows have an empty correction and were not exported (ids %s): correct them, or clear the correction to keep "
+                    "the model's output", store.path, len(empty), ", ".join(map(str, sorted(empty))))
+        if skipped is not None: skipped += [Skipped(str(store.path), f"feedback id {i}: empty correction") for i in sorted(empty)]
+    n = write_jsonl(path, (r.example() for r in rows if r.id not in empty))
     log.info("exported %d feedback rows with rating >= %g%s to %s", n, min_rating, f" since {since_version}" if since_version else "", path)
     return n
 
@@ -619,3 +658,82 @@ def reap_triggers(self:FeedbackStore)->int:
 def triggers(self:FeedbackStore)->list[dict]:
     "Every recorded trigger, newest first."
     return [dict(r) for r in self.conn.execute("SELECT * FROM triggers ORDER BY id DESC")]
+
+# %% ../nbs/12_feedback.ipynb #2fe73c75
+@patch
+def set_scores(self:FeedbackStore, scores:Iterable[tuple], # (id, score 0-1, judge, rubric, reason)
+              )->int:
+    "Write judged scores in one transaction (one revision); returns the number of rows changed."
+    scores = [(i, _check_values({"score": s})["score"], by, rubric, why) for i, s, by, rubric, why in scores]
+    if not scores: return 0
+    with self.transaction() as c:
+        rev, now = _next_rev(c), _now()
+        return sum(c.execute("UPDATE feedback SET score=?, score_by=?, score_rubric=?, score_reason=?, updated_at=?, rev=? WHERE id=?",
+                             (s, by, rubric, why, now, rev, i)).rowcount for i, s, by, rubric, why in scores)
+
+# %% ../nbs/12_feedback.ipynb #b646a57d
+@dataclass
+class FeedbackJudgeReport:
+    "What `judge_feedback` did: rows scored, verdicts that failed, rows not judged, usage and cost."
+    judge:str; rubric:str; judged:int = 0; mean_score:float|None = None
+    failed:list = field(default_factory=list); skipped:list = field(default_factory=list)
+    usage:dict = field(default_factory=dict); cost_usd:float = 0.0; ids:list = field(default_factory=list)
+    def __str__(self):
+        s = (f"{self.judged} pending rows scored by {self.judge} (rubric {self.rubric})" + (f", mean {self.mean_score:.2f}/5" if self.mean_score is not None else "")
+             + f"; {len(self.failed)} failed, {len(self.skipped)} not judged; {self.usage.get('requests', 0)} requests, "
+             f"{self.usage.get('cached', 0)} cached, ≈ ${self.cost_usd:.4f}")
+        return s + "".join(f"\n  - failed: feedback id {f['id']}: {f['error']}" for f in self.failed) + "".join(f"\n  - {x}" for x in self.skipped)
+    def _repr_markdown_(self): return str(self).replace("\n", "  \n")
+
+def _to_judge(store:FeedbackStore, rescore:bool)->list[FeedbackRecord]:
+    "Pending rows without a rating, and without a score (or, with `rescore`, with a judge's score)."
+    return [r for r in store.list(status="pending") if r.rating is None and (r.score is None or (rescore and r.score_by is not None))]
+
+# %% ../nbs/12_feedback.ipynb #fc5edde1
+def judge_feedback(config:FineTuneConfig, # The config: its feedback store, and evaluation.judge (defaults when empty)
+                   rescore:bool=False, # Judge again the rows a judge scored before
+                   limit:int|None=None, # Judge at most this many rows (oldest first)
+                   http_client=None, # An httpx2.Client for the SDK (a proxy, a mock transport); None: the SDK's default
+                   progress:bool=True, # Show a progress bar
+                  )->FeedbackJudgeReport:
+    "Score the pending rows of the feedback store with the LLM judge; each score records its judge, rubric and reason."
+    from finetune_nb.config import JudgeConfig
+    from finetune_nb.judge import Judge, score_summary
+    store, jc = open_store(config), config.evaluation.judge or JudgeConfig()
+    todo, skipped = [], []
+    for r in _to_judge(store, rescore):
+        if r.corrected is not None and not r.corrected.strip():
+            skipped.append(Skipped(str(store.path), f"feedback id {r.id}: empty correction (correct it, or clear it to judge the model's output)"))
+        else: todo.append(r)
+    if skipped: log.warning("%s: %d pending rows have an empty correction and were not judged", store.path, len(skipped))
+    todo = todo[:limit] if limit else todo
+    items = [{"conversation": ([{"role": "system", "content": r.system}] if r.system else []) + [{"role": "user", "content": r.input}],
+              "answer": r.answer} for r in todo]
+    with Judge(jc, cache=store.path.parent/"judge_cache.jsonl", http_client=http_client) as j:
+        results, _ = j.run(items, progress=progress)
+    ok = [(r.id, res["score"] / 5, j.name, j.rubric_id, res["reason"]) for r, res in zip(todo, results) if res["score"] is not None]
+    store.set_scores(ok)
+    rep = FeedbackJudgeReport(j.name, j.rubric_id, len(ok), score_summary(results)["mean_score"],
+                              [{"id": r.id, "error": res["error"]} for r, res in zip(todo, results) if res["score"] is None],
+                              skipped, j.summary()["usage"], j.cost_usd, [i for i, *_ in ok])
+    (log.warning if rep.failed else log.info)("%s", str(rep).split("\n")[0])
+    return rep
+
+# %% ../nbs/12_feedback.ipynb #00fd26f2
+def feedback_pairs(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config, a store, or a database path
+                   skipped:list|None=None, # Receives a `Skipped` for each correction that makes no pair
+                  )->list[dict]:
+    "Preference pairs from reviewers' corrections: prompt, chosen (the correction), rejected (the model's output)."
+    store, out = open_store(store), []
+    for r in store.list(include_skipped=False):
+        if r.corrected is None: continue
+        why = ("empty correction" if not r.corrected.strip() else
+               "chosen equals rejected (the correction repeats the output)" if r.corrected.strip() == r.output.strip() else None)
+        if why:
+            if skipped is not None: skipped.append(Skipped(str(store.path), f"feedback id {r.id}: {why}"))
+            continue
+        out.append({"prompt": ([{"role": "system", "content": r.system}] if r.system else []) + [{"role": "user", "content": r.input}],
+                    "chosen": [{"role": "assistant", "content": r.corrected}], "rejected": [{"role": "assistant", "content": r.output}],
+                    "metadata": {"origin": "feedback", "source": str(store.path), "feedback_id": r.id, "rating": r.rating, "score": r.score,
+                                 "model_version": r.model_version, "feedback_rev": r.rev}})
+    return out

@@ -12,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, FineTuningNotSupportedError, FinetuneNBError
-from .core import write_json
+from .core import atomic_dir, recover_dir, write_json
 from .templates import CHATML_TEMPLATE, resolve_chat_template
 
 log = logging.getLogger("finetune_nb")
@@ -90,7 +90,7 @@ def _arch_config(arch:str, **kw):
     raise ValueError(f"arch must be one of {TINY_ARCHS}, got {arch!r}")
 
 # %% ../nbs/07_models.ipynb #41b6bf97
-def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exists)
+def make_tiny_model(path:str|os.PathLike, # Folder to create (an earlier built model there is replaced)
                     arch:str="llama", # llama, qwen2 or mistral
                     size:str="tiny", # tiny (tests) or small (benchmarks)
                     seed:int=0, # Seed of the random weights
@@ -111,23 +111,16 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (replaced if it exi
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a one-shard write needs no progress bar
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family, parameters=model.num_parameters()))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old); tmp.rename(path); shutil.rmtree(old)
-        else: tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        with atomic_dir(path, "model") as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family, parameters=model.num_parameters()))
     finally:
         if bars: hf_logging.enable_progress_bar()
-    return path
+    return Path(path)
 
 # %% ../nbs/07_models.ipynb #9aa16ea0
 def folder_digest(path)->dict:
@@ -148,7 +141,7 @@ def builtin_model(name:str, seed:int=0)->Path:
     corpus = files("finetune_nb").joinpath("data/tokenizer_corpus.txt").read_text(encoding="utf-8")
     recipe = stable_hash([TINY_SIZES.get(size), corpus])[:10]  # a changed recipe builds a new model, never reuses a stale one
     path = cache_dir()/"models"/f"{size}-{arch}-seed{seed}-{recipe}"
-    if not (path/"finetune_nb_builtin.json").exists():
+    if not (recover_dir(path)/"finetune_nb_builtin.json").exists():
         log.info("building %s in %s", name, path)
         make_tiny_model(path, arch=arch, size=size, seed=seed)
     return path
@@ -547,6 +540,7 @@ def load_adapter(base, # The base model, as `load_model` returns it
                 )->object:
     "`base` with the LoRA adapter of `adapter_dir` applied (a PEFT model), in eval mode."
     from peft import PeftModel
+    recover_dir(adapter_dir)  # a save killed mid-swap left the complete adapter beside it
     with peft_quiet(): return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
 @contextmanager

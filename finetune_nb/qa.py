@@ -168,9 +168,13 @@ class Reply:
     raw:str
     input_tokens:int = 0
     output_tokens:int = 0
+    attempts:int = 1  # requests really sent for this answer: HTTP attempts, the SDK's retries included
 
 class ChunkFailed(Exception):
     "A request that failed for good after retries; the chunk is recorded as failed (and retried next run)."
+    def __init__(self, reason:str, raw:str="", attempts:int=0):
+        super().__init__(reason)
+        self.raw, self.attempts = raw, attempts  # what came back, and the requests really sent
 
 class RateLimiter:
     "Space request starts at least 60/`rpm` seconds apart, across threads (no limit when `rpm` is None)."
@@ -200,12 +204,19 @@ def require_api_key()->None:
         raise QAGenerationError("ANTHROPIC_API_KEY is not set", hint="export it in the shell or notebook environment "
                                 "(never in the config), or use data.langchain.qa_llm_provider: local")
 
-def _reply_from(msg)->Reply:
-    "A `Reply` from an anthropic `Message`: the forced tool call's input, else the text."
-    tool = next((b for b in msg.content if b.type == "tool_use" and b.name == QA_TOOL_NAME), None)
-    raw = json.dumps([b.model_dump(mode="json") for b in msg.content], ensure_ascii=False)
-    text = "".join(getattr(b, "text", "") for b in msg.content)
-    return Reply(tool.input if tool is not None else text, raw, msg.usage.input_tokens, msg.usage.output_tokens)
+def _reply_from(msg, tool_name:str=QA_TOOL_NAME)->Reply:
+    "A `Reply` from an anthropic `Message`: the forced tool call's input, else the text; `ChunkFailed` when it is not a message."
+    if isinstance(msg, str):  # the SDK hands over the body as text when its content-type is not JSON (a proxy's HTML page)
+        raise ChunkFailed("the API reply is not JSON (it is text, e.g. an HTML error page)", raw=msg[:4000])
+    try:
+        tool = next((b for b in msg.content if b.type == "tool_use" and b.name == tool_name), None)
+        raw = json.dumps([b.model_dump(mode="json") for b in msg.content], ensure_ascii=False)
+        text = "".join(getattr(b, "text", "") for b in msg.content)
+        return Reply(tool.input if tool is not None else text, raw, int(msg.usage.input_tokens), int(msg.usage.output_tokens))
+    except (AttributeError, TypeError, ValueError):  # JSON, but not the shape of a Messages API reply (a proxy's own error body)
+        try: raw = msg.to_json()
+        except Exception: raw = repr(msg)
+        raise ChunkFailed("the API reply is JSON but not a message (no content or usage)", raw=raw[:4000]) from None
 
 # %% ../nbs/03_qa.ipynb #b4e6d548
 class AnthropicQA:
@@ -216,17 +227,25 @@ class AnthropicQA:
                 ):
         require_api_key()
         self.lc, self._http, self.client = lc, http_client, None
-        self.limiter, self.statuses = RateLimiter(lc.qa_requests_per_minute), Tally()
+        self.limiter, self.statuses, self.sent_total, self._thread = RateLimiter(lc.qa_requests_per_minute), Tally(), Tally(), threading.local()
 
     def __enter__(self):
         import anthropic
         http = self._http or anthropic.DefaultHttpxClient()
-        http.event_hooks = {**http.event_hooks, "response": [*http.event_hooks["response"], self._count]}
+        http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], self._sending],
+                            "response": [*http.event_hooks["response"], self._count]}
         self.client = anthropic.Anthropic(max_retries=self.lc.qa_max_retries, timeout=self.lc.qa_timeout_seconds, http_client=http)
         return self
 
     def __exit__(self, *exc):
         if self._http is None: self.client.close()
+
+    def _sending(self, request):
+        if request.url.path.endswith("/messages"): self._thread.sent = self.sent() + 1; self.sent_total.add(requests=1)
+
+    def sent(self)->int:
+        "Messages requests this thread has sent so far (each retry counts)."
+        return getattr(self._thread, "sent", 0)
 
     def _count(self, response):
         if response.request.url.path.endswith("/messages"): self.statuses.add(**{str(response.status_code): 1})
@@ -247,11 +266,18 @@ def _api_call(fn, *args, **kw):
                                     hint=_FATAL_HINTS[e.status_code]) from None
         raise ChunkFailed(f"API error {e.status_code} after retries: {e.message}") from None
     except anthropic.APIConnectionError as e: raise ChunkFailed(f"connection failed after retries: {e}") from None
+    except json.JSONDecodeError as e:  # a success status whose body is not JSON: the SDK does not retry it
+        raise ChunkFailed(f"the API reply is not JSON ({e.msg} at character {e.pos})", raw=str(e.doc)[:4000]) from None
 
 def _anthropic_ask(self, system:str, prompt:str, n:int)->Reply:
-    "Ask for `n` pairs once (the SDK retries transient HTTP errors)."
+    "Ask for `n` pairs once (the SDK retries transient HTTP errors); the reply, or `ChunkFailed`, says how many requests it took."
     self.limiter.wait()
-    return _reply_from(_api_call(self.client.messages.create, **self.params(system, prompt, n)))
+    before = self.sent()
+    try: reply = _reply_from(_api_call(self.client.messages.create, **self.params(system, prompt, n)))
+    except ChunkFailed as e:
+        e.attempts = self.sent() - before; raise
+    reply.attempts = self.sent() - before
+    return reply
 
 AnthropicQA.ask = _anthropic_ask
 
@@ -324,20 +350,24 @@ def _entry(job, pairs, reply_tokens, provider, model, batch=False)->dict:
 
 def _generate_one(provider, job:_Job, lc, cache:QACache, usage:Tally)->dict|None:
     "Ask until valid pairs arrive (bounded); cache them and return None, or return the failure record."
-    reason, raw = "", ""
-    for attempt in range(1, lc.qa_output_retries + 2):
+    reason, raw, sent = "", "", 0
+    fail = lambda reason, raw, asks: {"key": job.key, "reason": reason, "raw": raw, "attempts": sent, "asks": asks}
+    for ask in range(1, lc.qa_output_retries + 2):
         usage.add(requests=1)
         try: reply = provider.ask(job.system, job.prompt, job.n)
-        except ChunkFailed as e: return {"key": job.key, "reason": str(e), "raw": raw, "attempts": attempt}
+        except ChunkFailed as e:
+            sent += e.attempts
+            return fail(str(e), e.raw or raw, ask)
+        sent += reply.attempts
         usage.add(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
         try: pairs = parse_pairs(reply.data, job.n)
         except ValueError as e:
             reason, raw = f"invalid output: {e}", reply.raw
-            log.debug("chunk %s attempt %d: %s", job.chunk_ids[0], attempt, reason); continue
+            log.debug("chunk %s ask %d: %s", job.chunk_ids[0], ask, reason); continue
         entry = _entry(job, pairs, (reply.input_tokens, reply.output_tokens), provider.name, provider.lc.qa_model_name)
         cache.put(job.key, entry)
         return None
-    return {"key": job.key, "reason": reason, "raw": raw, "attempts": lc.qa_output_retries + 1}
+    return fail(reason, raw, lc.qa_output_retries + 1)
 
 # %% ../nbs/03_qa.ipynb #3107a84d
 def _generate_all(provider, jobs:list[_Job], lc, cache:QACache, usage:Tally, bar)->dict:
@@ -364,7 +394,8 @@ def _take_batch_result(r, job:_Job|None, provider, cache:QACache, usage:Tally)->
     if r.result.type != "succeeded":
         err = getattr(getattr(r.result, "error", None), "error", None)
         return f"batch row {r.result.type}" + (f": {err.message}" if err is not None else ""), ""
-    reply = _reply_from(r.result.message)
+    try: reply = _reply_from(r.result.message)
+    except ChunkFailed as e: return str(e), e.raw
     usage.add(batch_rows=1, batch_input_tokens=reply.input_tokens, batch_output_tokens=reply.output_tokens)
     if job is None: return None  # a batch from an earlier run whose chunk is no longer asked for
     try: pairs = parse_pairs(reply.data, job.n)
@@ -405,7 +436,7 @@ def _generate_batches(provider, jobs:list[_Job], lc, cache:QACache, usage:Tally,
         for b in new: _collect(provider, b, by_key, lc, cache, usage, state, state_path, why)
     bar.update(len(jobs))
     return {j.key: {"key": j.key, "reason": why.get(j.key, ("no result", ""))[0], "raw": why.get(j.key, ("", ""))[1],
-                    "attempts": rounds[j.key]} for j in jobs if cache.get(j.key) is None}
+                    "attempts": rounds[j.key], "asks": rounds[j.key]} for j in jobs if cache.get(j.key) is None}
 
 # %% ../nbs/03_qa.ipynb #6153ea3b
 @dataclass
@@ -475,13 +506,30 @@ def _generate_missing(lc, todo:list[_Job], cache, usage, data_dir:Path, http_cli
     with tqdm(total=len(todo), desc="QA generation", unit="chunk", disable=not progress) as bar:
         with provider:
             try:
-                if lc.qa_batch_mode: return _generate_batches(provider, todo, lc, cache, usage, data_dir/"qa_batches.json", bar)
+                if lc.qa_batch_mode:
+                    try: return _generate_batches(provider, todo, lc, cache, usage, data_dir/"qa_batches.json", bar)
+                    except ChunkFailed as e:  # a batch that could not be submitted or fetched fails the run, not one chunk
+                        raise QAGenerationError(f"Message Batches: {e}", hint="run again: batches already submitted are picked up, not paid twice") from None
                 return _generate_all(provider, todo, lc, cache, usage, bar)
             finally:
                 if isinstance(provider, AnthropicQA):
-                    attempts = sum(provider.statuses.values())
-                    usage.add(http_attempts=attempts, retries=max(0, attempts - usage["requests"]),
+                    sent = provider.sent_total["requests"]  # every attempt sent, answered or not
+                    usage.add(http_attempts=sent, retries=max(0, sent - usage["requests"]),
                               **{f"http_{s}": c for s, c in provider.statuses.items()})
+
+# %% ../nbs/03_qa.ipynb #48ec0b17
+def _read_and_split(config, data_dir:Path, tokenizer, skipped:list, progress:bool)->Path:
+    "Read and split `data.input_path` into <data>/chunks.jsonl as prepare-data does, for a generate-qa run before it."
+    from finetune_nb.ingest import ingest, write_chunks
+    root = config.resolve(config.data.input_path)
+    if not root.exists():
+        raise DataError("input not found", file=root, hint="set data.input_path to your documents, or pass chunks= (a chunks.jsonl)")
+    ing = ingest(config, tokenizer, skipped=skipped, progress=progress)
+    n = write_chunks(data_dir/"chunks.jsonl", ing.chunks())
+    if not n: raise DataError("no document text to write questions about", file=root,
+                              hint="QA generation reads PDF, DOCX, text, Markdown and code files; JSON and CSV rows are training data already")
+    log.info("read %d files and split them into %d chunks: %s", ing.stats.files_read, n, data_dir/"chunks.jsonl")
+    return data_dir/"chunks.jsonl"
 
 # %% ../nbs/03_qa.ipynb #640ddb37
 def generate_qa(config, # A `FineTuneConfig`; `data.langchain` holds the QA settings
@@ -489,12 +537,14 @@ def generate_qa(config, # A `FineTuneConfig`; `data.langchain` holds the QA sett
                 out_dir:str|os.PathLike|None=None, # Where the outputs and the cache go; None: the run's data folder
                 http_client=None, # An httpx2.Client for the SDK (a proxy, a mock transport); None: the SDK's default
                 progress:bool=True, # Show a tqdm progress bar
+                tokenizer=None, # The model's tokenizer, when the documents must be split first with `splitter: token`
                )->QAResult:
     "Generate question/answer examples from chunks; write qa.jsonl, qa_failures.jsonl and qa_summary.json."
     lc = config.data.langchain
     _check_settings(lc)
     data_dir = Path(out_dir) if out_dir is not None else config.data_dir
     skipped = []
+    if chunks is None and not (data_dir/"chunks.jsonl").is_file(): chunks = _read_and_split(config, data_dir, tokenizer, skipped, progress)
     chunks = load_chunks(data_dir/"chunks.jsonl" if chunks is None else chunks, skipped)
     cache, usage = QACache(data_dir/"qa_cache.jsonl"), Tally()
     jobs, key_of = _jobs(chunks, lc)
@@ -517,7 +567,7 @@ def _write_if_changed(path:Path, text:str):
 
 def _failure_row(c:dict, f:dict, model:str)->dict:
     return {"chunk_id": c["chunk_id"], "source": c["metadata"].get("source"), "page": c["metadata"].get("page"),
-            "reason": f["reason"], "raw": f["raw"], "attempts": f["attempts"], "qa_model": model}
+            "reason": f["reason"], "raw": f["raw"], "attempts": f["attempts"], "asks": f.get("asks", f["attempts"]), "qa_model": model}
 
 # %% ../nbs/03_qa.ipynb #916cad92
 def _write_outputs(lc, chunks, key_of, entries, failures, usage, data_dir, skipped, n_todo, n_jobs)->QAResult:
@@ -526,7 +576,7 @@ def _write_outputs(lc, chunks, key_of, entries, failures, usage, data_dir, skipp
     for c in chunks:
         entry = entries[key_of[c["chunk_id"]]]
         if entry is None:
-            fails.append(_failure_row(c, failures.get(key_of[c["chunk_id"]], {"reason": "not generated", "raw": "", "attempts": 0}), lc.qa_model_name))
+            fails.append(_failure_row(c, failures.get(key_of[c["chunk_id"]], {"reason": "not generated", "raw": "", "attempts": 0, "asks": 0}), lc.qa_model_name))
             continue
         n_examples += len(entry["pairs"])
         b = "batch_" if entry.get("batch") else ""

@@ -17,10 +17,11 @@ from .core import stable_hash, write_json
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
+__all__ = ['log', 'STAGES', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
            'check_finetunable', 'preflight', 'check_parameters', 'run_notebook', 'RunResult', 'decide',
-           'validate_finetuned', 'run_finetune', 'quickstart_config', 'parameter_count', 'machine_defaults',
-           'base_model_name', 'tune_config', 'write_tune_config', 'TuneResult', 'tune']
+           'validate_finetuned', 'read_pair_file', 'prepare_pairs', 'run_finetune', 'quickstart_config',
+           'parameter_count', 'machine_defaults', 'base_model_name', 'tune_config', 'write_tune_config', 'TuneResult',
+           'tune']
 
 # %% ../nbs/13_run.ipynb #35d0f0ee
 @dataclass
@@ -55,29 +56,57 @@ def files_fingerprint(path:Path)->list:
 class StageOutcome:
     "What happened to one stage in this run."
     name:str
-    status:str        # "ran", "skipped (up to date)" or "not run: <why>"
+    status:str        # "ran", "ran (incomplete: <why>)", "skipped (up to date)" or "not run: <why>"
     seconds:float = 0.0
     result:dict = field(default_factory=dict)
 
 def _record_path(config, name): return config.run_dir/"stages"/f"{name}.json"
 
+def _outputs_state(stage:Stage, config)->dict:
+    "Name, size and modification time of every file under each output of `stage`, as JSON stores them."
+    return json.loads(json.dumps({str(p): files_fingerprint(p) for p in (stage.outputs(config) if stage.outputs else [])}))
+
+def _stale(stage:Stage, config, rec:dict, fp:str)->str|None:
+    "Why the recorded run of `stage` no longer stands (None when it does)."
+    if rec.get("fingerprint") != fp: return "its settings or inputs changed"
+    if rec.get("incomplete"): return f"it was incomplete ({rec['incomplete']})"
+    now = _outputs_state(stage, config)
+    missing = [p for p, files in now.items() if not files]
+    if missing: return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+    if "outputs" in rec and rec["outputs"] != now:  # records from before outputs were recorded only needed them to exist
+        changed = [p for p in now if rec["outputs"].get(p) != now[p]]
+        return f"{', '.join(changed)} changed after it was written (size or time differ)"
+    return None
+
+def _read_record(path:Path)->dict|None:
+    "A stage record, or None when there is none or it cannot be read (the stage then runs again)."
+    try: rec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError: return None
+    except (OSError, ValueError) as e:
+        log.warning("%s cannot be read (%s); the stage runs again", path, e); return None
+    return rec if isinstance(rec, dict) and "finished" in rec else None
+
 def run_stage(stage:Stage, config, upstream:list[str], force:bool=False)->tuple[StageOutcome, str]:
     "Run `stage` unless its last success is still valid; returns the outcome and the token of its last run."
     fp = stage_fingerprint(stage, config, upstream)
     rec_path = _record_path(config, stage.name)
-    if not force and rec_path.exists():
-        rec = json.loads(rec_path.read_text())
-        outs = stage.outputs(config) if stage.outputs else []
-        if rec.get("fingerprint") == fp and all(Path(p).exists() for p in outs):
+    rec = _read_record(rec_path)
+    if not force and rec is not None:
+        why = _stale(stage, config, rec, fp)
+        if why is None:
             log.info("%s: up to date, skipped", stage.name)
             return StageOutcome(stage.name, "skipped (up to date)", 0.0, rec.get("result", {})), fp + rec["finished"]
-    log.info("%s: running", stage.name)
+        log.info("%s: running again: %s", stage.name, why)
+    else: log.info("%s: running", stage.name)
     t0 = time.perf_counter()
-    result = stage.fn(config) or {}
+    result = dict(stage.fn(config) or {})
+    incomplete = result.pop("incomplete", None)
     secs = time.perf_counter() - t0
-    finished = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    write_json(rec_path, {"stage": stage.name, "fingerprint": fp, "result": result, "seconds": round(secs, 3), "finished": finished})
-    return StageOutcome(stage.name, "ran", secs, result), fp + finished
+    same = rec is not None and result.get("digest") is not None and rec.get("result", {}).get("digest") == result["digest"]
+    finished = rec["finished"] if same else datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    write_json(rec_path, {"stage": stage.name, "fingerprint": fp, "result": result, "seconds": round(secs, 3), "finished": finished,
+                          "outputs": _outputs_state(stage, config), **({"incomplete": incomplete} if incomplete else {})})
+    return StageOutcome(stage.name, f"ran (incomplete: {incomplete})" if incomplete else "ran", secs, result), fp + finished
 
 # %% ../nbs/13_run.ipynb #88669459
 from .config import API_ONLY_PREFIXES
@@ -194,7 +223,7 @@ def _source_cell_number(notebook:Path, source:str)->int|str:
 
 # %% ../nbs/13_run.ipynb #193c3c4e
 import math, traceback, warnings
-from .core import DatasetTooSmallWarning, ModelSetConfigError, TrainingFailedError
+from .core import DatasetTooSmallWarning, ModelSetConfigError, QAGenerationError, TrainingFailedError, read_jsonl
 
 @dataclass
 class RunResult:
@@ -251,6 +280,42 @@ def validate_finetuned(config, adapter_dir:Path, metrics:dict)->dict:
     if out.shape[1] <= enc["input_ids"].shape[1]: raise TrainingFailedError("the fine-tuned model generated nothing")
     return {"loss": loss, "generated_tokens": int(out.shape[1] - enc["input_ids"].shape[1])}
 
+# %% ../nbs/13_run.ipynb #a31451ac
+from .core import DataError, read_jsonl
+
+def read_pair_file(path:str|os.PathLike, # A JSONL file of preference pairs, or a judge's pairwise results
+                   on_error:str="skip", # "skip" records bad lines in `skipped`, "fail" raises at the first
+                   skipped:list|None=None)->list[dict]:
+    "The preference pairs of a file: pairs in any accepted format, or the agreed verdicts of eval/judge_pairwise.jsonl."
+    from finetune_nb.judge import judged_pairs
+    from finetune_nb.preference import collect_pairs, read_pairs
+    path = Path(path)
+    if not path.is_file(): raise DataError("preference pairs file not found", file=path, hint="fix training.preference.pairs")
+    first = next((row for _, row in read_jsonl(path, on_error="skip", log_skips=False)), None)
+    if isinstance(first, dict) and "winner" in first and "answers" in first:
+        return collect_pairs(judged_pairs(list(read_jsonl(path, on_error=on_error, skipped=skipped)), str(path), skipped), str(path), skipped)
+    return [p for _, p in read_pairs(path, on_error, skipped)]
+
+def prepare_pairs(config)->dict:
+    "Gather the preference pairs the config names, write <data>/pairs_train.jsonl, pairs_validation.jsonl and pairs_info.json."
+    from finetune_nb.feedback import feedback_pairs, feedback_paths
+    from finetune_nb.preference import collect_pairs, save_pairs
+    p, skipped, pairs, sources = config.training.preference, [], [], {}
+    for f in p.pairs:
+        got = read_pair_file(config.resolve(f), config.data.on_error, skipped)
+        sources[str(config.resolve(f))] = len(got); pairs += got
+    store = feedback_paths(config).store
+    if p.from_feedback and store.is_file():
+        got = collect_pairs(feedback_pairs(store, skipped), str(store), skipped)
+        sources[str(store)] = len(got); pairs += got
+    info = save_pairs(config.data_dir, pairs, skipped, sources, p.validation_fraction, config.data.split.seed)
+    if not info["counts"]["train"]:
+        why = ", ".join(f"{n} × {r}" for r, n in info["skipped_by_reason"].items())
+        raise DataError("no usable preference pairs" + (f": {why}" if why else "") + f" (from {', '.join(sources) or 'no source'})",
+                        file=config.data_dir/"pairs_info.json", hint="list pair files in training.preference.pairs, or correct model "
+                        f"outputs in the feedback store ({store}) with training.preference.from_feedback on")
+    return info
+
 # %% ../nbs/13_run.ipynb #16e085a8
 def _prepare_stage(config)->dict:
     from finetune_nb.dataset import prepare_data
@@ -259,15 +324,78 @@ def _prepare_stage(config)->dict:
     except FineTuningNotSupportedError as e:  # preparing data must not need the model: e.g. a hub id on an offline machine
         if config.data.langchain.splitter == "token": raise
         log.warning("%s; preparing data without token statistics", e); tok = None
-    res = prepare_data(config, tok)
-    c = res.info["counts"]
-    return {"train": c["train"], "validation": c["validation"], "skipped": c["skipped"], "data_dir": str(res.out_dir)}
+    try: res = prepare_data(config, tok)
+    except FinetuneNBError as e:
+        if not isinstance(e, QAGenerationError) and (f := _qa_failures(config)):  # e.g. no rows at all: name the API failing, not the inputs
+            raise QAGenerationError(f"{_qa_message(f)}; prepare-data then stopped: {e}", hint=_QA_RERUN) from e
+        raise
+    c, files = res.info["counts"], res.info.get("output_files", {})
+    out = {"train": c["train"], "validation": c["validation"], "skipped": c["skipped"], "data_dir": str(res.out_dir),
+           "digest": stable_hash({k: files.get(k, {}).get("sha256") for k in ("train", "validation")})}
+    if f := _qa_failures(config): out.update(qa_failures=f, incomplete=f"{_qa_message(f)}; the next run asks only those again")
+    return out
+
+_QA_RERUN = "fix the cause and run again: only the failed chunks are asked again, the others come from the cache"
+
+def _qa_failures(config)->dict|None:
+    "What the last QA generation into this run's data left undone: counts, the failures file, the first reason; None when nothing failed."
+    if not config.data.langchain.qa_generation_enabled: return None
+    try: s = json.loads((config.data_dir/"qa_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError): return None
+    if not s.get("n_failed"): return None
+    path = Path(s["failures_path"])
+    first = next((r for _, r in read_jsonl(path, on_error="skip", log_skips=False)), {}) if path.is_file() else {}
+    return {"failed": s["n_failed"], "chunks": s["n_chunks"], "file": str(path), "first_reason": first.get("reason", "unknown")}
+
+def _qa_message(f:dict)->str:
+    return f"QA generation failed for {f['failed']} of {f['chunks']} chunks (first: {f['first_reason']}; every one in {f['file']})"
 
 def _train_stage(config, resume:bool, callbacks)->dict:
     from finetune_nb.train import train
     res = train(config, resume=resume, callbacks=callbacks)
     check = validate_finetuned(config, res.adapter_dir, res.metrics)
     return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics, "validation": check}
+
+def _sft_stage(config, resume:bool, callbacks)->dict:
+    "The supervised step of sft+dpo or sft+orpo, into <run>/sft/."
+    from finetune_nb.preference import sft_config
+    from finetune_nb.train import train
+    res = train(sft_config(config), resume=resume, callbacks=callbacks)
+    return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics}
+
+def _pairs_stage(config)->dict:
+    info = prepare_pairs(config)
+    return {**info["counts"], "sources": info["sources"], "pairs_info": str(config.data_dir/"pairs_info.json")}
+
+def _pairs_inputs(config)->list:
+    "What the pairs depend on outside the config: the pair files, and the feedback store's revision."
+    from finetune_nb.feedback import feedback_paths, open_store
+    store = feedback_paths(config).store
+    rev = open_store(store).current_rev() if config.training.preference.from_feedback and store.is_file() else None
+    return [[files_fingerprint(config.resolve(f)) for f in config.training.preference.pairs], rev]
+
+def _preference_stage(config, resume:bool, callbacks)->dict:
+    from finetune_nb.preference import train_preference
+    start = config.run_dir/"sft"/"adapter" if config.training.method.startswith("sft+") else None
+    res = train_preference(config, adapter=start, resume=resume, callbacks=callbacks)
+    check = validate_finetuned(config, res.adapter_dir, res.metrics)
+    margins = json.loads((res.run_dir/"metadata.json").read_text(encoding="utf-8"))["margins"]
+    return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics, "margins": margins, "validation": check}
+
+def _train_steps(cfg, step:Callable, resume:bool, callbacks, base_sha:str|None=None)->StageOutcome:
+    "The training stages training.method asks for; returns the outcome of the one that wrote <run>/adapter."
+    base = (lambda c: base_sha) if base_sha else None  # a GGUF file replaced in place is a new base model
+    from finetune_nb.config import TrainingConfig
+    adapter = lambda c: [c.run_dir/"adapter"]
+    m = cfg.training.method
+    if m == "sft": return step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"), outputs=adapter, inputs=base))
+    if m.startswith("sft+"):
+        sft_sections = tuple(f"training.{f}" for f in TrainingConfig.model_fields if f not in ("method", "preference"))
+        step(Stage("train", lambda c: _sft_stage(c, resume, callbacks), ("model", *sft_sections),
+                   outputs=lambda c: [c.run_dir/"sft"/"adapter"], inputs=base))
+    step(Stage("prepare-pairs", _pairs_stage, ("training.preference", "data.split.seed", "data.on_error"),
+               outputs=lambda c: [c.data_dir/"pairs_train.jsonl", c.data_dir/"pairs_info.json"], inputs=_pairs_inputs))
+    return step(Stage("preference", lambda c: _preference_stage(c, resume, callbacks), ("model", "training"), outputs=adapter, inputs=base))
 
 def _fallback_stage(config, reason)->dict:
     from finetune_nb.fallback import build_model_set
@@ -304,6 +432,9 @@ def _error_record(e:BaseException)->dict:
 
 def _skip(name:str, why:str)->StageOutcome: return StageOutcome(name, f"not run: {why}")
 
+# %% ../nbs/13_run.ipynb #b0c024f9
+STAGES = ("prepare-data", "train", "fallback", "evaluate", "merge", "export")
+
 # %% ../nbs/13_run.ipynb #6486a5cf
 def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
                  force:tuple|list=(), # Stage names to rerun even when up to date ("all" reruns every stage)
@@ -313,6 +444,8 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
                 )->RunResult:
     "Run the pipeline the config describes, following the seed decision flow; resumable stage by stage."
     from finetune_nb.config import FineTuneConfig
+    if unknown := sorted(set(force) - set(STAGES) - {"all"}):  # a typo would otherwise force nothing, silently
+        raise FinetuneNBError(f"no stage named {', '.join(map(repr, unknown))} to force", hint=f"the stages: {', '.join(STAGES)}, or all")
     cfg = config if isinstance(config, FineTuneConfig) else FineTuneConfig.from_yaml(config)
     preflight(cfg)  # a bad model path or an impossible export fails here, before any stage
     t0, run = time.perf_counter(), cfg.run_dir
@@ -336,12 +469,16 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
         if prepare_only:
             status = "prepared"; return res
         rows = _rows(prep.result)
+        if f := prep.result.get("qa_failures"):
+            if rows < cfg.fallback.min_rows:  # too few rows because the API failed: that is the cause to report, not the data
+                raise QAGenerationError(f"{_qa_message(f)}, leaving {rows} prepared rows, fewer than fallback.min_rows ({cfg.fallback.min_rows})",
+                                        hint=_QA_RERUN)
+            log.warning("%s; going on with the %d rows prepared; the next run asks only those again", _qa_message(f), rows)
         mode, reason = decide(cfg, rows)
         log.info("decision: %s%s", "fine-tune" if mode == "finetune" else "model-set config", f" ({reason})" if reason else "")
         if mode == "finetune":
             try:
-                tr = step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"),
-                                outputs=lambda c: [c.run_dir/"adapter"/"adapter_config.json"], inputs=(lambda c: sha) if sha else None))
+                tr = _train_steps(cfg, step, resume, callbacks, sha)
                 res.paths["adapter"] = tr.result["adapter"]
             except TrainingFailedError as e:
                 log.error("training failed: %s", e)
@@ -369,7 +506,7 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
         elif not cfg.export.merge:
             res.stages.append(_skip("export", "export.merge is off"))
         else:
-            step(Stage("merge", _merge_stage, ("export",), outputs=lambda c: [c.run_dir/"merged"/"config.json"]))
+            step(Stage("merge", _merge_stage, ("export",), outputs=lambda c: [c.run_dir/"merged"]))
             res.paths["merged"] = str(run/"merged")
             if cfg.export.gguf:
                 ex = step(Stage("export", _export_stage, ("export",),
@@ -397,7 +534,7 @@ def _finish(cfg, res:RunResult, status:str, error:dict|None, seconds:float):
     if status != "prepared":
         try:
             write_run_metrics(cfg, status=status, duration_s=seconds, dataset_rows=rows, fallback=res.mode == "model_set")
-            if status == "success" and any(o.name in ("train", "merge", "export") and o.status == "ran" for o in res.stages):
+            if status == "success" and any(o.name in ("train", "preference", "merge", "export") and o.status == "ran" for o in res.stages):
                 register_model(cfg, res.run_dir)  # a new version only when this run made new model files
         except Exception as e: log.error("could not write run metrics or register the model: %s", e)
     log.info("run %s: %s in %.1fs", status, res.mode, seconds)

@@ -6,21 +6,21 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
-import json, logging, os, platform, re, shutil, signal, subprocess, sys, tempfile, threading, time, warnings
+import json, logging, os, platform, re, signal, subprocess, sys, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
-from .core import read_jsonl, sha256_file, write_json, write_text
-from .models import BNB_MIN, is_gguf, load_model, peft_quiet, resolve_device, resolve_model
+from .core import atomic_dir, folder_problems, read_jsonl, sha256_file, write_json, write_text
+from .models import BNB_MIN, is_gguf, load_model, peft_quiet, resolve_device, resolve_model, resolve_model_path
 from .templates import Rendered, _spans, has_generation_markers, render, resolve_chat_template, show_trainable, stop_token_ids
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_rows', 'checkpoint_dir', 'lora_config',
-           'sft_args', 'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'resolved', 'packed_vs_unpacked_loss',
-           'launch']
+           'sft_args', 'check_checkpoint', 'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'cannot_train',
+           'resolved', 'packed_vs_unpacked_loss', 'launch']
 
 # %% ../nbs/08_train.ipynb #3a09094f
 _UNUSED = re.compile(r"reserved|unused", re.I)
@@ -175,16 +175,25 @@ def sft_args(config, # A `FineTuneConfig`
         ddp_find_unused_parameters=False)
 
 # %% ../nbs/08_train.ipynb #f76d1df7
-def last_checkpoint(folder:str|os.PathLike)->Path|None:
-    "The newest `checkpoint-N` in `folder` holding trainer state and adapter weights."
+def check_checkpoint(ck:str|os.PathLike)->list[str]:
+    "Problems that make checkpoint folder `ck` unusable for resuming, each naming its file; empty when it is intact."
+    ck = Path(ck)
+    out = [f"{f}: missing" for f in ("trainer_state.json", "adapter_model.safetensors") if not (ck/f).is_file()]
+    return out + folder_problems(ck)
+
+def last_checkpoint(folder:str|os.PathLike, # The checkpoint folder (training.output_dir)
+                    damaged:list|None=None, # Receives (checkpoint, problems) for every newer checkpoint skipped
+                   )->Path|None:
+    "The newest intact `checkpoint-N` in `folder`; each newer damaged one is skipped with a warning naming its file."
     folder = Path(folder)
     cks = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
                  key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []
     for ck in cks:
-        missing = [f for f in ("trainer_state.json", "adapter_model.safetensors") if not (ck/f).is_file()]
-        if not missing: return ck
-        warnings.warn(f"{ck} is incomplete (missing {', '.join(missing)}); resuming from an earlier checkpoint", stacklevel=2)
-        log.warning("%s is incomplete (missing %s); skipped", ck, ", ".join(missing))
+        problems = check_checkpoint(ck)
+        if not problems: return ck
+        if damaged is not None: damaged.append((ck, problems))
+        msg = f"{ck} is damaged ({'; '.join(problems)}); skipped, an earlier checkpoint is tried"
+        warnings.warn(msg, stacklevel=2); log.warning("%s", msg)
     return None
 
 # %% ../nbs/08_train.ipynb #32e28907
@@ -230,18 +239,10 @@ def _hardware(device:str, world_size:int=1)->dict:
     return hw
 
 def save_adapter(model, tokenizer, dest:Path)->Path:
-    "Save the adapter and tokenizer (with its chat template) into `dest`, atomically."
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
+    "Save the adapter and tokenizer (with its chat template) into `dest`, atomically (`core.atomic_dir`)."
+    with atomic_dir(dest, "adapter") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        if dest.exists(): dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     return dest
 
 # %% ../nbs/08_train.ipynb #832c6e41
@@ -276,12 +277,16 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
           callbacks:list|None=None, # Extra transformers TrainerCallbacks
          )->TrainResult:
     "Fine-tune `config.model` with LoRA/QLoRA on the prepared data; write <run>/adapter and metadata."
+    if config.training.method != "sft":  # never supervised-only when preference tuning was asked for
+        raise ConfigError([ConfigIssue("training.method", f"train() is supervised fine-tuning; method {config.training.method!r} trains with "
+                                       "finetune_nb.preference.fine_tune (what `finetune-nb train` and `run` call)",
+                                       source=str(config._source) if config._source else None)])
     n = num_processes or config.training.num_processes
     if n > 1 and "LOCAL_RANK" not in os.environ: return launch(config, n, resume=resume, force_cpu=force_cpu)
     from transformers import set_seed
-    from trl import SFTTrainer
     set_seed(config.training.seed)  # before PEFT initialises the LoRA weights inside SFTTrainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else config.training.device)
+    _check_inputs(config)
     model, tok = load_model(_for_device(config, device), device=device)
     if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
     if config.model.attn_implementation != "auto": _set_attention(model, config)
@@ -293,19 +298,18 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     if "validation" not in data: log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
     args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation)
-    ck = last_checkpoint(checkpoint_dir(config)) if resume else None
-    if resume: log.info("resuming from %s", ck or "the start (no complete checkpoint)")
-    trainer = None
-    try:  # from here on, any failure (OOM included) is a TrainingFailedError carrying the original
-        with peft_quiet():
-            trainer = SFTTrainer(model=model, args=args, processing_class=tok,
-                                 train_dataset=ds["train"], eval_dataset=ds.get("validation"), peft_config=lora_config(config),
-                                 callbacks=[stop, *_extra_callbacks(config), *(callbacks or [])])
+    ck = _resume_from(config) if resume else None
+    if not resume: _hint_resume(config)
+    trainer = _trainer(config, model, tok, args, ds, [stop, *_extra_callbacks(config), *(callbacks or [])])
+    try:  # from here on, a failure that means "cannot be tuned here" (OOM included) is a TrainingFailedError carrying the original
         with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
         metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if "validation" in ds else {})}
     except (FinetuneNBError, KeyboardInterrupt): raise
-    except Exception as e: raise _failed(e, trainer.state.global_step if trainer else 0) from e
-    if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in {checkpoint_dir(config)}")
+    except Exception as e:
+        if not cannot_train(e): raise
+        raise _failed(e, trainer.state.global_step) from e
+    if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in "
+                                               f"{checkpoint_dir(config)}: rerun with --resume to continue from it")
     meta = dict(base_model=config.model.model_name, base_model_source=resolve_model(config, progress=False)[1], revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
                 duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
                 hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template),
@@ -351,6 +355,54 @@ def _extra_callbacks(config)->list:
         from torch.utils.tensorboard import SummaryWriter
         cbs.append(TensorBoardCallback(SummaryWriter(str(config.run_dir/"tensorboard"))))
     return cbs
+
+def _check_inputs(config):
+    "Fail before loading anything when the prepared data is missing or the base model's files are damaged, naming them."
+    if not (config.data_dir/"train.jsonl").is_file():
+        raise DataError("no prepared training data", file=config.data_dir/"train.jsonl", hint="run `finetune-nb prepare-data` (or `finetune-nb run`) first")
+    base = resolve_model_path(config)
+    if bad := folder_problems(base):
+        raise FinetuneNBError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
+
+def cannot_train(e:BaseException)->bool:
+    "Whether an exception out of the trainer means this model cannot be tuned here (OOM, an op the device or model lacks), not a bad file, a setting or a bug."
+    return isinstance(e, (MemoryError, RuntimeError, NotImplementedError, FloatingPointError))  # torch.OutOfMemoryError is a RuntimeError
+
+def _trainer(config, model, tok, args, ds:dict, callbacks:list):
+    "TRL's SFTTrainer with the LoRA config; an adapter setting PEFT refuses is a config error naming it."
+    from trl import SFTTrainer
+    try:
+        with peft_quiet():
+            return SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=ds["train"], eval_dataset=ds.get("validation"),
+                              peft_config=lora_config(config), callbacks=callbacks)
+    except ValueError as e:
+        if "target_modules" not in str(e) and "Target modules" not in str(e): raise
+        raise ConfigError([ConfigIssue("model.target_modules", f"{str(e).splitlines()[0]} (the model's linear layers are listed by "
+                                       "`finetune_nb.run.lora_targets`; all-linear adapts every one)", source=str(config._source) if config._source else None)]) from e
+    except Exception as e:
+        if not cannot_train(e): raise
+        raise _failed(e, 0) from e
+
+def _resume_from(config)->Path|None:
+    "The checkpoint `train(resume=True)` continues from; refuse when every checkpoint there is damaged, naming the files."
+    damaged, folder = [], checkpoint_dir(config)
+    ck = last_checkpoint(folder, damaged)
+    if ck is None and damaged:
+        raise FinetuneNBError(f"no intact checkpoint to resume from in {folder}: " + "; ".join(f"{c.name}/{p}" for c, ps in damaged for p in ps),
+                              hint="rerun without --resume to start over (the damaged checkpoints are left for you to inspect)")
+    log.info("resuming from %s", ck or "the start (no checkpoint)")
+    return ck
+
+def _hint_resume(config):
+    "When an interrupted training left a checkpoint and this one starts over, say that --resume would continue it."
+    folder, done = checkpoint_dir(config), config.run_dir/"metadata.json"
+    cks = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
+    try: state = json.loads((cks[-1]/"trainer_state.json").read_text(encoding="utf-8"))
+    except (IndexError, OSError, ValueError): return
+    finished_later = done.is_file() and done.stat().st_mtime > (cks[-1]/"trainer_state.json").stat().st_mtime
+    if state.get("global_step", 0) < state.get("max_steps", 0) and not finished_later:
+        log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, rerun with --resume "
+                    "(finetune-nb train/run) or resume=True", cks[-1], state["global_step"], state["max_steps"])
 
 def _failed(e:BaseException, step:int)->TrainingFailedError:
     "The error `train` raises for any exception out of the trainer (OOM included)."

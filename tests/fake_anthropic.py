@@ -3,8 +3,12 @@
 A real HTTP server on 127.0.0.1 (a thread per connection); point the real SDK at it with
 ANTHROPIC_BASE_URL=server.url. Replies are deterministic functions of the request, so a test
 knows exactly which rows to expect. Faults are scripted: `script` holds (status, headers, body)
-replies served before normal ones, `bad_outputs` malformed replies, `batch_hold` keeps batches
+replies served before normal ones, `down` (a status) answers every message request with that
+error until it is set back to None, `bad_outputs` malformed replies, `batch_hold` keeps batches
 in progress, `batch_row_faults` makes chosen rows of the first batch error or expire.
+A judge's request (the record_score or record_verdict tool) gets `judge(tool, prompt)` as its
+verdict: by default `fake_verdict`, which prefers the answer equal to the reference; tests
+script their own.
 """
 import itertools, json, re, threading, time
 from collections import Counter
@@ -25,9 +29,26 @@ def fake_pairs(prompt: str, n: int) -> list[dict]:
     return [{"question": f"Q{i} about {text[:40]}?", "answer": f"A{i}: {text}"} for i in range(n)]
 
 
+def tag(prompt: str, name: str) -> str | None:
+    "The text inside <name>...</name> of a judge prompt."
+    m = re.search(rf"<{name}>\n(.*?)\n</{name}>", prompt, re.S)
+    return m.group(1) if m else None
+
+
+def fake_verdict(tool: str, prompt: str) -> dict:
+    "A judge that knows the truth: 5 (or the win) for an answer equal to the reference, 2 (or the loss) otherwise."
+    ref = tag(prompt, "reference")
+    if tool == "record_score":
+        right = ref is not None and tag(prompt, "answer") == ref
+        return {"reason": "matches the reference" if right else "differs from the reference", "score": 5 if right else 2}
+    a, b = tag(prompt, "answer_a"), tag(prompt, "answer_b")
+    winner = "A" if a == ref and b != ref else "B" if b == ref and a != ref else "tie"
+    return {"reason": f"answer {winner} matches the reference" if winner != "tie" else "neither is better", "winner": winner}
+
+
 class FakeAnthropic:
     def __init__(self, latency: float = 0.0):
-        self.latency, self.script, self.bad_outputs = latency, [], 0
+        self.latency, self.script, self.bad_outputs, self.down, self.judge = latency, [], 0, None, fake_verdict
         self.counts, self.keys_seen, self.lock = Counter(), set(), threading.Lock()
         self.batches, self.batch_sizes, self.batch_hold, self.batch_row_faults = {}, [], False, {}
         self._ids = itertools.count(1)
@@ -54,14 +75,15 @@ class FakeAnthropic:
 
     # --- replies -------------------------------------------------------------------------------
     def message(self, params: dict) -> dict:
-        "A Messages API reply: the forced tool call with the fake pairs, or a malformed reply."
-        prompt = params["messages"][0]["content"]
-        n = params["tools"][0]["input_schema"]["properties"]["pairs"]["maxItems"]
+        "A Messages API reply: the forced tool call with the fake pairs (or a judge's verdict), or a malformed reply."
+        prompt, tool = params["messages"][0]["content"], params["tools"][0]
+        n = tool["input_schema"]["properties"]["pairs"]["maxItems"] if tool["name"] == TOOL else 2
         with self.lock:
             bad = self.bad_outputs > 0
             self.bad_outputs -= bad
+        answer = {"pairs": fake_pairs(prompt, n)} if tool["name"] == TOOL else None if bad else self.judge(tool["name"], prompt)
         content = ([{"type": "text", "text": "Sorry, I can't produce JSON for this passage."}] if bad else
-                   [{"type": "tool_use", "id": f"toolu_{next(self._ids)}", "name": TOOL, "input": {"pairs": fake_pairs(prompt, n)}}])
+                   [{"type": "tool_use", "id": f"toolu_{next(self._ids)}", "name": tool["name"], "input": answer}])
         return {"id": f"msg_{next(self._ids)}", "type": "message", "role": "assistant", "model": params["model"],
                 "content": content, "stop_reason": "end_turn" if bad else "tool_use", "stop_sequence": None,
                 "usage": {"input_tokens": len(prompt) // 4, "output_tokens": 10 * n}}
@@ -97,6 +119,8 @@ class FakeAnthropic:
             self.keys_seen.add(key)
             self.counts[f"{method} {re.sub(r'msgbatch_[0-9]+', '{id}', path)}"] += 1
             scripted = self.script.pop(0) if path == "/v1/messages" and self.script else None
+            if path == "/v1/messages" and self.down and not scripted:
+                scripted = (self.down, {"retry-after-ms": "1"}, {"type": "error", "error": {"type": "api_error", "message": "the API is down"}})
         if path == "/v1/messages" and self.latency: time.sleep(self.latency)
         if scripted:
             status, headers, reply = scripted

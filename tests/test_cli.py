@@ -1,5 +1,7 @@
 "The finetune-nb command as a user runs it: exit codes, one-line errors, --debug tracebacks."
 import json, os, shutil, subprocess, sys
+from pathlib import Path
+from finetune_nb.config import FineTuneConfig
 
 
 def test_console_script_installed(tmp_path):
@@ -143,3 +145,139 @@ def test_prepare_data_command(cli, tmp_path):
     assert "train" in r.stdout and "skipped: 1 x not valid JSON" in r.stdout
     info = json.loads((tmp_path / "runs" / "c" / "data" / "dataset_info.json").read_text())
     assert info["counts"]["train"] + info["counts"]["validation"] == 5
+
+
+def _adapter_run(cli, tmp_path):
+    "A config and a (random) adapter in its run folder, as training would leave them."
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    code = ("from finetune_nb.config import FineTuneConfig\nfrom finetune_nb.models import builtin_model\n"
+            "from finetune_nb.export import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
+            "make_test_adapter(builtin_model('builtin:tiny-llama'), c.run_dir / 'adapter')\n")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=300)
+    return tmp_path / "runs" / "c"
+
+
+def test_merge_adapter_never_deletes_a_folder_it_did_not_make(cli, tmp_path):
+    run = _adapter_run(cli, tmp_path)
+    (tmp_path / "p").mkdir(); (tmp_path / "p" / "thesis.txt").write_text("x")
+    r = cli("merge-adapter", "c.yaml", "--out", "p", "-q")
+    assert r.returncode == 1 and "is not empty and is not a merged folder made by finetune_nb" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "p" / "thesis.txt").read_text() == "x"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = cli("merge-adapter", "c.yaml", "--out", ".", "-q")
+    assert r.returncode == 1 and "current folder" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    r = cli("merge-adapter", "c.yaml", "--out", str(run / "adapter"), "-q")
+    assert r.returncode == 1 and "it is a finetune_nb adapter folder" in r.stderr and (run / "adapter" / "adapter_config.json").is_file()
+    for _ in range(2):  # our own merged folder is replaced by the next merge
+        r = cli("merge-adapter", "c.yaml", "-q")
+        assert r.returncode == 0, r.stderr
+    assert (run / "merged" / "config.json").is_file() and not [p for p in run.iterdir() if p.name.startswith(".merged")]
+
+
+def test_train_resume_with_only_damaged_checkpoints_names_the_files(cli, tmp_path):
+    assert cli("init", "c.yaml", "-q").returncode == 0
+    run = tmp_path / "runs" / "c"
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{2 * i}."}]} for i in range(8)]
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ck = run / "checkpoints" / "checkpoint-3"; ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text('{"global_step": 3, "log_hist')  # cut off mid-write
+    (ck / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")  # a header and nothing else
+    r = cli("train", "c.yaml", "--resume", "-q")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert "no intact checkpoint to resume from" in err and "checkpoint-3/trainer_state.json: unreadable" in err, r.stderr
+    assert "checkpoint-3/adapter_model.safetensors: cut off" in err and "without --resume" in err
+
+
+def test_the_config_is_found_without_naming_it(cli, tmp_path):
+    assert cli("init", "-q").returncode == 0  # finetune.yaml
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")  # YAML that is not a config is never picked
+    r = cli("validate")
+    assert r.returncode == 0 and r.stdout.startswith("finetune.yaml: valid"), r.stderr
+    (tmp_path / "finetune.yaml").rename(tmp_path / "mine.yaml")
+    r = cli("validate")
+    assert r.returncode == 0 and r.stdout.startswith("mine.yaml: valid")
+    (tmp_path / "other.yaml").write_text("project: {name: other}\n")
+    r = cli("validate")
+    assert r.returncode == 1 and "2 finetune_nb configs" in r.stderr and "mine.yaml, other.yaml" in r.stderr
+    assert cli("validate", "-c", "other.yaml").returncode == 0 and cli("feedback", "stats", "-c", "other.yaml").returncode == 0
+    (tmp_path / "sub").mkdir()
+    r = cli("validate", cwd=tmp_path / "sub")
+    assert r.returncode == 1 and "no config given" in r.stderr and "finetune-nb init" in r.stderr
+
+
+def test_overrides_are_validated_like_the_file_and_the_run_saves_them(cli, tmp_path):
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "qa.jsonl").write_text("".join(json.dumps({"instruction": f"What is {w}?", "output": f"{w} is a fruit."}) + "\n"
+                                                               for w in ("apple", "pear", "plum", "fig")))
+    assert cli("init", "-q").returncode == 0
+    r = cli("validate", "--batch-size", "1e29")
+    assert r.returncode == 1 and "--batch-size 1e29: training.batch_size" in r.stderr
+    r = cli("run", "--prepare-only", "--set", "training.learnig_rate=1e-4")
+    assert r.returncode == 1 and "--set training.learnig_rate=1e-4: training.learnig_rate: unknown key; did you mean 'learning_rate'?" in r.stderr
+    r = cli("run", "--set", "data.langchain.qa_model_name=sk-ant-api03-" + "x" * 40)
+    assert r.returncode == 1 and "value hidden" in r.stderr and "x" * 40 not in r.stderr
+    r = cli("run", "--prepare-only", "-q", "--epochs", "7", "--learning-rate", "3e-4", "--model-name", "builtin:tiny-qwen2",
+            "--set", "model.target_modules=[q_proj, v_proj]", "--use-quantization")
+    assert r.returncode == 0, r.stderr
+    saved = FineTuneConfig.from_yaml(tmp_path / "runs" / "finetune" / "config.yaml")
+    assert (saved.training.num_epochs, saved.training.learning_rate, saved.model.model_name, saved.model.target_modules, saved.model.use_qlora) == \
+        (7, 3e-4, "builtin:tiny-qwen2", ["q_proj", "v_proj"], True)
+
+
+def test_careless_arguments_are_named(cli, tmp_path):
+    assert cli("init", "-q").returncode == 0
+    r = cli("chat", "-p", "hi", "--max-new-tokens", "-5")
+    assert r.returncode == 2 and "argument --max-new-tokens: must be a whole number above 0, got '-5'" in r.stderr
+    r = cli("train", "--num-processes", "0")
+    assert r.returncode == 2 and "argument --num-processes" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "finetune_nb", "chat", "-i"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: os.close(0))  # started with stdin closed, as `<&-` or some job runners do
+    assert r.returncode == 1 and "standard input, which is closed" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train")
+    assert r.returncode == 1 and "train.jsonl: no prepared training data" in r.stderr and "prepare-data" in r.stderr
+    r = cli("run", "--force", "evalaute")
+    assert r.returncode == 1 and "no stage named 'evalaute' to force" in r.stderr and not (tmp_path / "runs").exists()
+    r = cli("run-notebook", "wf.ipynb", "-p", "name", "[draft")
+    assert r.returncode == 1 and "-p name [draft: not a YAML value" in r.stderr
+
+
+def test_a_feedback_store_that_is_not_ours_is_refused_untouched(cli, tmp_path):
+    import sqlite3
+    (tmp_path / "notes.db").write_text("my notes\n")
+    with sqlite3.connect(tmp_path / "app.db") as c: c.execute("CREATE TABLE users (id INTEGER)")
+    app = (tmp_path / "app.db").read_bytes()
+    for store, needle in (("notes.db", "notes.db is not an SQLite database"), ("app.db", "app.db is another program's SQLite database (tables: users)")):
+        (tmp_path / "c.yaml").write_text(f"feedback: {{store_path: {store}}}\n")
+        r = cli("feedback", "stats", "-c", "c.yaml")
+        assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "notes.db").read_text() == "my notes\n" and (tmp_path / "app.db").read_bytes() == app
+
+
+def test_generate_qa_on_its_own_reads_and_splits_the_documents(cli, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_anthropic import KEY, FakeAnthropic
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    for name in ("pumps", "valves"): (tmp_path / "data" / "raw" / f"{name}.md").write_text(f"# {name}\n\nEvery {name[:-1]} is serviced yearly.\n")
+    assert cli("init", "-q").returncode == 0
+    with FakeAnthropic() as server:
+        r = cli("generate-qa", "--set", "data.langchain.qa_pairs_per_chunk=2", env={"ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": KEY})
+        assert r.returncode == 0, r.stderr
+        assert server.message_requests == 2
+    data = tmp_path / "runs" / "finetune" / "data"
+    assert len((data / "chunks.jsonl").read_text().splitlines()) == 2 and len((data / "qa.jsonl").read_text().splitlines()) == 4
+    assert "4 examples from 2/2 chunks" in r.stdout
+
+
+def test_a_damaged_model_file_is_named_before_anything_loads(cli, tmp_path):
+    run = _adapter_run(cli, tmp_path)
+    w = run / "adapter" / "adapter_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-64])  # an interrupted copy
+    for args in (("chat", "c.yaml", "-p", "hi"), ("evaluate", "c.yaml"), ("merge-adapter", "c.yaml")):
+        r = cli(*args, "-q")
+        assert r.returncode == 1 and "adapter_model.safetensors: cut off:" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    (tmp_path / "x.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 9)
+    r = cli("chat", "--model", "x.gguf", "-p", "hi")
+    assert r.returncode == 1 and "x.gguf is damaged: x.gguf: unreadable" in r.stderr, r.stderr

@@ -67,3 +67,65 @@ def test_sha256_file_streams(tmp_path):
     p.write_bytes(b"x" * (3 << 20))
     import hashlib
     assert sha256_file(p) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+
+
+# -- output folders: nothing of yours replaced, a killed swap leaves a complete folder -------------------
+
+from finetune_nb.core import OUTPUT_MARKER, FinetuneNBError, atomic_dir, check_replaceable, output_kind, recover_dir
+
+_SWAP_CHILD = """
+import os, sys
+from finetune_nb.core import atomic_dir
+where = sys.argv[2]
+def pause(at):
+    if at == where: print(at, flush=True); sys.stdin.readline()
+rename, n = os.rename, [0]
+def stepped(a, b):
+    n[0] += 1; pause(f"before rename {n[0]}"); rename(a, b); pause(f"after rename {n[0]}")
+os.rename = stepped
+with atomic_dir(sys.argv[1], "merged") as tmp:
+    for i in range(3): (tmp / f"shard-{i}").write_bytes(b"new" * 1000)
+    pause("building")
+pause("done")
+"""
+
+
+@pytest.mark.parametrize("where,expect", [("building", b"old"), ("before rename 1", b"old"), ("after rename 1", b"new"),
+                                          ("before rename 2", b"new"), ("after rename 2", b"new"), ("done", b"new")])
+def test_sigkill_at_each_step_of_a_folder_swap(tmp_path, where, expect):
+    out = tmp_path / "merged"
+    with atomic_dir(out, "merged") as tmp:
+        for i in range(3): (tmp / f"shard-{i}").write_bytes(b"old" * 1000)
+    child = subprocess.Popen([sys.executable, "-c", _SWAP_CHILD, str(out), where], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == where
+    child.send_signal(signal.SIGKILL); child.wait()
+    assert child.returncode == -signal.SIGKILL
+    def complete(d): return (d / OUTPUT_MARKER).is_file() and {p.read_bytes()[:3] for p in d.glob("shard-*")} in ({b"old"}, {b"new"})
+    assert any(complete(d) for d in tmp_path.iterdir()), f"no complete folder on disk after a kill {where}: {list(tmp_path.iterdir())}"
+    recover_dir(out)  # what the next atomic_dir, load_adapter or builtin_model on this folder does first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
+    assert complete(out) and {p.read_bytes()[:3] for p in out.glob("shard-*")} == {expect}
+    assert len(list(out.glob("shard-*"))) == 3
+
+
+def test_recover_leaves_a_live_process_build_alone(tmp_path):
+    out = tmp_path / "merged"
+    busy = tmp_path / f".merged.new-{os.getpid()}-abcdefgh"; busy.mkdir()  # this very process is building it
+    recover_dir(out)
+    assert busy.is_dir() and not out.exists()
+
+
+def test_foreign_folders_are_refused_not_emptied(tmp_path, monkeypatch):
+    mine = tmp_path / "thesis"; mine.mkdir(); (mine / "thesis.txt").write_text("x")
+    with pytest.raises(FinetuneNBError, match="not empty and is not a merged folder made by finetune_nb"):
+        with atomic_dir(mine, "merged") as tmp: (tmp / "w").write_bytes(b"1")
+    assert (mine / "thesis.txt").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(FinetuneNBError, match="exists and is not a folder"): check_replaceable(tmp_path / "f", "merged")
+    (tmp_path / "link").symlink_to(mine)
+    with pytest.raises(FinetuneNBError, match="exists and is not a folder"): check_replaceable(tmp_path / "link", "merged")
+    monkeypatch.chdir(mine)
+    with pytest.raises(FinetuneNBError, match="current folder"): check_replaceable(tmp_path, "merged")
+    with atomic_dir(tmp_path / "adapter", "adapter") as tmp: (tmp / "w").write_bytes(b"1")
+    assert output_kind(tmp_path / "adapter") == "adapter"
+    with pytest.raises(FinetuneNBError, match=r"\(it is a finetune_nb adapter folder\)"): check_replaceable(tmp_path / "adapter", "merged")

@@ -3,7 +3,7 @@ import html.parser, io, json, math, os, subprocess, sys, warnings
 import pytest
 
 torch = pytest.importorskip("torch")
-from finetune_nb.config import FineTuneConfig
+from finetune_nb.config import FineTuneConfig, JudgeConfig
 from finetune_nb.core import FinetuneNBError, write_jsonl
 from finetune_nb.evaluate import chat, chat_main, evaluate, load_chat_models
 from finetune_nb.models import make_tiny_model
@@ -143,6 +143,59 @@ class MiniSet:
         return [{"role": "system", "content": "Answer with one word."},
                 {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."},
                 {"role": "user", "content": user_input}]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    "The local fake Anthropic API (real HTTP); its judge scores an answer equal to the reference 5, another 2."
+    sys.path.insert(0, os.path.dirname(__file__))
+    from fake_anthropic import KEY, FakeAnthropic
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        yield server
+
+
+def _judged(run, tmp_path):
+    cfg = run["cfg"].model_copy(deep=True)
+    cfg.evaluation.judge = JudgeConfig(max_concurrency=4)
+    return evaluate(cfg, out_dir=tmp_path / "eval")
+
+
+def test_judge_scores_each_answer_and_compares_base_with_tuned_in_both_orders(run, result, fake, tmp_path):
+    res = _judged(run, tmp_path)
+    j, samples = res.metrics["judge"], res.metrics["samples"]
+    assert j["status"] == "ok" and j["judge"] == "anthropic:claude-sonnet-4-5" and j["rubric"].startswith("qa:")
+    right = lambda s, k: s["answers"][k]["text"] == s["reference"]
+    for s in samples:  # the scripted judge: 5 for an answer equal to the reference, 2 otherwise; the exact answer wins
+        assert [s["answers"][k]["judge"]["score"] for k in ("base", "tuned")] == [5 if right(s, k) else 2 for k in ("base", "tuned")]
+        want = "tuned" if right(s, "tuned") and not right(s, "base") else "base" if right(s, "base") and not right(s, "tuned") else "tie"
+        p = s["pairwise"]["tuned"]
+        assert p["winner"] == want and [(o["a"], o["b"]) for o in p["orders"]] == [("base", "tuned"), ("tuned", "base")]
+    n_right = sum(right(s, "tuned") for s in samples)
+    assert n_right >= 4 and j["pairwise"]["tuned"]["wins"] == n_right and j["pairwise"]["tuned"]["agreement"] == 1.0
+    assert res.systems["tuned"]["judge_score"] == pytest.approx((5 * n_right + 2 * (5 - n_right)) / 5)
+    assert res.systems["tuned"]["judge_win_rate"] > 0.5 and res.systems["base"]["judge_score"] == 2.0
+    assert fake.message_requests == 2 * 5 + 2 * 5 and j["usage"]["requests"] == 20 and j["cost_usd"] > 0
+    assert "tuned (adapter) vs base, judged by anthropic:claude-sonnet-4-5" in res.metrics["verdict"]
+    md, page = (res.out_dir / "report.md").read_text(), (res.out_dir / "report.html").read_text()
+    assert "judge score" in md and "judge win rate" in md and "judge 5/5: matches the reference" in md
+    assert "Judge, tuned (adapter) vs base: tuned (adapter) better in both orders" in md
+    assert page.count("<div class='judge'>judge ") == 10 and "judge win rate" in page
+    rows = [json.loads(l) for l in (res.out_dir / "judge_pairwise.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and rows[0]["answers"].keys() == {"base", "tuned"} and rows[0]["prompt"] == samples[0]["prompt"]
+    assert fake.keys_seen and not any(fake_key in p.read_text(errors="ignore") for p in res.out_dir.iterdir() for fake_key in fake.keys_seen)
+
+
+def test_without_a_key_the_judge_is_skipped_and_the_rest_unchanged(run, result, tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    res = _judged(run, tmp_path)
+    assert res.metrics["judge"] == {"status": "skipped", "reason": res.metrics["judge"]["reason"]}
+    assert "The judge was skipped: ANTHROPIC_API_KEY is not set" in res.metrics["verdict"]
+    for k in ("base", "tuned"):
+        assert {m: v for m, v in res.systems[k].items() if m != "seconds"} == {m: v for m, v in result.systems[k].items() if m != "seconds"}
+    md = (res.out_dir / "report.md").read_text()
+    assert "The judge was skipped" in md and "judge score" not in md and not (res.out_dir / "judge_pairwise.jsonl").exists()
 
 
 def test_model_set_evaluates(run):

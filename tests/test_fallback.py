@@ -98,6 +98,18 @@ def test_higher_rated_rows_are_preferred_and_unknown_labels_reported():
     assert nested.ratings["rated"] == 1 and nested.ratings["field"] == "feedback.rating"
 
 
+def test_corrected_answers_are_preferred_as_examples():
+    "Pairs of near-identical rows, equally rated: the one a reviewer corrected is chosen each time, and says why."
+    subjects = ["invoice pdf", "team members", "api keys", "dark mode", "calendar sync", "audit log"]
+    rows = [row(f"How do I set up {s}?", f"Go to Settings > {s.title()} and follow the steps{end}", rating=5, corrected=fixed, subject=s)
+            for s in subjects for end, fixed in ((".", False), (" shown there.", True))]
+    sel = select_few_shot(rows, config(num_examples=4))
+    assert [c.metadata["corrected"] for c in sel.chosen] == [True] * 4 and len({c.metadata["subject"] for c in sel.chosen}) == 4
+    assert all(w.endswith("a reviewer's corrected answer") for w in sel.why)
+    plain = select_few_shot([{**r, "metadata": {**r["metadata"], "corrected": False}} for r in rows], config(num_examples=4))
+    assert sum(c.answer.endswith("shown there.") for c in plain.chosen) < 4  # without the flag the same wording is not always chosen
+
+
 def test_token_budget_is_respected_with_a_tokenizer_and_with_the_estimate():
     rows = clustered_rows() + SUPPORT + [row("Tell me everything.", "word " * 400)]
     tok = build_tokenizer()

@@ -7,8 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import DataError, FinetuneNBError
-from finetune_nb.feedback import (FeedbackStore, check_trigger, export_feedback, feedback_paths, import_feedback,
-                                  open_store, review)
+from finetune_nb.feedback import (MIGRATIONS, FeedbackStore, check_trigger, export_feedback, feedback_paths, feedback_pairs,
+                                  import_feedback, open_store, review)
 from finetune_nb.versions import (ModelRegistry, list_models, promote_model, read_metrics, register_model,
                                   rollback_model, serve_metrics, watch, write_run_metrics)
 
@@ -53,7 +53,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         assert p.wait(timeout=120) == 0, p.stderr.read()
     assert _fresh(db, "SELECT COUNT(*), COUNT(DISTINCT id) FROM feedback") == [(600, 600)]
     assert _fresh(db, "SELECT COUNT(*) FROM feedback WHERE source='widget' AND corrected IS NOT NULL AND rating IS NOT NULL") == [(300,)]
-    assert _fresh(db, "SELECT version FROM schema_version") == [(1,)]
+    assert _fresh(db, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
     # every transaction bumped the revision counter exactly once: 30 import batches + 300 adds + 300 updates
     assert FeedbackStore(db).current_rev() == 630
 
@@ -186,6 +186,21 @@ def test_export_filters_by_rating_and_version(store, tmp_path):
     with pytest.raises(FinetuneNBError, match="'demo-v2' is not known.*known versions: demo-v1"): export_feedback(store, out, since_version="demo-v2")
 
 
+def test_empty_corrections_are_never_exported_or_paired_silently(store, tmp_path):
+    a = store.add("q empty", "answer a", rating=5, corrected=" ")
+    b = store.add("q same", "answer b", rating=5, corrected="answer b")
+    c = store.add("q fixed", "answer c", rating=5, corrected="better c")
+    skipped, out = [], tmp_path/"fb.jsonl"
+    assert export_feedback(store, out, skipped=skipped) == 2  # the unchanged correction still trains: it is the answer
+    assert [s.reason for s in skipped] == [f"feedback id {a}: empty correction"]
+    assert all(json.loads(l)["messages"][-1]["content"].strip() for l in out.read_text().splitlines())
+    skipped = []
+    pairs = feedback_pairs(store, skipped)
+    assert [(p["metadata"]["feedback_id"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [(c, "better c", "answer c")]
+    assert [s.reason for s in skipped] == [f"feedback id {a}: empty correction",
+                                           f"feedback id {b}: chosen equals rejected (the correction repeats the output)"]
+
+
 # ---------------------------------------------------------------- trigger and watch
 
 def test_trigger_fires_at_the_threshold_and_not_below(store):
@@ -197,6 +212,46 @@ def test_trigger_fires_at_the_threshold_and_not_below(store):
     d = check_trigger(store, threshold=5, min_score=0.8)
     assert (d.fire, d.count, d.last_id) == (True, 5, last)
     assert check_trigger(store, threshold=6, min_score=0.6).fire is True  # rating 3 = 0.6 counts at min_score 0.6
+
+
+def test_feedback_judge_scores_pending_rows_until_the_trigger_fires(tmp_path, cli):
+    "`finetune-nb feedback judge` against the fake API (real HTTP): judged rows count towards the threshold, nothing else does."
+    sys.path.insert(0, str(ROOT/"tests"))
+    from fake_anthropic import KEY, FakeAnthropic, tag
+    cfg_path = tmp_path/"config.yaml"
+    cfg_path.write_text(json.dumps({"project": {"name": "demo", "output_dir": str(tmp_path/"runs")}, "data": {"input_path": str(tmp_path/"raw")},
+                                    "feedback": {"threshold": 100, "min_score": 0.8}}))
+    cfg = FineTuneConfig.from_yaml(cfg_path)
+    rows = [{"prompt": f"alert {i}", "response": f"good: cause {i}"} for i in range(100)] + \
+           [{"prompt": f"alert {i}", "response": "meh"} for i in range(100, 110)] + \
+           [{"prompt": "rated", "response": "good: rated by a person", "rating": 2},
+            {"prompt": "emptied", "response": "good: but corrected to nothing", "corrected": " "}]
+    (tmp_path/"outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert import_feedback(cfg, tmp_path/"outputs.jsonl").added == 112
+    with FakeAnthropic() as fake:
+        fake.judge = lambda tool, prompt: {"reason": "names a cause" if "good" in tag(prompt, "answer") else "says nothing",
+                                           "score": 5 if "good" in tag(prompt, "answer") else 3}
+        env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": KEY}
+        r = cli("feedback", "judge", "-c", cfg_path, "--limit", "99", "-q", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "99 pending rows scored by anthropic:claude-sonnet-4-5" in r.stdout and "wait for 1 more" in r.stdout
+        r = cli("feedback", "judge", "-c", cfg_path, "-q", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "11 pending rows scored" in r.stdout and "1 not judged" in r.stdout and "empty correction" in r.stdout
+        assert "100 new samples with quality >= 0.8" in r.stdout and "start a run" in r.stdout
+        assert fake.message_requests == 110  # the rated row and the empty correction were not sent
+        r = cli("feedback", "judge", "-c", cfg_path, "-q", env=env)
+        assert "0 pending rows scored" in r.stdout and fake.message_requests == 110
+    store = open_store(cfg)
+    got = {rec.input: rec for rec in store.list()}
+    assert got["alert 0"].score == 1.0 and got["alert 105"].score == 0.6 and got["rated"].score is None
+    assert got["alert 0"].score_by == "anthropic:claude-sonnet-4-5" and got["alert 0"].score_rubric.startswith("qa:")
+    assert got["alert 0"].score_reason == "names a cause" and got["emptied"].score is None
+    d = check_trigger(store, threshold=100, min_score=0.8)
+    assert (d.fire, d.count) == (True, 100)
+    assert KEY not in cfg_path.read_text() and not any(KEY.encode() in p.read_bytes() for p in store.path.parent.iterdir() if p.is_file())
+    r = cli("feedback", "judge", "-c", cfg_path, env={"ANTHROPIC_API_KEY": ""})
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: the judge cannot run: ANTHROPIC_API_KEY is not set")
 
 
 def test_watch_runs_the_pipeline_once_at_the_threshold_and_records_why(cfg):

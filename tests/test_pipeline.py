@@ -104,6 +104,11 @@ def test_finetune_path_then_second_run_skips_finished_stages(tmp_path):
     assert sum(s.value for s in runs if s.labels.get("status") == "success") == 3
     from finetune_nb.versions import list_models
     assert len(list_models(cfg)) == 2  # the all-skipped rerun made no new model files, so no new version
+    gguf = run / "model-f16.gguf"
+    gguf.write_bytes(gguf.read_bytes()[: gguf.stat().st_size // 3])  # cut short after the run (a full disk, an interrupted copy)
+    again = run_finetune(cfg)
+    assert [o.status for o in again.stages] == ["skipped (up to date)"] * 4 + ["ran"]  # not "up to date": the file changed
+    assert json.loads((run / "export_metadata.json").read_text())["gguf"]["f16"]["verification"]["passed"]
 
 
 def _papermill(nb, out, params, env=None):
@@ -203,3 +208,30 @@ def test_tokenizer_families_keep_their_stops_and_template_through_export(tmp_pat
     assert f"PARAMETER stop {json.dumps(stop)}" in (run / "Modelfile").read_text()
     systems = json.loads((run / "eval" / "metrics.json").read_text())["systems"]
     assert set(systems) == {"base", "tuned"}
+
+
+def test_resume_past_a_damaged_checkpoint_still_fine_tunes(tmp_path):
+    "A cut-off newest checkpoint: `run --resume` continues from the intact one before it, never turns into a model-set config."
+    from finetune_nb.train import train
+    cfg = _cfg(tmp_path, 60, training={"max_steps": 4, "save_steps": 2, "eval_steps": 4}, export={"merge": False})
+    run_finetune(cfg, prepare_only=True)
+    train(cfg)  # as an interrupted run leaves them: checkpoints, no train record
+    w = cfg.run_dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    cfg.training.max_steps = 6
+    with pytest.warns(UserWarning, match=r"checkpoint-4 is damaged \(adapter_model.safetensors: cut off"):
+        res = run_finetune(cfg, resume=True)
+    assert res.mode == "finetuned" and res.reason is None, res.summary()
+    meta = json.loads((cfg.run_dir / "metadata.json").read_text())
+    assert meta["resumed_from"].endswith("checkpoint-2") and meta["global_step"] == 6
+
+
+def test_a_file_error_in_training_fails_the_run_instead_of_falling_back(tmp_path):
+    from transformers import TrainerCallback
+    class Disk(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw): raise OSError(28, "No space left on device", "checkpoints/checkpoint-2")
+    cfg = _cfg(tmp_path, 60)
+    with pytest.raises(OSError, match="No space left on device"):
+        run_finetune(cfg, callbacks=[Disk()])
+    meta = json.loads((cfg.run_dir / "run_metadata.json").read_text())
+    assert meta["status"] == "failed" and not (cfg.run_dir / "model_set_config.json").exists()

@@ -227,3 +227,44 @@ def test_cache_cut_off_mid_line_is_repaired_and_the_chunk_asked_again(fake, tmp_
     assert fake.message_requests == 5 and (res.n_generated, res.n_cached) == (1, 3)
     assert got(rows(res.examples_path)) == expected(data)
     assert cache.read_bytes().count(b"\n") == 4
+
+
+@pytest.mark.parametrize("headers", [{}, {"content-type": "text/html"}])
+def test_a_reply_that_is_not_json_fails_that_chunk_only(fake, tmp_path, headers):
+    "A proxy's HTML page with status 200: the SDK does not retry it; the chunk is recorded, the others go on."
+    fake.script = [(200, headers, b"<html><body>502 Bad Gateway (proxy)</body></html>")]
+    res = generate_qa(config(tmp_path, max_concurrency=1), chunks(3), progress=False)
+    assert (res.n_examples, res.n_failed) == (2 * N_PAIRS, 1)
+    (f,) = rows(res.failures_path)
+    assert f["chunk_id"] == "c000" and "not JSON" in f["reason"] and "502 Bad Gateway (proxy)" in f["raw"]
+    assert f["attempts"] == 1 and fake.message_requests == 3
+
+
+def test_a_reply_that_is_json_but_not_a_message_fails_that_chunk_only(fake, tmp_path):
+    fake.script = [(200, {}, {"status": "ok", "detail": "maintenance"})]
+    res = generate_qa(config(tmp_path, max_concurrency=1), chunks(2), progress=False)
+    (f,) = rows(res.failures_path)
+    assert "JSON but not a message" in f["reason"] and "maintenance" in f["raw"] and res.n_examples == N_PAIRS
+
+
+def test_failure_file_counts_the_requests_really_sent(fake, tmp_path):
+    "Counted on the wire: the SDK's retries included, whatever qa_max_retries says the most could be."
+    fast = {"retry-after-ms": "1"}
+    fake.script = [(502, fast, b"<html>bad gateway</html>")] * 3 + [(503, fast, {"type": "error", "error": {"type": "api_error", "message": "x"}})]
+    res = generate_qa(config(tmp_path, max_concurrency=1, qa_max_retries=2), chunks(2), progress=False)
+    (f,) = rows(res.failures_path)
+    assert (f["chunk_id"], f["attempts"], f["asks"]) == ("c000", 3, 1) and "502" in f["reason"]
+    assert fake.message_requests == 3 + 2 and res.usage["http_attempts"] == 5 and res.usage["retries"] == 3
+
+
+def test_attempts_without_any_response_are_counted_too(tmp_path, monkeypatch):
+    "A server that is not there: no response ever arrives, yet every attempt is counted."
+    import socket
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    res = generate_qa(config(tmp_path, qa_max_retries=1), chunks(2), progress=False)
+    fails = rows(res.failures_path)
+    assert [f["attempts"] for f in fails] == [2, 2] and all("connection failed" in f["reason"] for f in fails)
+    assert res.usage["http_attempts"] == 4 and not any(k.startswith("http_") and k[5:].isdigit() for k in res.usage)

@@ -269,7 +269,8 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_sigint_checkpoints_then_resume_continues_the_global_step_past_a_torn_checkpoint(tmp_path):
+def test_sigint_checkpoints_then_resume_continues_the_global_step_past_a_torn_checkpoint(tmp_path, caplog):
+    import logging
     from transformers import TrainerCallback
     from finetune_nb.train import resolved, train
     cfg = make_config(tmp_path, max_steps=400, save_steps=1000, eval_steps=1000, val_rows=False)
@@ -286,6 +287,10 @@ def test_sigint_checkpoints_then_resume_continues_the_global_step_past_a_torn_ch
     assert len(cks) == 1 and 3 <= cks[0] < 400, cks  # one checkpoint, written on the interrupt, not at a save step
     step = cks[0]
     assert (cfg.run_dir/"checkpoints"/f"checkpoint-{step}"/"trainer_state.json").is_file()
+    cfg.training.max_steps = 1
+    with caplog.at_level(logging.WARNING, logger="finetune_nb"):
+        train(cfg)  # a plain rerun starts over, and says that --resume would continue the interrupted one
+    assert f"checkpoint-{step} holds a training interrupted at step {step} of 400; starting over" in caplog.text and "--resume" in caplog.text
     # a later checkpoint torn by a crash mid-write: state written, adapter weights not
     torn = cfg.run_dir/"checkpoints"/f"checkpoint-{step + 50}"
     torn.mkdir(); (torn/"trainer_state.json").write_text((cfg.run_dir/"checkpoints"/f"checkpoint-{step}"/"trainer_state.json").read_text())
@@ -294,7 +299,7 @@ def test_sigint_checkpoints_then_resume_continues_the_global_step_past_a_torn_ch
     class Seen(TrainerCallback):
         def on_step_end(self, args, state, control, **kw): seen.append(state.global_step)
     cfg.training.max_steps = step + 2
-    with pytest.warns(UserWarning, match=f"checkpoint-{step + 50} is incomplete"):
+    with pytest.warns(UserWarning, match=rf"checkpoint-{step + 50} is damaged \(adapter_model.safetensors: missing\)"):
         res = train(cfg, resume=True, callbacks=[Seen()])
     assert seen == [step + 1, step + 2] and res.global_step == step + 2
     assert json.loads((cfg.run_dir/"metadata.json").read_text())["resumed_from"].endswith(f"checkpoint-{step}")
@@ -357,10 +362,48 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path):
     assert (res.adapter_dir/"adapter_model.safetensors").is_file()
 
 
-def test_a_failure_while_building_the_trainer_is_a_training_failure_too(tmp_path):
+def test_a_target_module_peft_refuses_is_a_config_error_naming_the_field(tmp_path):
     from finetune_nb.train import train
     cfg = make_config(tmp_path, val_rows=False)
     cfg.model.target_modules = ["no_such_proj"]  # PEFT raises (a ValueError) when it wraps the model
-    with pytest.raises(TrainingFailedError, match="at step 0: .*no_such_proj") as e:
+    with pytest.raises(ConfigError, match=r"model\.target_modules: .*no_such_proj") as e:
         train(cfg)
-    assert isinstance(e.value.original, ValueError) and "no_such_proj" in str(e.value.original)
+    assert isinstance(e.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("error", [FileNotFoundError(2, "No such file or directory", "shard-3.bin"), KeyError("input_ids")])
+def test_a_bad_file_or_a_bug_in_training_is_raised_as_it_is(tmp_path, error):
+    "Not a TrainingFailedError: the run would answer that with a model-set config, hiding the fault."
+    from transformers import TrainerCallback
+    from finetune_nb.train import train
+    class Fault(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 2: raise error
+    with pytest.raises(type(error)) as e:
+        train(make_config(tmp_path, val_rows=False), callbacks=[Fault()])
+    assert e.value is error
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_naming_its_file(tmp_path, caplog):
+    from finetune_nb.core import FinetuneNBError
+    from finetune_nb.train import train
+    cfg = make_config(tmp_path, max_steps=4, save_steps=2, val_rows=False)
+    train(cfg)
+    cks = cfg.run_dir/"checkpoints"
+    assert sorted(p.name for p in cks.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    w = cks/"checkpoint-4"/"adapter_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-1000])  # truncated, as a full disk or a kill mid-copy leaves it
+    cfg.training.max_steps = 5
+    with pytest.warns(UserWarning, match=r"checkpoint-4 is damaged \(adapter_model.safetensors: cut off: \d+ bytes where its header describes \d+\)"):
+        res = train(cfg, resume=True)
+    assert res.global_step == 5
+    assert json.loads((cfg.run_dir/"metadata.json").read_text())["resumed_from"].endswith("checkpoint-2")
+    for ck in ("checkpoint-2", "checkpoint-5"):  # every checkpoint damaged: resuming is refused, naming the files
+        f = cks/ck/"trainer_state.json"; f.write_text(f.read_text()[:40])
+    (cks/"checkpoint-4"/"trainer_state.json").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FinetuneNBError, match=r"no intact checkpoint to resume from .*checkpoint-5/trainer_state.json: unreadable.*"
+                                                  r"checkpoint-4/trainer_state.json: missing.*checkpoint-2/trainer_state.json: unreadable") as e:
+            train(cfg, resume=True)
+    assert "without --resume" in e.value.hint
