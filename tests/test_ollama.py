@@ -232,13 +232,15 @@ def test_tune_from_ollama_and_back(tmp_path, monkeypatch):
     monkeypatch.setenv("OLLAMA_MODELS", str(smollm2_store(tmp_path/"models")))
     monkeypatch.setenv("PATH", str(tmp_path/"no-ollama-here"))
     samples = quickstart_config(tmp_path).data.input_path
-    small = {"training": {"max_seq_length": 256, "batch_size": 2, "gradient_accumulation_steps": 1, "eval_steps": 2},
-             "evaluation": {"num_prompts": 2, "max_new_tokens": 8, "compare_base": False}}  # a handful of short steps: the path, not the quality
+    # two one-row steps and no held-out split (so no evaluation): this test is about the way in and out of Ollama, not quality
+    small = {"data": {"split": {"validation_fraction": 0}}, "training": {"max_seq_length": 256, "batch_size": 1, "gradient_accumulation_steps": 1}}
     with FakeOllama() as server:
         monkeypatch.setenv("OLLAMA_HOST", server.url)
         r = tune("smollm2:135m", samples, name="smollm2-faq", steps=2, output_dir=tmp_path/"runs", overrides=small)
         req, gguf = server.creates[0], tmp_path/"runs"/"smollm2-faq"/"model-q8_0.gguf"
         assert server.blob("sha256:" + _sha256(gguf)).read_bytes() == gguf.read_bytes()
+        again = deploy_ollama(FineTuneConfig.from_yaml(r.config_path))  # the server has the weights: nothing is uploaded again
+        assert again["uploaded"] == [] and server.count("POST", "/api/blobs/") == 1 and server.creates[1] == req
     assert r.run.mode == "finetuned" and r.deployed["ran"] and r.summary().endswith("next: ollama run smollm2-faq")
     run = r.run.run_dir
     source = json.loads((run/"run_metadata.json").read_text())["model_source"]
