@@ -226,6 +226,20 @@ def test_tune_cli_runs_every_stage_and_hands_the_model_to_ollama(cli, tmp_path):
     assert other.returncode == 1 and "already holds another config (training.max_steps: 4 there, 5 now" in other.stderr
 
 
+def test_cli_reads_the_store_and_names_what_it_holds(cli, store, tmp_path):
+    "`validate` reads an ollama: base out of the store; `tune` with a name the store lacks fails in one line listing what it has, writing nothing."
+    from finetune_nb.run import quickstart_config
+    env = {"OLLAMA_MODELS": str(store)}
+    config = tmp_path/"smol.yaml"
+    config.write_text("project:\n  name: smol\nmodel:\n  model_name: ollama:smollm2:135m\n")
+    r = cli("validate", config, env=env)
+    assert r.returncode == 0 and "base      source ollama, model_type llama, quant_type Q4_1" in r.stdout, r.stderr
+    r = cli("tune", "smollm2:360m", quickstart_config(tmp_path).data.input_path, "--output", tmp_path/"runs", env=env)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "smollm2:360m is not in the Ollama store" in r.stderr and "it has smollm2:135m (did you mean ollama:smollm2:135m?)" in r.stderr
+    assert not (tmp_path/"runs").exists()
+
+
 def test_tune_from_ollama_and_back(tmp_path, monkeypatch):
     "Fine-tune ollama:smollm2:135m out of a store laid out as Ollama's, and create the result on an Ollama server: the source's layers travel."
     from finetune_nb.run import quickstart_config, tune
