@@ -1,6 +1,6 @@
 """Ollama in and out: the local store read as Ollama lays it out (around the real SmolLM2 GGUF), its damage found,
 the source template proven against the model's own chat template, deploy over Ollama's HTTP API, and `tune`."""
-import hashlib, importlib.util, json, os, sys
+import hashlib, json, os, sys
 from pathlib import Path
 
 import pytest
@@ -9,12 +9,11 @@ from fake_ollama import FakeOllama
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
 from finetune_nb.export import export_gguf, make_test_adapter, merge_adapter
-from finetune_nb.models import make_tiny_model
+from finetune_nb.models import make_tiny_model, real_model_path
 from finetune_nb.ollama import (check_source_template, deploy_ollama, parse_modelfile, render_go_template,
                                 write_modelfile)
 from finetune_nb.ollama_store import OllamaStoreError, add_to_ollama_store, list_ollama_models, read_ollama_model
 
-ROOT = Path(__file__).parents[1]
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 # The ChatML template of the Ollama library's SmolLM2 (system block from .System, tools, $last, the legacy branch)
 SMOLLM2_TEMPLATE = """{{- if .Messages }}
@@ -65,18 +64,9 @@ SMOLLM2_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"]}
 LICENSE = "Apache License\nVersion 2.0, January 2004\nhttp://www.apache.org/licenses/"
 
 
-def real_model(name):
-    "The cached real GGUF `name`, as scripts/fetch_real_models.py fetches it; fails (never skips) when it is missing."
-    spec = importlib.util.spec_from_file_location("fetch_real_models", ROOT/"scripts"/"fetch_real_models.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    path = mod.cache_dir()/name/mod.MODELS[name]["file"]
-    if not path.is_file(): pytest.fail(f"{path} is missing: run `python scripts/fetch_real_models.py {name}`")
-    return path
-
-
 def smollm2_store(root):
     "An Ollama store holding smollm2:135m, laid out as `ollama pull smollm2:135m` lays it out."
-    add_to_ollama_store("smollm2:135m", real_model("smollm2"), root, template=SMOLLM2_TEMPLATE, system=SMOLLM2_SYSTEM,
+    add_to_ollama_store("smollm2:135m", real_model_path("smollm2"), root, template=SMOLLM2_TEMPLATE, system=SMOLLM2_SYSTEM,
                         parameters=SMOLLM2_PARAMS, license=LICENSE)
     return root
 
@@ -108,7 +98,7 @@ def test_reads_model_and_layers(store, monkeypatch):
     monkeypatch.setenv("OLLAMA_MODELS", str(store))  # found as Ollama finds its store
     m = read_ollama_model("ollama:smollm2:135m")
     assert m.name == "smollm2:135m" and m.gguf.parent == store/"blobs"
-    assert m.digest == "sha256:" + _sha256(real_model("smollm2")) == "sha256:" + _sha256(m.gguf)
+    assert m.digest == "sha256:" + _sha256(real_model_path("smollm2")) == "sha256:" + _sha256(m.gguf)
     assert (m.template, m.system, m.parameters, m.license) == (SMOLLM2_TEMPLATE, SMOLLM2_SYSTEM, SMOLLM2_PARAMS, [LICENSE])
     assert m.provenance()["digest"] == m.digest and list_ollama_models() == ["smollm2:135m"]
     assert read_ollama_model("SmolLM2:135M").digest == m.digest  # names match case-insensitively, as in Ollama
@@ -144,7 +134,7 @@ def test_manifest_pointing_at_missing_blob(tmp_path):
 def test_smollm2_library_template_reproduces_its_chat_template():
     "The source template and SYSTEM give SmolLM2's own training prompts byte for byte; without its SYSTEM they do not."
     from transformers import AutoTokenizer
-    path = real_model("smollm2")
+    path = real_model_path("smollm2")
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     check = check_source_template(SMOLLM2_TEMPLATE, tok.chat_template, tok, SMOLLM2_SYSTEM)
     assert check["identical"] and check["conversations"] == 20
@@ -258,7 +248,7 @@ def test_tune_from_ollama_and_back(tmp_path, monkeypatch):
     assert r.run.mode == "finetuned" and r.deployed["ran"] and r.summary().endswith("next: ollama run smollm2-faq")
     run = r.run.run_dir
     source = json.loads((run/"run_metadata.json").read_text())["model_source"]
-    assert source["source"] == "ollama" and source["digest"] == "sha256:" + _sha256(real_model("smollm2")) == "sha256:" + source["sha256"]
+    assert source["source"] == "ollama" and source["digest"] == "sha256:" + _sha256(real_model_path("smollm2")) == "sha256:" + source["sha256"]
     ollama = json.loads((run/"export_metadata.json").read_text())["ollama"]
     assert ollama["template_from"] == "ollama:smollm2:135m" and ollama["template_check"]["identical"]
     assert ollama["template_check"]["conversations"] > 20  # the check conversations and the first training rows
