@@ -114,7 +114,7 @@ def cmd_init(args)->int:
     return 0
 
 def cmd_validate(args)->int:
-    "Check a config (with any overrides) and what it names (the model loads, the exports exist for it): print its summary, or every problem at once."
+    "Check a config (with any overrides) and what it names (the model resolves, the exports exist for it): print its summary, or every problem at once."
     from finetune_nb.run import preflight
     cfg, ov = _config(args), _overrides(args)
     info = preflight(cfg)

@@ -6,7 +6,7 @@ Docs: https://finetune-nb.github.io/finetune-nb/models.html.md"""
 
 # %% ../nbs/07_models.ipynb #931ceb08
 from __future__ import annotations
-import json, logging, os, shutil, tempfile, warnings
+import json, logging, os, warnings
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -206,9 +206,8 @@ class GGUFHeader:
     def tensor_types(self)->dict:
         "How many tensors of each ggml type the file holds."
         import gguf
-        out = {}
-        for _, t in self.tensors.values(): out[gguf.GGMLQuantizationType(t).name] = out.get(gguf.GGMLQuantizationType(t).name, 0) + 1
-        return out
+        from collections import Counter
+        return dict(Counter(gguf.GGMLQuantizationType(t).name for _, t in self.tensors.values()))
 
 def read_gguf_header(path:str|os.PathLike)->GGUFHeader:
     "Read the metadata and tensor table of a GGUF file; `DataError` naming the file when it is not a whole GGUF file."
@@ -286,7 +285,6 @@ def _check_gguf_vocab(header:GGUFHeader):
 
 # %% ../nbs/07_models.ipynb #5e0472ca
 import hashlib
-from .core import _UMASK
 GGUF_MARKER = "finetune_nb_gguf.json"  # written last into a cached folder: what it was built from
 _SHA_MEMO = {}
 
@@ -302,30 +300,6 @@ def file_sha256(path:str|os.PathLike, progress:bool=True)->str:
             while b := f.read(1 << 22): h.update(b); bar.update(len(b))
         _SHA_MEMO[key] = h.hexdigest()
     return _SHA_MEMO[key]
-
-def _alive(pid:int)->bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: pass
-    return True
-
-@contextmanager
-def _building(dest:Path):
-    "A temporary folder beside `dest` that becomes `dest` in one rename when the block succeeds, and is removed when it fails."
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for old in dest.parent.glob(f".{dest.name}.*"):  # the temporary folder of a build whose process was killed
-        pid = old.name.split(".")[2]
-        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(old, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}."))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; the cache is shared like any folder
-        try: os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir(): raise
-            shutil.rmtree(tmp)  # another process finished the same build first; its folder is as good
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
 
 # %% ../nbs/07_models.ipynb #ef79b245
 _SAMPLING = {"temp": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "penalty_repeat": "repetition_penalty"}
@@ -379,7 +353,7 @@ def _dequantize(path:Path, header:GGUFHeader, model_type:str, sha:str, dest:Path
     model.load_state_dict(loaded.state_dict(), assign=True)  # the dequantized tensors themselves: no second copy
     model.tie_weights()
     model.generation_config = gguf_generation_config(header)
-    with _building(dest) as tmp:
+    with atomic_dir(dest, "model") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         write_json(tmp/GGUF_MARKER, dict(source="gguf", sha256=sha, bytes=path.stat().st_size, name=header.metadata.get("general.name"),
@@ -397,7 +371,7 @@ def gguf_folder(path:str|os.PathLike, # A .gguf file
     model_type = gguf_model_type(header)
     sha = file_sha256(path, progress)
     dest = cache_dir()/"gguf"/sha
-    if not (dest/GGUF_MARKER).is_file():
+    if not (recover_dir(dest)/GGUF_MARKER).is_file():
         log.info("dequantizing %s (%s, %s) to float32 into %s, once", path.name, header.architecture, header.quant_type, dest)
         _dequantize(path, header, model_type, sha, dest, progress)
     prov = json.loads((dest/GGUF_MARKER).read_text(encoding="utf-8"))

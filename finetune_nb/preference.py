@@ -277,10 +277,9 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
     if config.model.attn_implementation != "auto": _set_attention(model, config)
     tok.chat_template = template = resolve_chat_template(config, tok)
-    stops = set(stop_token_ids(tok, template, model.generation_config))
-    pad = ensure_pad_token(tok, model, avoid=stops)
+    pad = ensure_pad_token(tok, model)
     files = {s: config.data_dir/f"pairs_{s}.jsonl" for s in ("train", "validation")}
-    data, counts = _read_checked(config, files, tok, template, stops)
+    data, counts = _read_checked(config, files, tok, template, set(stop_token_ids(tok, template, model.generation_config)))
     if "validation" not in data: log.warning("no %s: the held-out margin, evaluation and early stopping are off", files["validation"])
     if adapter is not None:
         from peft import PeftModel
@@ -305,8 +304,8 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     if "ref" in getattr(trainer.model, "peft_config", {}): trainer.model.delete_adapter("ref")  # DPO's frozen reference is not part of the result
     after = preference_margin(trainer.model, tok, template, held, t.batch_size, t.max_seq_length) if held else None
     if held: log.info("held-out margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%", before["margin"], after["margin"], 100 * before["accuracy"], 100 * after["accuracy"])
-    meta = dict(method=config.training.method, base_model=config.model.model_name, base_model_source=resolve_model(config, progress=False)[1],
-                revision=config.model.revision, stop_tokens=tok.convert_ids_to_tokens(sorted(stops)),
+    meta = dict(method=config.training.method, base_model=config.model.model_name, revision=config.model.revision,
+                base_model_source=resolve_model(config, progress=False)[1],  # the Ollama layers an export keeps, when the base came from Ollama
                 start_adapter=str(adapter) if adapter is not None else None, global_step=trainer.state.global_step, metrics=metrics,
                 margins={"before": before, "after": after}, preference=config.training.preference.model_dump(mode="json"),
                 duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),

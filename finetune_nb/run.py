@@ -153,7 +153,7 @@ def check_finetunable(config)->set[str]:
 
 # %% ../nbs/13_run.ipynb #a4f78486
 from .config import yaml_lines
-from .core import DataError, ExportError, FinetuneNBError
+from .core import ExportError, FinetuneNBError
 
 def preflight(config)->dict:
     "Check, without loading weights, that the model loads and every configured export can be produced; `ConfigError` listing every problem."
@@ -382,20 +382,19 @@ def _preference_stage(config, resume:bool, callbacks)->dict:
     margins = json.loads((res.run_dir/"metadata.json").read_text(encoding="utf-8"))["margins"]
     return {"adapter": str(res.adapter_dir), "global_step": res.global_step, "metrics": res.metrics, "margins": margins, "validation": check}
 
-def _train_steps(cfg, step:Callable, resume:bool, callbacks, base_sha:str|None=None)->StageOutcome:
+def _train_steps(cfg, step:Callable, resume:bool, callbacks)->StageOutcome:
     "The training stages training.method asks for; returns the outcome of the one that wrote <run>/adapter."
-    base = (lambda c: base_sha) if base_sha else None  # a GGUF file replaced in place is a new base model
     from finetune_nb.config import TrainingConfig
     adapter = lambda c: [c.run_dir/"adapter"]
     m = cfg.training.method
-    if m == "sft": return step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"), outputs=adapter, inputs=base))
+    if m == "sft": return step(Stage("train", lambda c: _train_stage(c, resume, callbacks), ("model", "training"), outputs=adapter))
     if m.startswith("sft+"):
         sft_sections = tuple(f"training.{f}" for f in TrainingConfig.model_fields if f not in ("method", "preference"))
         step(Stage("train", lambda c: _sft_stage(c, resume, callbacks), ("model", *sft_sections),
-                   outputs=lambda c: [c.run_dir/"sft"/"adapter"], inputs=base))
+                   outputs=lambda c: [c.run_dir/"sft"/"adapter"]))
     step(Stage("prepare-pairs", _pairs_stage, ("training.preference", "data.split.seed", "data.on_error"),
                outputs=lambda c: [c.data_dir/"pairs_train.jsonl", c.data_dir/"pairs_info.json"], inputs=_pairs_inputs))
-    return step(Stage("preference", lambda c: _preference_stage(c, resume, callbacks), ("model", "training"), outputs=adapter, inputs=base))
+    return step(Stage("preference", lambda c: _preference_stage(c, resume, callbacks), ("model", "training"), outputs=adapter))
 
 def _fallback_stage(config, reason)->dict:
     from finetune_nb.fallback import build_model_set
@@ -461,7 +460,7 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
     try:
         dd = cfg.data_dir
         if not cfg.model.model_name.lower().startswith(API_ONLY_PREFIXES): res.model_source = resolve_model(cfg)[1]  # a GGUF file is dequantized here, once
-        sha = res.model_source.get("sha256")  # a GGUF file replaced in place is a new base model
+        sha = res.model_source.get("sha256")  # a GGUF file replaced in place is a new base model (later stages follow prepare-data)
         prep = step(Stage("prepare-data", _prepare_stage, ("data", "model.model_name", "model.chat_template", "training.max_seq_length"),
                           outputs=lambda c: [dd/"train.jsonl", dd/"validation.jsonl"],
                           inputs=lambda c: files_fingerprint(c.resolve(c.data.input_path)) + ([["base model", sha]] if sha else [])))
@@ -478,7 +477,7 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
         log.info("decision: %s%s", "fine-tune" if mode == "finetune" else "model-set config", f" ({reason})" if reason else "")
         if mode == "finetune":
             try:
-                tr = _train_steps(cfg, step, resume, callbacks, sha)
+                tr = _train_steps(cfg, step, resume, callbacks)
                 res.paths["adapter"] = tr.result["adapter"]
             except TrainingFailedError as e:
                 log.error("training failed: %s", e)

@@ -150,7 +150,7 @@ def turn_end_ids(tokenizer, template:str)->list[int]:
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _ANSWER}]
     text = tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False)
     closing = text[text.rindex(_ANSWER) + len(_ANSWER):]
-    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}  # Gemma's "\n" is an added token, not a stop
     return list(dict.fromkeys(i for i in tokenizer(closing, add_special_tokens=False)["input_ids"] if i in special))
 
 def stop_token_ids(tokenizer, template:str|None, generation_config=None)->list[int]:

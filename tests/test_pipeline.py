@@ -208,8 +208,6 @@ def test_tokenizer_families_keep_their_stops_and_template_through_export(tmp_pat
     assert f"PARAMETER stop {json.dumps(stop)}" in (run / "Modelfile").read_text()
     systems = json.loads((run / "eval" / "metrics.json").read_text())["systems"]
     assert set(systems) == {"base", "tuned"}
-
-
 def test_resume_past_a_damaged_checkpoint_still_fine_tunes(tmp_path):
     "A cut-off newest checkpoint: `run --resume` continues from the intact one before it, never turns into a model-set config."
     from finetune_nb.train import train
