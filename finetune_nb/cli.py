@@ -243,6 +243,7 @@ def cmd_quickstart(args)->int:
     cfg = with_overrides(quickstart_config(args.output, max_steps=args.max_steps, model_name=args.model), _overrides(args))
     res = run_finetune(cfg, force=args.force or ())
     _print_run(res)
+    if v := next((o.result.get("verdict") for o in res.stages if o.name == "evaluate"), None): print(f"\n{v}")  # held-out figures, base -> tuned
     print(f"\nreport: {res.paths.get('report')}\nnext: finetune-nb chat {cfg.run_dir/'config.yaml'} -p \"How do I enable QLoRA?\"")
     return 0
 

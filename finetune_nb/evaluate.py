@@ -370,7 +370,8 @@ def verdict(systems:dict)->str:
         better_loss, better_rouge = s["eval_loss"] < base["eval_loss"], s["rouge_l"] > base["rouge_l"]
         judged = "helped" if better_loss and better_rouge else "did not help" if not (better_loss or better_rouge) else "gave mixed results (read the answers below)"
         out.append(f"{s['label']} vs base: eval loss {base['eval_loss']:.3f} → {s['eval_loss']:.3f}, exact match "
-                   f"{base['exact_match']:.0%} → {s['exact_match']:.0%}, ROUGE-L {base['rouge_l']:.3f} → {s['rouge_l']:.3f}: {what} {judged}.")
+                   f"{base['exact_match']:.0%} → {s['exact_match']:.0%}, ROUGE-L {base['rouge_l']:.3f} → {s['rouge_l']:.3f}, "
+                   f"answers ending on their own (EOS) {base['eos_rate']:.0%} → {s['eos_rate']:.0%}: {what} {judged}.")
     return "\n\n".join(out)
 
 # %% ../nbs/10_evaluate.ipynb #9ace8364

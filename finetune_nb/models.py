@@ -216,7 +216,8 @@ def read_gguf_header(path:str|os.PathLike)->GGUFHeader:
     if not path.is_file(): raise DataError("GGUF file not found", file=path, hint="check model.model_name (a relative path is relative to the config file)")
     try:
         with open(path, "rb") as f:
-            if f.read(4) != b"GGUF": raise DataError("not a GGUF file (it does not start with the bytes GGUF)", file=path)
+            if f.read(4) != b"GGUF": raise DataError("not a GGUF file (it does not start with the bytes GGUF)", file=path,
+                                                             hint="point model.model_name at a .gguf model file, a checkpoint folder or a hub id")
             (version,) = _unpack(f, "<I")
             if version not in (2, 3): raise DataError(f"GGUF version {version} is not supported (versions 2 and 3 are)", file=path)
             n_tensors, n_kv = _unpack(f, "<QQ")

@@ -543,13 +543,20 @@ def quickstart_config(output_dir:str|os.PathLike="quickstart-run", # Folder for 
                       max_steps:int|None=None, # Optimizer steps; default 300 on the built-in model, 30 on a real one
                       model_name:str="builtin:tiny-llama", # The base model: built-in, a .gguf file, a folder or a hub id
                      ):
-    "The offline default config: bundled samples, the built-in model (or `model_name`), CPU, every stage on."
+    "The offline default config: bundled samples, the built-in model (or `model_name`), CPU, every stage on (GGUF where it can be written)."
     from importlib.resources import files
     from finetune_nb.config import FineTuneConfig
-    from finetune_nb.models import is_gguf
+    from finetune_nb.export import GGUF_ARCHS
+    from finetune_nb.models import check_model, is_gguf
     samples, tiny = files("finetune_nb").joinpath("data/samples"), model_name.startswith("builtin:")
     steps = max_steps or (300 if tiny else 30)
     if is_gguf(model_name): model_name = str(Path(model_name).expanduser().resolve())  # the run's config.yaml lives elsewhere
+    gguf = ["f16"]
+    if not tiny:
+        try: mt = check_model(FineTuneConfig.validate({"model": {"model_name": model_name}})).get("model_type")
+        except FinetuneNBError: mt = None  # the run's preflight names the problem
+        if mt is not None and mt not in GGUF_ARCHS:
+            log.warning("GGUF export does not write %s models yet: the quickstart stops at the merged model", mt); gguf = []
     return FineTuneConfig.validate({
         "project": {"name": "quickstart", "output_dir": str(Path(output_dir).resolve()),
                     "description": "finetune_nb quickstart on the bundled samples"},
@@ -560,7 +567,7 @@ def quickstart_config(output_dir:str|os.PathLike="quickstart-run", # Folder for 
                      "max_seq_length": 512 if tiny else 256, "gradient_checkpointing": False,
                      "eval_steps": max(1, steps // 3), "logging_steps": max(1, steps // 12), "save_steps": steps},
         "evaluation": {"num_prompts": 8 if tiny else 10, "max_new_tokens": 48 if tiny else 96},
-        "export": {"gguf": ["f16"]},
+        "export": {"gguf": gguf},
     })
 
 # %% ../nbs/13_run.ipynb #9ee5ba17

@@ -199,13 +199,9 @@ def test_truncated_gguf_is_refused_by_validate_and_run_before_any_stage(tiny_ggu
 
 
 def test_gguf_of_an_architecture_transformers_cannot_load_is_refused(tmp_path):
-    import gguf, numpy as np
     from finetune_nb.core import DataError
     from finetune_nb.models import check_model
-    w = gguf.GGUFWriter(tmp_path / "rwkv.gguf", "rwkv6")
-    w.add_tokenizer_model("gpt2"); w.add_token_list([f"t{i}" for i in range(100)])
-    w.add_tensor("token_embd.weight", np.zeros((100, 8), dtype=np.float32))
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    _rwkv_gguf(tmp_path / "rwkv.gguf")
     with pytest.raises(DataError, match=r"rwkv\.gguf: its architecture 'rwkv6' cannot be read from GGUF by transformers"):
         check_model(FineTuneConfig.validate({"model": {"model_name": str(tmp_path / "rwkv.gguf")}}))
 
@@ -219,3 +215,29 @@ def test_real_gguf_headers(name, arch, model_type, quant):
     info = check_model(FineTuneConfig.validate({"model": {"model_name": str(real_model_path(name))}}))
     assert (info["architecture"], info["model_type"], info["quant_type"]) == (arch, model_type, quant)
     assert info["chat_template"] == (name == "smollm2") and time.perf_counter() - t0 < 5
+
+
+def _rwkv_gguf(path):
+    "A GGUF file of an architecture (rwkv6) that transformers cannot read from GGUF."
+    import gguf, numpy as np
+    w = gguf.GGUFWriter(path, "rwkv6")
+    w.add_tokenizer_model("gpt2"); w.add_token_list([f"t{i}" for i in range(100)])
+    w.add_tensor("token_embd.weight", np.zeros((100, 8), dtype=np.float32))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
+@pytest.mark.parametrize("case,message,hint", [
+    ("missing", "GGUF file not found", "check model.model_name (a relative path is relative to the config file)"),
+    ("not-gguf", "not a GGUF file (it does not start with the bytes GGUF)", "point model.model_name at a .gguf model file"),
+    ("rwkv", "its architecture 'rwkv6' cannot be read from GGUF by transformers", "transformers reads GGUF files of: "),
+])
+def test_validate_names_a_bad_gguf_file_and_what_to_do(tmp_path, cli, case, message, hint):
+    "A typo in the path, a file of another format renamed .gguf, an architecture transformers cannot load: validate names the file, before any stage."
+    bad = tmp_path / "models" / "base.gguf"; bad.parent.mkdir()
+    if case == "not-gguf": bad.write_bytes(b"PK\x03\x04" + b"\0" * 4096)  # a zip (e.g. a PyTorch checkpoint) given the wrong name
+    if case == "rwkv": _rwkv_gguf(bad)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"project:\n  name: bad\n  output_dir: {tmp_path/'runs'}\nmodel:\n  model_name: models/base.gguf\n")
+    r = cli("validate", cfg)
+    assert r.returncode == 1 and f"run.yaml:5: model.model_name: {bad}: {message}" in r.stderr and hint in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()
