@@ -19,8 +19,8 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'CONFIG_NAME', 'SHORTHANDS', 'COMMANDS', 'find_config', 'cmd_init', 'cmd_validate', 'cmd_run_notebook',
            'build_parser', 'main', 'cmd_prepare_data', 'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_prepare_pairs',
-           'cmd_generate_qa', 'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat',
-           'cmd_feedback_import', 'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_judge',
+           'cmd_generate_qa', 'cmd_tune', 'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate',
+           'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_judge',
            'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
 
 # %% ../nbs/14_cli.ipynb #0212e2a4
@@ -305,6 +305,22 @@ def _generate_qa_args(p):
 
 COMMANDS["generate-qa"] = (cmd_generate_qa, "write question/answer pairs for document chunks (Claude or a local model)", _generate_qa_args)
 
+# %% ../nbs/14_cli.ipynb #d5662dbd
+def cmd_tune(args)->int:
+    "Fine-tune BASE on DATA with settings for this machine, run every stage, and hand the model to Ollama."
+    from finetune_nb.run import tune
+    print(tune(args.base, args.data, name=args.name, steps=args.steps, output_dir=args.output).summary())
+    return 0
+
+def _tune_args(p):
+    p.add_argument("base", help="the base model: an Ollama name (NAME:TAG or ollama:NAME[:TAG]), a .gguf file, a hub id or a folder")
+    p.add_argument("data", help="a file or folder of training data or documents")
+    p.add_argument("--name", help="name of the new model in Ollama (default <base>-tuned); also names the run")
+    p.add_argument("--steps", type=_positive, help="optimizer steps (default: training.num_epochs over the data)")
+    p.add_argument("--output", default="runs", help="folder for the run and its config (default ./runs)")
+
+COMMANDS["tune"] = (cmd_tune, "fine-tune a model on your data and hand it back to Ollama, in one command", _tune_args)
+
 # %% ../nbs/14_cli.ipynb #e8f4473a
 def cmd_merge_adapter(args)->int:
     "Merge the LoRA adapter into the unquantised base model."
@@ -339,7 +355,7 @@ def cmd_deploy_ollama(args)->int:
     "Create the Ollama model, or print the command to do it."
     from finetune_nb.ollama import deploy_ollama
     res = deploy_ollama(_config(args), modelfile=args.modelfile, name=args.name)
-    if res["ran"]: print(f"created Ollama model {res['name']}; try: ollama run {res['name']}")
+    if res["ran"]: print(f"created Ollama model {res['name']}" + (f" on {res['host']}" if "host" in res else "") + f"; try: ollama run {res['name']}")
     return 0
 
 def _deploy_args(p):
@@ -349,7 +365,7 @@ def _deploy_args(p):
 
 COMMANDS["merge-adapter"] = (cmd_merge_adapter, "merge the adapter into the 16-bit base model", _merge_args)
 COMMANDS["export"] = (cmd_export, "write verified GGUF files and the Ollama Modelfile", _export_args)
-COMMANDS["deploy-ollama"] = (cmd_deploy_ollama, "run `ollama create` (or print the command)", _deploy_args)
+COMMANDS["deploy-ollama"] = (cmd_deploy_ollama, "create the model in Ollama (its CLI, else its HTTP API at OLLAMA_HOST, else print the commands)", _deploy_args)
 
 # %% ../nbs/14_cli.ipynb #c1fb2d45
 def _check_models(*paths):

@@ -45,7 +45,7 @@ class ProjectConfig(_Section):
 BUILTIN_MODELS = [f"builtin:{s}-{a}" for s in ("tiny","small") for a in ("llama","qwen2","mistral")]
 
 class ModelConfig(_Section):
-    model_name:str = Field("builtin:tiny-llama", description="Hub id, local folder, .gguf file (dequantized once into the cache; relative to this file), or builtin:<tiny|small>-<llama|qwen2|mistral>")
+    model_name:str = Field("builtin:tiny-llama", description="Hub id, local folder, .gguf file (dequantized once into the cache; relative to this file), ollama:NAME[:TAG] (a model of the local Ollama store), or builtin:<tiny|small>-<llama|qwen2|mistral>")
     revision:str|None = Field(None, description="Hub revision (branch, tag or commit) to pin")
     trust_remote_code:bool = Field(False, description="Run model code shipped with the checkpoint; only for models you trust")
     torch_dtype:Literal["auto","float32","bfloat16","float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPUs that support it")

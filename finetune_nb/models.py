@@ -390,6 +390,8 @@ def gguf_folder(path:str|os.PathLike, # A .gguf file
     return dest, {**prov, "file": str(path), "folder": str(dest)}
 
 # %% ../nbs/07_models.ipynb #8920d8d2
+from .ollama_store import OLLAMA_PREFIX, read_ollama_model
+
 def _model_name(model)->str:
     "The model name of a config or a name; a relative .gguf path in a config is relative to the config file."
     if isinstance(model, (str, os.PathLike)): return str(model)
@@ -405,6 +407,12 @@ def resolve_model(model, # A `FineTuneConfig`, or a model name
     if is_gguf(name):
         folder, prov = gguf_folder(name, progress)
         return str(folder), prov
+    if name.startswith(OLLAMA_PREFIX):
+        m = read_ollama_model(name)
+        st = m.gguf.stat()  # the store reader has just checked the blob's digest: gguf_folder need not hash it again
+        _SHA_MEMO.setdefault((str(m.gguf.resolve()), st.st_size, st.st_mtime_ns), m.digest.removeprefix("sha256:"))
+        folder, prov = gguf_folder(m.gguf, progress)
+        return str(folder), {**prov, **m.provenance()}
     return name, dict(source="folder" if Path(name).expanduser().is_dir() else "hub", name=name)
 
 def resolve_model_path(model)->str:
@@ -535,9 +543,10 @@ def check_model(config)->dict:
     name = _model_name(config)
     if name.lower().startswith(API_ONLY_PREFIXES): return dict(source="api", model_type=None)
     if name.startswith("builtin:"): return dict(source="builtin", model_type=name.rsplit("-", 1)[-1])
-    if is_gguf(name):
-        h = read_gguf_header(name)
-        return dict(source="gguf", file=str(h.path), model_type=gguf_model_type(h), architecture=h.architecture,
+    if is_gguf(name) or name.startswith(OLLAMA_PREFIX):
+        m = read_ollama_model(name) if name.startswith(OLLAMA_PREFIX) else None
+        h = read_gguf_header(m.gguf if m else name)
+        return dict(source="ollama" if m else "gguf", file=str(h.path), model_type=gguf_model_type(h), architecture=h.architecture,
                     quant_type=h.quant_type, vocab_size=h.vocab_size, chat_template="tokenizer.chat_template" in h.metadata)
     p = Path(name).expanduser()
     if p.is_dir():

@@ -9,15 +9,18 @@ from __future__ import annotations
 import json, logging, os, re, shlex, shutil, subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .core import ExportError, write_text
+from .core import ExportError, read_jsonl, sha256_file, write_text
 from .export import update_export_metadata
+from .ollama_store import OLLAMA_PREFIX, parse_ollama_name, read_ollama_model
 
 log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_PARAMETERS', 'TemplateParts', 'template_parts', 'to_go_template', 'render_go_template',
-           'check_conversations', 'translate_template', 'stop_sequences', 'modelfile_text', 'write_modelfile',
+           'check_conversations', 'translate_template', 'stop_sequences', 'check_source_template', 'modelfile_text',
+           'ollama_source', 'write_modelfile', 'parse_modelfile', 'ollama_host', 'create_request', 'create_over_http',
            'deploy_ollama']
 
 # %% ../nbs/12_ollama.ipynb #0f408cf8
@@ -116,6 +119,7 @@ def _split_actions(tpl:str)->list:
     pieces, pos = [], 0
     while (i := tpl.find("{{", pos)) >= 0:
         j, quoted = i + 2, False
+        if c := re.match(r"-?\s*/\*.*?\*/", tpl[i+2:], re.S): j += c.end()  # a comment may hold quotes and braces
         while j < len(tpl) and (quoted or tpl[j:j+2] != "}}"):
             if tpl[j] == "\\" and quoted: j += 1
             elif tpl[j] == '"': quoted = not quoted
@@ -143,6 +147,7 @@ def _parse_block(pieces:list, i:int, stop:tuple)->tuple:
         kind, raw = pieces[i]
         if kind == "text": nodes.append(("text", raw)); i += 1; continue
         s = raw.strip(); word = s.split(" ", 1)[0]
+        if s.startswith("/*"): i += 1; continue  # a comment prints nothing
         if word in ("else", "end"):
             if word in stop: return nodes, i, s
             raise ExportError(f"unexpected {{{{ {s} }}}} in Go template")
@@ -155,10 +160,12 @@ def _parse_block(pieces:list, i:int, stop:tuple)->tuple:
                 cond = how[8:] if how.startswith("else if ") else None
             nodes.append(("if", branches)); i += 1
         elif word == "range":
-            m = re.fullmatch(r"range\s+(\$\w+)\s*,\s*(\$\w+)\s*:=\s*(.+)", s)
+            m = re.fullmatch(r"range\s+(?:(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*)?(.+)", s, re.S)
             if not m: raise ExportError(f"unsupported range form {s!r}")
+            key, item = (m[1], m[2]) if m[2] else (None, m[1])  # one variable takes the element, two the index and the element
             body, i, _ = _parse_block(pieces, i + 1, ("end",))
-            nodes.append(("range", m[1], m[2], m[3], body)); i += 1
+            nodes.append(("range", key, item, m[3], body)); i += 1
+        elif m := re.fullmatch(r"(\$\w+)\s*:?=\s*(.+)", s, re.S): nodes.append(("set", m[1], m[2])); i += 1
         else: nodes.append(("print", s)); i += 1
     if stop: raise ExportError(f"Go template block not closed (expected {' or '.join(stop)})")
     return nodes, i, None
@@ -212,6 +219,7 @@ def _call(fn:str, args:list):
             if bool(a): return a
         return args[-1]
     if fn == "len": return len(args[0])
+    if fn in ("lt", "le", "gt", "ge"): return {"lt": args[0] < args[1], "le": args[0] <= args[1], "gt": args[0] > args[1], "ge": args[0] >= args[1]}[fn]
     if fn == "index":
         v = args[0]
         for k in args[1:]: v = v[k]
@@ -253,19 +261,31 @@ def _exec(nodes:list, scope:dict, out:list):
             for cond, body in n[1]:
                 if cond is None or bool(_cond(cond, scope)):
                     _exec(body, scope, out); break
+        elif n[0] == "set": scope[n[1]] = _eval(_lex(n[2]), scope)
         elif n[0] == "range":
-            for i, item in enumerate(_eval(_lex(n[3]), scope)):
-                _exec(n[4], {**scope, n[1]: i, n[2]: item, ".": item}, out)
+            for i, item in enumerate(_eval(_lex(n[3]), scope) or []):
+                _exec(n[4], {**scope, **({n[1]: i} if n[1] else {}), **({n[2]: item} if n[2] else {}), ".": item}, out)
 
-def render_go_template(template:str, # An Ollama prompt template in the emitted subset
+def _collate(messages:list[dict], system:str|None)->tuple[str, list[dict]]:
+    "What Ollama's chat endpoint passes a template: SYSTEM first unless the chat opens with a system message, consecutive turns of one role merged, all system texts joined as `.System`."
+    msgs = list(messages)
+    if system and msgs and msgs[0]["role"] != "system": msgs.insert(0, {"role": "system", "content": system})
+    out = []
+    for m in msgs:
+        if out and out[-1]["Role"] == m["role"] != "tool": out[-1]["Content"] += "\n\n" + m["content"]
+        else: out.append({"Role": m["role"], "Content": m["content"], "Thinking": "", "Images": [], "ToolCalls": [], "ToolName": ""})
+    return "\n\n".join(m["content"] for m in msgs if m["role"] == "system"), out
+
+def render_go_template(template:str, # An Ollama prompt template using .Messages
                        messages:list[dict], # Chat messages (role, content)
-                       system:str|None=None, # The Modelfile SYSTEM, used when messages have none
+                       system:str|None=None, # The Modelfile SYSTEM, sent first when the chat does not open with a system message
                       )->str:
-    "The prompt Ollama builds from `messages` with `template` (for the subset `to_go_template` emits)."
-    msgs = [{"Role": m["role"], "Content": m["content"]} for m in messages]
-    if system and not any(m["Role"] == "system" for m in msgs): msgs.insert(0, {"Role": "system", "Content": system})
-    data = {"Messages": msgs, "System": system or ""}
+    "The prompt Ollama's chat endpoint builds from `messages` with `template`."
     nodes, _, _ = _parse_block(_split_actions(template), 0, ())
+    if not re.search(r"\.Messages\b", template):
+        raise ExportError("the template uses Ollama's legacy .Prompt/.Response form, which is rendered turn by turn; only .Messages templates are checked")
+    sys_text, msgs = _collate(messages, system)
+    data = {"System": sys_text, "Messages": msgs, "Tools": [], "Response": "", "Think": False, "ThinkLevel": "", "IsThinkSet": False}
     out = []
     _exec(nodes, {"$": data, ".": data}, out)
     return "".join(out)
@@ -324,6 +344,36 @@ def stop_sequences(parts:TemplateParts, tokenizer,
     if opener and not any(t in opener for t in specials): stops.append(opener)  # plain-text turns (Alpaca)
     return list(dict.fromkeys(stops))
 
+# %% ../nbs/12_ollama.ipynb #887cba4b
+def _prompts(conversations:list)->list:
+    "Each conversation up to its last user message: the prompts a chat model is asked to answer."
+    out = []
+    for c in conversations:
+        users = [i for i, m in enumerate(c) if m["role"] == "user"]
+        if users: out.append(c[:users[-1] + 1])
+    return out
+
+def check_source_template(go_template:str, # The source model's Ollama template
+                          template:str, # The Jinja chat template used in training
+                          tokenizer, # Its tokenizer (bos/eos tokens)
+                          system:str|None=None, # The SYSTEM the Modelfile carries
+                          conversations:list|None=None, # Default `check_conversations()`
+                         )->dict:
+    "Prove that Ollama builds every prompt of `conversations` exactly as training rendered it; `ExportError` at the first difference."
+    render, M = _renderer(template, tokenizer), _MARK["user"]
+    trims = M + " " not in render([{"role": "user", "content": " " + M + " "}])
+    convs = _prompts(conversations or check_conversations())
+    if trims: convs = [[{**m, "content": m["content"].strip()} for m in c] for c in convs]  # as translate_template does
+    for i, msgs in enumerate(convs):
+        try: want = render(msgs, add_generation_prompt=True)
+        except Exception as e: raise ExportError(f"the training template cannot render conversation {i + 1}: {e}") from e
+        got = render_go_template(go_template, msgs, system)
+        if got != want:
+            at = next((j for j, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
+            raise ExportError(f"the source template does not reproduce the training prompt of conversation {i + 1}: "
+                              f"at character {at} training gives {want[at:at+40]!r}, Ollama gives {got[at:at+40]!r}")
+    return dict(conversations=len(convs), identical=True, contents_trimmed=trims, template="source")
+
 # %% ../nbs/12_ollama.ipynb #1edff0e8
 DEFAULT_PARAMETERS = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1}
 
@@ -333,12 +383,15 @@ def _quote(s:str, what:str)->str:
     return f'"""{s}"""'
 
 def modelfile_text(gguf_ref:str, # What FROM names, e.g. ./model-f16.gguf
-                   go_template:str, stops:list[str], parameters:dict, system:str|None=None)->str:
+                   go_template:str, stops:list[str], parameters:dict, system:str|None=None,
+                   licenses:list[str]|None=None, # LICENSE texts
+                  )->str:
     "The text of an Ollama Modelfile."
     lines = [f"FROM {gguf_ref}", "", f"TEMPLATE {_quote(go_template, 'template')}", ""]
     lines += [f"PARAMETER stop {json.dumps(s, ensure_ascii=False)}" for s in stops]
-    lines += [f"PARAMETER {k} {v}" for k, v in parameters.items()]
+    lines += [f"PARAMETER {k} {json.dumps(x) if isinstance(x, bool) else x}" for k, v in parameters.items() for x in (v if isinstance(v, list) else [v])]
     if system: lines += ["", f"SYSTEM {_quote(system, 'system prompt')}"]
+    if licenses: lines += [""] + [f"LICENSE {_quote(t, 'license')}" for t in licenses]
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/12_ollama.ipynb #dd97352f
@@ -351,11 +404,47 @@ def _tokenizer_for(run:Path, model_dir)->tuple:
             return AutoTokenizer.from_pretrained(d), [i for i in (g if isinstance(g, list) else [g]) if i is not None]
     raise ExportError(f"no tokenizer in {run/'merged'} or {run/'adapter'}", hint="merge first (`finetune-nb merge-adapter`)")
 
+def ollama_source(config)->dict|None:
+    "The Ollama layers of the base model (`OllamaModel.provenance()`) when `model.model_name` is `ollama:NAME`: as training recorded them, else read from the store."
+    name = config.model.model_name
+    if not name.startswith(OLLAMA_PREFIX): return None
+    meta = config.run_dir/"metadata.json"
+    src = (json.loads(meta.read_text(encoding="utf-8")).get("base_model_source") or {}) if meta.is_file() else {}
+    if src.get("source") == "ollama" and str(src.get("name")).lower() == str(parse_ollama_name(name)).lower(): return src
+    return read_ollama_model(name).provenance()
+
+def _training_conversations(config, n:int=20)->list:
+    "The first `n` prepared training conversations, so the proof covers real prompts too."
+    path, out = config.data_dir/"train.jsonl", []
+    if not path.is_file(): return out
+    for _, row in read_jsonl(path, on_error="skip", log_skips=False):
+        if isinstance(row, dict) and isinstance(row.get("messages"), list): out.append(row["messages"])
+        if len(out) == n: break
+    return out
+
+def _source_check(config, source:dict, template:str, tok)->dict|None:
+    "The proof that the source's template, with its SYSTEM, reproduces training; None (the reason logged) when it is not kept."
+    name = OLLAMA_PREFIX + str(source.get("name"))
+    if not source.get("template"): log.info("%s has no template layer: writing the training template", name); return None
+    if config.model.chat_template != "auto":
+        log.info("training used model.chat_template %s, not %s's own: writing the training template", config.model.chat_template, name)
+        return None
+    try: return check_source_template(source["template"], template, tok, source.get("system"), check_conversations() + _training_conversations(config))
+    except ExportError as e:
+        log.warning("%s: its template is not kept and the training template is written instead: %s", name, e); return None
+
+def _stops_for(template:str, tok, eos:list[int])->list[str]:
+    "Stop sequences derived from the training template, for a source that sets none."
+    try: return stop_sequences(template_parts(template, tok), tok, eos)
+    except ExportError: return [tok.eos_token] if tok.eos_token else []
+
+# %% ../nbs/12_ollama.ipynb #9a26a7de
 def write_modelfile(config, # A `FineTuneConfig`
                     gguf_path:str|os.PathLike|None=None, # Default <run>/model-<first export.gguf type>.gguf
                     template:str|None=None, # Jinja chat template used in training; default the merged tokenizer's
                     out_path:str|os.PathLike|None=None, # Default <run>/Modelfile
                     model_dir:str|os.PathLike|None=None, # Where the tokenizer is; default <run>/merged
+                    source:dict|None=None, # The base model's Ollama layers (`OllamaModel.provenance()`); default `ollama_source(config)`
                    )->Path:
     "Write an Ollama Modelfile whose template is checked against the training chat template."
     run = config.run_dir
@@ -365,24 +454,171 @@ def write_modelfile(config, # A `FineTuneConfig`
     tok, eos = _tokenizer_for(run, model_dir)
     template = template or tok.chat_template
     if not template: raise ExportError("the model has no chat template to translate", hint="set model.chat_template (chatml or alpaca) and retrain")
-    go, parts, check = translate_template(template, tok)
-    stops = stop_sequences(parts, tok, eos)
-    o = config.export.ollama
-    params = {**DEFAULT_PARAMETERS, "num_ctx": config.training.max_seq_length, **o.parameters}
+    o, source = config.export.ollama, ollama_source(config) if source is None else source
+    system = o.system_prompt or (source or {}).get("system")
+    if check := source and _source_check(config, source, template, tok):
+        go, params = source["template"], {**source.get("parameters", {}), **o.parameters}
+        stops = params.pop("stop", None) or _stops_for(template, tok, eos)
+        stops = [stops] if isinstance(stops, str) else list(stops)
+    else:
+        go, parts, check = translate_template(template, tok)
+        stops, system = stop_sequences(parts, tok, eos), o.system_prompt
+        params = {**DEFAULT_PARAMETERS, "num_ctx": config.training.max_seq_length, **o.parameters}
+    licenses = list((source or {}).get("license") or [])  # the license follows the weights, whatever the template
     ref = os.path.relpath(gguf_path.resolve(), out_path.resolve().parent)
     ref = ref if os.path.isabs(ref) or ref.startswith("..") else "./" + ref
-    write_text(out_path, modelfile_text(ref, go, stops, params, o.system_prompt))
+    write_text(out_path, modelfile_text(ref, go, stops, params, system, licenses))
     update_export_metadata(run, "ollama", dict(modelfile=str(out_path), gguf=str(gguf_path), stops=stops, parameters=params,
-                                               system=bool(o.system_prompt), template_check=check))
+                                               system=bool(system), licenses=len(licenses), template_check=check,
+                                               template_from=OLLAMA_PREFIX + source["name"] if check.get("template") == "source" else "training"))
     log.info("wrote %s (template checked on %d conversations)", out_path, check["conversations"])
     return out_path
+
+# %% ../nbs/12_ollama.ipynb #6fd606c0
+_NIL, _NAME, _VALUE, _PARAM, _MESSAGE, _COMMENT = range(6)
+_COMMANDS = ("from", "parameter", "message", "system", "template", "license", "adapter")
+
+def _unquote(s:str)->tuple[str, bool]:
+    "A value without its quotes, and whether its quotes are closed."
+    if s[:3] == '"""': return (s[3:-3], True) if len(s) >= 6 and s[-3:] == '"""' else ("", False)
+    if s[:1] == '"': return (s[1:-1], True) if len(s) >= 2 and s[-1] == '"' else ("", False)
+    return s, True
+
+def _step(r:str, cs:int)->tuple[int, str]:
+    "The parser's next state for character `r`, and the character kept."
+    alpha = r.isascii() and r.isalpha()
+    if cs == _NIL: return (_COMMENT, "") if r == "#" else (_NIL, "") if r in " \t\r\n" else (_NAME, r)
+    if cs == _NAME:
+        if alpha: return _NAME, r
+        if r in " \t": return _VALUE, ""
+        raise ExportError(f"invalid character {r!r} in a Modelfile command")
+    if cs == _VALUE: return (_NIL, r) if r in " \t\r\n" else (_VALUE, r)
+    if cs in (_PARAM, _MESSAGE):
+        if alpha or cs == _PARAM and (r.isascii() and r.isdigit() or r == "_"): return cs, r
+        if r in " \t": return _VALUE, ""
+        raise ExportError("a Modelfile PARAMETER or MESSAGE line ends without a value")
+    return (_NIL, "") if r in "\r\n" else (_COMMENT, "")
+
+def parse_modelfile(text:str)->list[tuple[str, str]]:
+    "A Modelfile's commands as Ollama reads them, as (name, argument) pairs: a port of ollama/parser/parser.go (ParseFile)."
+    cmds, curr, b, name, role = [], _NIL, "", "", ""
+    for r in text:
+        nxt, r = _step(r, curr)
+        if nxt != curr:
+            if curr == _NAME:
+                s = b.lower()
+                if s not in _COMMANDS: raise ExportError(f"unknown Modelfile command {b!r}")
+                if s == "from": name = "model"
+                elif s == "parameter": nxt = _PARAM
+                else:
+                    if s == "message": nxt = _MESSAGE
+                    name = s
+            elif curr == _PARAM: name = b
+            elif curr == _MESSAGE:
+                if b not in ("system", "user", "assistant"): raise ExportError(f"unknown MESSAGE role {b!r} in the Modelfile")
+                role = b
+            elif curr == _VALUE:
+                s, ok = _unquote(b.strip())
+                if not ok or r in " \t":
+                    b += r; continue
+                if role: s, role = f"{role}: {s}", ""
+                cmds.append((name, s))
+            b, curr = "", nxt
+        if r.isprintable(): b += r
+    if curr == _VALUE:
+        s, ok = _unquote(b.strip())
+        if not ok: raise ExportError("the Modelfile ends inside a quoted value")
+        cmds.append((name, f"{role}: {s}" if role else s))
+    elif curr not in (_NIL, _COMMENT): raise ExportError("the Modelfile ends in the middle of a command")
+    return cmds
+
+# %% ../nbs/12_ollama.ipynb #312c3fd1
+def ollama_host()->str:
+    "The Ollama server's URL from OLLAMA_HOST, read as Ollama reads it (default http://127.0.0.1:11434)."
+    s = os.environ.get("OLLAMA_HOST", "").strip()
+    scheme, sep, rest = s.partition("://")
+    if not sep: scheme, rest = "http", s
+    port = {"http": 80, "https": 443}.get(scheme, 11434) if sep else 11434
+    try: u = urlsplit(f"{scheme}://{rest.split('/', 1)[0]}"); host, port = u.hostname or "127.0.0.1", u.port or port
+    except ValueError as e: raise ExportError(f"OLLAMA_HOST={s!r} is not a host[:port] ({e})") from None
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+# %% ../nbs/12_ollama.ipynb #9accce7d
+def _param_value(v:str):
+    "A PARAMETER value typed as Ollama's API takes it: a number or boolean when it reads as one."
+    for conv in (int, float):
+        try: return conv(v)
+        except ValueError: pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+def create_request(modelfile:Path, # The Modelfile to send
+                   name:str, # Name of the model to create
+                  )->tuple[dict, dict]:
+    "The `POST /api/create` body for `modelfile`, and the files to upload first as {digest: path}."
+    req, params, blobs = {"model": name}, {}, {}
+    for cmd, arg in parse_modelfile(modelfile.read_text(encoding="utf-8")):
+        if cmd == "model":
+            p = modelfile.parent/Path(arg).expanduser()
+            if p.is_file():
+                digest = "sha256:" + sha256_file(p)
+                req["files"], blobs[digest] = {p.name: digest}, p
+            elif arg.startswith((".", "/", "~")) or arg.endswith(".gguf"):
+                raise ExportError(f"{modelfile}: FROM {arg} names no file", hint="run `finetune-nb export` first")
+            else: req["from"] = arg
+        elif cmd == "adapter": raise ExportError(f"{modelfile}: ADAPTER cannot be sent over HTTP here", hint="merge the adapter and export a GGUF file")
+        elif cmd == "license": req.setdefault("license", []).append(arg)
+        elif cmd == "message":
+            role, _, content = arg.partition(": ")
+            req.setdefault("messages", []).append({"role": role, "content": content})
+        elif cmd in ("template", "system"): req[cmd] = arg
+        else: params.setdefault(cmd, []).append(arg if cmd == "stop" else _param_value(arg))
+    if params: req["parameters"] = {k: v if k == "stop" else v[-1] for k, v in params.items()}
+    return {**req, "stream": False}, blobs
+
+# %% ../nbs/12_ollama.ipynb #f120dc63
+def _reason(r)->str:
+    "The error an Ollama response carries."
+    try: return r.json().get("error") or r.text
+    except ValueError: return r.text.strip()[:300]
+
+def _upload(client, digest:str, path:Path)->bool:
+    "Upload `path` as blob `digest` unless the server has it already; True when it was sent."
+    from tqdm.auto import tqdm
+    r = client.head(f"/api/blobs/{digest}")
+    if r.status_code == 200: return False
+    if r.status_code != 404: raise ExportError(f"{client.base_url}: HEAD /api/blobs/{digest} answered {r.status_code}")
+    size = path.stat().st_size
+    def chunks():
+        with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"upload {path.name}", leave=False) as bar:
+            while b := f.read(1 << 20): bar.update(len(b)); yield b
+    r = client.post(f"/api/blobs/{digest}", content=chunks(), headers={"Content-Length": str(size)})
+    if r.status_code not in (200, 201): raise ExportError(f"{client.base_url} refused the upload of {path} ({r.status_code}): {_reason(r)}")
+    return True
+
+def create_over_http(host:str, # The server, e.g. `ollama_host()`
+                     modelfile:Path, name:str)->dict:
+    "Create model `name` from `modelfile` through the server's API: upload the blobs it lacks, then `POST /api/create`."
+    import httpx
+    with httpx.Client(base_url=host, timeout=httpx.Timeout(600.0, connect=5.0)) as c:
+        v = c.get("/api/version")  # unreachable: httpx.ConnectError before any work
+        try: version = v.json().get("version")
+        except ValueError: raise ExportError(f"{host} answered GET /api/version with {v.status_code} and no JSON: is it an Ollama server?") from None
+        req, blobs = create_request(modelfile, name)
+        uploaded = [str(p) for digest, p in blobs.items() if _upload(c, digest, p)]
+        r = c.post("/api/create", json=req)
+    try: lines = [json.loads(l) for l in r.text.splitlines() if l.strip()] if r.status_code == 200 else []
+    except json.JSONDecodeError: lines = []
+    if r.status_code != 200 or any("error" in l for l in lines) or not lines:
+        why = next((l["error"] for l in lines if "error" in l), None) or _reason(r)
+        raise ExportError(f"{host}: POST /api/create for {name} failed ({r.status_code}): {why}")
+    return dict(server_version=version, uploaded=uploaded, request={k: v for k, v in req.items() if k != "template"}, status=lines[-1].get("status"))
 
 # %% ../nbs/12_ollama.ipynb #070e585c
 def deploy_ollama(config, # A `FineTuneConfig`
                   modelfile:str|os.PathLike|None=None, # Default <run>/Modelfile
                   name:str|None=None, # Default export.ollama.model_name, else the project name
                  )->dict:
-    "Run `ollama create` for the Modelfile, or print the command when Ollama is not installed here."
+    "Create the Ollama model: with the `ollama` CLI, else through the server's HTTP API at OLLAMA_HOST, else print the commands."
     modelfile = Path(modelfile) if modelfile else config.run_dir/"Modelfile"
     if not modelfile.is_file(): raise ExportError(f"no Modelfile at {modelfile}", hint="run `finetune-nb export` first")
     name = name or config.export.ollama.model_name or config.project.name.lower()
@@ -390,8 +626,17 @@ def deploy_ollama(config, # A `FineTuneConfig`
     shown = " ".join(shlex.quote(c) for c in cmd)
     exe = shutil.which("ollama")
     if exe is None:
-        print(f"ollama is not on PATH; to create the model, run where Ollama is installed:\n  {shown}\nthen: ollama run {shlex.quote(name)}")
-        return dict(name=name, command=shown, ran=False)
+        import httpx
+        host = ollama_host()
+        try: res = create_over_http(host, modelfile, name)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            print(f"ollama is not on PATH and no Ollama server answers at {host} (OLLAMA_HOST); to create the model, "
+                  f"run where Ollama is installed:\n  {shown}\nthen: ollama run {shlex.quote(name)}")
+            return dict(name=name, command=shown, ran=False)
+        except httpx.HTTPError as e: raise ExportError(f"the Ollama server at {host} failed: {type(e).__name__}: {e}") from e
+        update_export_metadata(config.run_dir, "ollama", dict(created=name, host=host))
+        log.info("created %s on %s (%d blob(s) uploaded)", name, host, len(res["uploaded"]))
+        return dict(name=name, command=shown, ran=True, host=host, **res)
     log.info("running %s", shown)
     p = subprocess.run([exe, *cmd[1:]], cwd=modelfile.parent, capture_output=True, text=True)
     if p.returncode != 0:

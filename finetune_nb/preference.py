@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, Skipped
 from .core import read_jsonl, sha256_file, stable_hash, write_json, write_jsonl
-from .models import load_model, peft_quiet, resolve_device
+from .models import load_model, peft_quiet, resolve_device, resolve_model
 from .templates import has_generation_markers, resolve_chat_template, stop_token_ids
 from .train import (
     TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train, _extra_callbacks,
@@ -305,6 +305,7 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     after = preference_margin(trainer.model, tok, template, held, t.batch_size, t.max_seq_length) if held else None
     if held: log.info("held-out margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%", before["margin"], after["margin"], 100 * before["accuracy"], 100 * after["accuracy"])
     meta = dict(method=config.training.method, base_model=config.model.model_name, revision=config.model.revision,
+                base_model_source=resolve_model(config, progress=False)[1],  # the Ollama layers an export keeps, when the base came from Ollama
                 start_adapter=str(adapter) if adapter is not None else None, global_step=trainer.state.global_step, metrics=metrics,
                 margins={"before": before, "after": after}, preference=config.training.preference.model_dump(mode="json"),
                 duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),

@@ -19,7 +19,9 @@ log = logging.getLogger("finetune_nb")
 # %% auto #0
 __all__ = ['log', 'STAGES', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
            'check_finetunable', 'preflight', 'check_parameters', 'run_notebook', 'RunResult', 'decide',
-           'validate_finetuned', 'read_pair_file', 'prepare_pairs', 'run_finetune', 'quickstart_config']
+           'validate_finetuned', 'read_pair_file', 'prepare_pairs', 'run_finetune', 'quickstart_config',
+           'parameter_count', 'machine_defaults', 'base_model_name', 'tune_config', 'write_tune_config', 'TuneResult',
+           'tune']
 
 # %% ../nbs/13_run.ipynb #35d0f0ee
 @dataclass
@@ -567,3 +569,146 @@ def quickstart_config(output_dir:str|os.PathLike="quickstart-run", # Folder for 
         "evaluation": {"num_prompts": 8 if tiny else 10, "max_new_tokens": 48 if tiny else 96},
         "export": {"gguf": gguf},
     })
+
+# %% ../nbs/13_run.ipynb #9ee5ba17
+def parameter_count(model_name:str)->int|None:
+    "Parameters of base model `model_name`, counted without loading weights; None when its config cannot be read here."
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    try:
+        mcfg = AutoConfig.from_pretrained(resolve_model_path(model_name))
+        with torch.device("meta"): return sum(p.numel() for p in AutoModelForCausalLM.from_config(mcfg).parameters())
+    except (OSError, ValueError) as e:
+        log.info("cannot count the parameters of %s here (%s)", model_name, str(e).splitlines()[0])
+        return None
+
+# %% ../nbs/13_run.ipynb #6e89e0d1
+def machine_defaults(n_params:int|None, # Parameters of the base model (None: unknown, planned as 1B)
+                     device:str|None=None, # cpu or cuda; default cuda when torch sees a GPU
+                     memory:int|None=None, # Bytes free for training; default free GPU memory, else available RAM
+                    )->tuple[dict, str]:
+    "Config values that fit this machine, and a line saying what was chosen and why."
+    import psutil, torch
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    n = n_params or 10**9
+    if memory is None: memory = torch.cuda.mem_get_info()[0] if dev == "cuda" else psutil.virtual_memory().available
+    gib = memory / 2**30
+    if dev == "cuda":
+        qlora = n * 2 > memory / 2  # 16-bit weights leave half the memory to activations and the optimizer
+        batch, seq = (8, 2048) if gib >= 40 else (4, 2048) if gib >= 16 else (2, 1024)
+        train, ev, kind = dict(batch_size=batch, gradient_accumulation_steps=max(1, 16 // batch), max_seq_length=seq, gradient_checkpointing=True), {}, "16-bit"
+    else:
+        qlora = n * 4 > memory / 2
+        batch = 4 if n < 5 * 10**8 else 1
+        train = dict(batch_size=batch, gradient_accumulation_steps=4 // batch, max_seq_length=512, gradient_checkpointing=n >= 10**9)
+        ev, kind = dict(num_prompts=8, max_new_tokens=64), "float32"  # generating on a CPU is slow: a short side-by-side
+    size = f"{n / 1e6:,.0f}M" if n >= 10**6 else f"{n:,}"
+    why = (f"{dev}, {gib:.0f} GiB free, {size} parameters{'' if n_params else ' (assumed)'}: "
+           f"{'4-bit QLoRA' if qlora else kind + ' LoRA'}, batch {train['batch_size']}x{train['gradient_accumulation_steps']}, "
+           f"sequences of {train['max_seq_length']} tokens")
+    return {"model": {"use_qlora": qlora}, "training": {"device": dev, **train}, "evaluation": ev}, why
+
+# %% ../nbs/13_run.ipynb #9983083f
+import re
+from .core import write_text
+from .ollama_store import OLLAMA_PREFIX, list_ollama_models
+
+def base_model_name(base:str)->str:
+    "`model.model_name` for BASE as `tune` takes it: an Ollama name, a GGUF file, a folder, builtin:… or a hub id."
+    if base.startswith((OLLAMA_PREFIX, "builtin:")): return base
+    if (p := Path(base).expanduser()).exists(): return str(p.resolve())
+    if ":" in base or f"{base}:latest".lower() in {m.lower() for m in list_ollama_models()}: return OLLAMA_PREFIX + base
+    return base
+
+def _default_name(model_name:str)->str:
+    "The new model's name when none is given: the base's, plus -tuned."
+    stem = model_name.removeprefix(OLLAMA_PREFIX).removeprefix("builtin:")
+    stem = Path(stem).stem if Path(stem).exists() else stem.rsplit("/", 1)[-1]
+    return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-.") + "-tuned"
+
+def _merge(a:dict, b:dict)->dict:
+    "`a` with `b` merged in, section by section."
+    return {**a, **{k: _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v for k, v in b.items()}}
+
+# %% ../nbs/13_run.ipynb #4a9c370b
+def tune_config(base:str, # Ollama name, .gguf file, folder, builtin:… or hub id
+                data:str|os.PathLike, # A file or folder of data or documents
+                name:str|None=None, # The new model's name in Ollama (default <base>-tuned); also names the run
+                steps:int|None=None, # Optimizer steps (default: training.num_epochs)
+                output_dir:str|os.PathLike="runs", # Where the config and the run folder go
+                overrides:dict|None=None, # Config sections to change, e.g. {"evaluation": {"num_prompts": 2}}
+               )->tuple:
+    "The config `tune` runs, and a line saying which settings suit this machine."
+    from finetune_nb.config import FineTuneConfig
+    if not Path(data).expanduser().exists(): raise FinetuneNBError(f"DATA {data}: no such file or folder")
+    model_name = base_model_name(base)
+    name = name or _default_name(model_name)
+    project = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+    machine, why = machine_defaults(parameter_count(model_name))
+    every = dict(max_steps=steps, eval_steps=max(1, steps // 3), logging_steps=max(1, steps // 10), save_steps=steps) if steps else {}
+    raw = _merge({"project": {"name": project, "output_dir": ".", "description": f"finetune-nb tune {base} {data}"},
+                  "model": {"model_name": model_name}, "data": {"input_path": str(Path(data).expanduser().resolve())},
+                  "training": every, "export": {"gguf": ["q8_0"], "ollama": {"model_name": name}}}, machine)
+    path = Path(output_dir).expanduser().resolve()/f"{project}.yaml"
+    return FineTuneConfig.validate(_merge(raw, overrides or {}), source=path), why
+
+# %% ../nbs/13_run.ipynb #55eeb484
+def _flat(d:dict, prefix:str="")->dict:
+    "Nested sections as one level of dotted keys."
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
+def write_tune_config(cfg, # The config `tune_config` made
+                      path:str|os.PathLike, # Where it goes: <output>/<name>.yaml
+                     )->Path:
+    "Write `cfg` with comments at `path`; reuse a file there that holds the same config, refuse to overwrite one that does not."
+    from finetune_nb.config import FineTuneConfig
+    path = Path(path)
+    if path.exists():
+        old = FineTuneConfig.from_yaml(path)
+        if old == cfg: return path
+        a, b = _flat(old.model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+        diff = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+        raise FinetuneNBError(f"{path} already holds another config ({'; '.join(diff[:3])}{'; …' if len(diff) > 3 else ''})",
+                              hint=f"continue that run with `finetune-nb run {path}`, or give another --name")
+    write_text(path, f"# Written by `finetune-nb tune`. Edit it, then run it again with:  finetune-nb run {path}\n\n" + cfg.to_yaml(comments=True))
+    return path
+
+# %% ../nbs/13_run.ipynb #7c63b9c5
+@dataclass
+class TuneResult:
+    "What `tune` did: the config it wrote, the run, and the model it created in Ollama."
+    config_path:Path
+    name:str                   # the model's name in Ollama
+    machine:str                # the settings chosen for this machine, and why
+    run:RunResult
+    deployed:dict|None = None  # deploy_ollama's answer; None when nothing was deployed
+
+    def summary(self)->str:
+        "The run's summary and what to do next."
+        mf = self.run.paths.get("modelfile")
+        if self.deployed and self.deployed["ran"]: nxt = f"next: ollama run {self.name}"
+        elif mf: nxt = f"next, where Ollama runs: ollama create {self.name} -f {mf} && ollama run {self.name}"
+        elif self.run.mode == "model_set": nxt = (f"{self.run.reason}: a few-shot model-set config was built instead "
+                                                  f"({self.run.paths.get('model_set')}); add data and run it again")
+        else: nxt = "the run produced no Modelfile (export.merge, export.gguf or export.ollama is off)"
+        return (f"{self.run.summary()}\nconfig    {self.config_path}  (edit it, then: finetune-nb run {self.config_path})\n"
+                f"machine   {self.machine}\n{nxt}")
+    def _repr_markdown_(self): return f"```\n{self.summary()}\n```"
+
+def tune(base:str, # Ollama name, .gguf file, folder, builtin:… or hub id
+         data:str|os.PathLike, # A file or folder of data or documents
+         name:str|None=None, # The new model's name in Ollama (default <base>-tuned)
+         steps:int|None=None, # Optimizer steps (default: training.num_epochs)
+         output_dir:str|os.PathLike="runs", # Where the config and the run go
+         overrides:dict|None=None, # Config sections to change
+         deploy:bool=True, # Create the model in Ollama at the end
+        )->TuneResult:
+    "Fine-tune `base` on `data` with settings for this machine, every stage, and hand the model to Ollama."
+    from finetune_nb.config import FineTuneConfig
+    from finetune_nb.ollama import deploy_ollama
+    cfg, why = tune_config(base, data, name, steps, output_dir, overrides)
+    path = write_tune_config(cfg, cfg._source)
+    print(f"config {path}\nmachine {why}")
+    res = run_finetune(FineTuneConfig.from_yaml(path))
+    dep = deploy_ollama(cfg, name=cfg.export.ollama.model_name) if deploy and "modelfile" in res.paths else None
+    return TuneResult(path, cfg.export.ollama.model_name, why, res, dep)

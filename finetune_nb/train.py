@@ -407,7 +407,7 @@ def _check_inputs(config):
     "Fail before loading anything when the prepared data is missing or the base model's files are damaged, naming them."
     if not (config.data_dir/"train.jsonl").is_file():
         raise DataError("no prepared training data", file=config.data_dir/"train.jsonl", hint="run `finetune-nb prepare-data` (or `finetune-nb run`) first")
-    base = resolve_model_path(config.model.model_name)
+    base = resolve_model_path(config)
     if bad := folder_problems(base):
         raise FinetuneNBError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
 

@@ -373,6 +373,8 @@ def test_deploy_failure_and_missing_binary(merged_run, tmp_path, monkeypatch, ca
     with pytest.raises(ExportError, match="exit code 3"):
         deploy_ollama(cfg)
     monkeypatch.setenv("PATH", str(tmp_path/"empty"))
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens on the discard port
     r = deploy_ollama(cfg)
     out = capsys.readouterr().out
     assert not r["ran"] and f"ollama create exp -f {(cfg.run_dir/'Modelfile').resolve()}" in out
+    assert "no Ollama server answers at http://127.0.0.1:9" in out

@@ -8,6 +8,7 @@ from finetune_nb.core import ModelSetConfigError
 from finetune_nb.fallback import (ModelSet, build_model_set, model_set_schema, ollama_quote, read_candidates,
                                   select_few_shot)
 from finetune_nb.models import build_tokenizer
+from finetune_nb.ollama import parse_modelfile  # a port of Ollama's own parser: what Ollama reads back
 
 
 def row(q, a, **meta):
@@ -284,62 +285,6 @@ def test_anthropic_request_through_the_real_sdk(saved):
     assert body["system"] == ms.system_prompt and body["model"] == "claude-haiku-4-5"
     assert [m["role"] for m in body["messages"]] == ["user", "assistant"] * len(ms.examples) + ["user"]
     assert body["max_tokens"] == ms.generation.max_new_tokens
-
-
-def parse_modelfile(text):
-    """A line-for-line Python port of Ollama's Modelfile parser (ollama/parser/parser.go, ParseFile):
-    the oracle that says what Ollama reads back. Returns [(name, args)]."""
-    NIL, NAME, VALUE, PARAM, MESSAGE, COMMENT = range(6)
-    def unquote(s):
-        if s[:3] == '"""': return (s[3:-3], True) if len(s) >= 6 and s[-3:] == '"""' else ("", False)
-        if s[:1] == '"': return (s[1:-1], True) if len(s) >= 2 and s[-1] == '"' else ("", False)
-        return s, True
-    def alpha(r): return r.isascii() and r.isalpha()
-    def step(r, cs):
-        if cs == NIL: return (COMMENT, "") if r == "#" else (NIL, "") if r in " \t\r\n" else (NAME, r)
-        if cs == NAME:
-            if alpha(r): return NAME, r
-            if r in " \t": return VALUE, ""
-            raise ValueError("invalid command")
-        if cs == VALUE: return (NIL, r) if r in " \t\r\n" else (VALUE, r)
-        if cs == PARAM:
-            if alpha(r) or r.isdigit() and r.isascii() or r == "_": return PARAM, r
-            if r in " \t": return VALUE, ""
-            raise ValueError("unexpected EOF")
-        if cs == MESSAGE:
-            if alpha(r): return MESSAGE, r
-            if r in " \t": return VALUE, ""
-            raise ValueError("unexpected EOF")
-        return (NIL, "") if r in "\r\n" else (COMMENT, "")
-    cmds, curr, b, name, role = [], NIL, "", "", ""
-    for r in text:
-        nxt, r = step(r, curr)
-        if nxt != curr:
-            if curr == NAME:
-                s = b.lower()
-                assert s in ("from", "parameter", "message", "system", "template", "license", "adapter"), s
-                if s == "from": name = "model"
-                elif s == "parameter": nxt = PARAM
-                else:
-                    if s == "message": nxt = MESSAGE
-                    name = s
-            elif curr == PARAM: name = b
-            elif curr == MESSAGE:
-                assert b in ("system", "user", "assistant"); role = b
-            elif curr == VALUE:
-                s, ok = unquote(b.strip())
-                if not ok or r in " \t":
-                    b += r; continue
-                if role: s, role = f"{role}: {s}", ""
-                cmds.append((name, s))
-            b, curr = "", nxt
-        if r.isprintable(): b += r
-    if curr == VALUE:
-        s, ok = unquote(b.strip())
-        assert ok, "unexpected EOF"
-        cmds.append((name, f"{role}: {s}" if role else s))
-    else: assert curr in (NIL, COMMENT), "unexpected EOF"
-    return cmds
 
 
 def test_modelfile_reads_back_in_ollama(tmp_path, caplog):
