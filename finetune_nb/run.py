@@ -152,7 +152,7 @@ def check_finetunable(config)->set[str]:
     return found
 
 # %% ../nbs/13_run.ipynb #a4f78486
-from .config import yaml_lines
+from .config import _config_text, yaml_lines
 from .core import ExportError, FinetuneNBError
 
 def preflight(config)->dict:
@@ -160,7 +160,7 @@ def preflight(config)->dict:
     from finetune_nb.export import GGUF_ARCHS, K_QUANTS, _llama_cpp
     from finetune_nb.models import check_model
     src = str(config._source) if config._source else None
-    lines = yaml_lines(config._source.read_text(encoding="utf-8")) if config._source and config._source.is_file() else {}
+    lines = yaml_lines(_config_text(config._source)) if config._source and config._source.is_file() else {}  # read as the config was (UTF-16 too)
     issue = lambda path, msg: ConfigIssue(path, msg, lines.get(tuple(path.split("."))), src)
     try: info = check_model(config)
     except ConfigError: raise
