@@ -68,7 +68,7 @@ def main():
     ap.add_argument("--quants", default="f16,q8_0")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from finetune_nb.models import make_tiny_model
+    from finetune_nb.tiny import make_tiny_model
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         model = make_tiny_model(d/"model", "llama", args.size)

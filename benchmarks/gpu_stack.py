@@ -23,7 +23,7 @@ def build_model(folder:Path, tiny:bool)->Path:
     "Save a random-init Llama of the 1B shape (or tiny) with the built-in tokenizer."
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     tok = build_tokenizer(512)
     dims = dict(TINY if tiny else LLAMA_1B); dims["vocab_size"] = max(dims["vocab_size"], len(tok))
     cfg = LlamaConfig(**dims, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)

@@ -134,7 +134,7 @@ def main():
 
 def _tokenizer():
     "A tokenizer SFTTrainer accepts; the data is already token ids, so only its pad id (0) is used."
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     return build_tokenizer(512)
 
 

@@ -14,13 +14,13 @@ from .config import FineTuneConfig, ProjectConfig, with_overrides, yaml_value
 from .core import ConfigError, DatasetTooSmallWarning, FinetuneNBError
 from .core import write_text
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'CONFIG_NAME', 'SHORTHANDS', 'COMMANDS', 'find_config', 'cmd_init', 'cmd_validate', 'cmd_run_notebook',
-           'build_parser', 'main', 'cmd_prepare_data', 'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_prepare_pairs',
-           'cmd_generate_qa', 'cmd_tune', 'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate',
-           'cmd_chat', 'cmd_feedback_import', 'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_judge',
+__all__ = ['CONFIG_NAME', 'SHORTHANDS', 'COMMANDS', 'find_config', 'cmd_init', 'cmd_validate', 'cmd_run_notebook', 'build_parser',
+           'main', 'cmd_prepare_data', 'cmd_run', 'cmd_quickstart', 'cmd_train', 'cmd_prepare_pairs', 'cmd_generate_qa',
+           'cmd_tune', 'cmd_merge_adapter', 'cmd_export', 'cmd_deploy_ollama', 'cmd_evaluate', 'cmd_chat',
+           'cmd_feedback_import', 'cmd_feedback_stats', 'cmd_feedback_export', 'cmd_feedback_judge',
            'cmd_feedback_watch', 'cmd_models_list', 'cmd_models_promote', 'cmd_models_rollback']
 
 # %% ../nbs/14_cli.ipynb #0212e2a4
@@ -45,7 +45,7 @@ def find_config(given:str|None=None, # The path the user gave, if any (a folder:
     if (folder/CONFIG_NAME).is_file(): return folder/CONFIG_NAME
     found = [p for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and _looks_like_config(p)]
     if len(found) == 1:
-        log.info("using the config %s", found[0]); return found[0]
+        _log.info("using the config %s", found[0]); return found[0]
     where = folder.resolve()
     if not found: raise FinetuneNBError(f"no config given, and no {CONFIG_NAME} or other finetune_nb config in {where}",
                                         hint="pass one (e.g. `finetune-nb run my.yaml` or `-c my.yaml`), or write finetune.yaml with `finetune-nb init`")
@@ -183,11 +183,11 @@ def build_parser()->argparse.ArgumentParser:
 def _setup_logging(verbose:int, quiet:bool):
     "Send finetune_nb's log records to stderr at the level the flags ask for."
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    if not any(getattr(h, "_finetune_nb", False) for h in log.handlers):
+    if not any(getattr(h, "_finetune_nb", False) for h in _log.handlers):
         h = logging.StreamHandler(sys.stderr); h._finetune_nb = True
         h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        log.addHandler(h)
-    log.setLevel(level)
+        _log.addHandler(h)
+    _log.setLevel(level)
 
 def main(argv:list[str]|None=None)->int:
     "Run `finetune-nb` with `argv`; returns the exit code."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['log', 'OUTPUT_MARKER', 'FinetuneNBError', 'ConfigIssue', 'ConfigError', 'DataError', 'QAGenerationError',
+__all__ = ['OUTPUT_MARKER', 'FinetuneNBError', 'ConfigIssue', 'ConfigError', 'DataError', 'QAGenerationError',
            'FineTuningNotSupportedError', 'ModelSetConfigError', 'ExportError', 'TrainingFailedError',
            'DatasetTooSmallWarning', 'TornLineWarning', 'atomic_write', 'write_text', 'write_bytes', 'write_json',
            'write_yaml', 'jsonl_line', 'write_jsonl', 'output_kind', 'check_replaceable', 'recover_dir', 'atomic_dir',
@@ -84,7 +84,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% ../nbs/00_core.ipynb #ab5f6aa0
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
@@ -192,7 +192,7 @@ def recover_dir(path:str|os.PathLike)->Path:
         back = done or [p for role, p in parts if role == "old"]
         if back:
             os.rename(back[0], path)
-            log.warning("%s: restored the %s folder a killed process left beside it", path, "new" if done else "previous")
+            _log.warning("%s: restored the %s folder a killed process left beside it", path, "new" if done else "previous")
     for _, p in parts:
         if p.exists(): shutil.rmtree(p, ignore_errors=True)
     return path
@@ -263,7 +263,7 @@ def read_jsonl(path:str|os.PathLike, # JSONL file to stream
     path = Path(path)
     def skip(n, reason, hint):
         if on_error == "fail": raise DataError(reason, file=path, line=n, hint=hint)
-        if log_skips: log.warning("%s:%d: %s; skipped", path, n, reason)
+        if log_skips: _log.warning("%s:%d: %s; skipped", path, n, reason)
         if skipped is not None: skipped.append(Skipped(str(path), reason, line=n))
     offset = 0
     with open(path, "rb") as f:

@@ -17,12 +17,12 @@ from .core import read_jsonl, write_bytes, write_json, write_jsonl, write_text
 from .models import load_adapter, load_model, resolve_device, resolve_dtype
 from .templates import has_generation_markers, render, resolve_chat_template, stop_token_ids
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'answer_words', 'exact_match', 'token_f1', 'rouge_l', 'split_prompt', 'read_eval_rows', 'few_shot_messages',
+__all__ = ['answer_words', 'exact_match', 'token_f1', 'rouge_l', 'split_prompt', 'read_eval_rows', 'few_shot_messages',
            'EvalSystem', 'eval_loss', 'eos_ids', 'generate_answers', 'score_answers', 'find_log_history', 'loss_curves',
-           'plot_loss', 'source_texts', 'judge_evaluation', 'judge_text', 'verdict', 'summary_table', 'render_markdown',
+           'plot_loss', 'source_texts', 'judge_evaluation', 'judge_text', 'verdict', 'metrics_table', 'render_markdown',
            'render_html', 'tuned_kind', 'load_tuned', 'load_model_set', 'EvalResult', 'evaluate', 'ChatModel',
            'GGUFChat', 'load_chat_models', 'chat', 'chat_main']
 
@@ -89,7 +89,7 @@ def read_eval_rows(path:str|os.PathLike, # validation.jsonl (canonical records)
     for n, obj in read_jsonl(path, on_error=on_error, skipped=skipped):
         if (why := _record_problem(obj)) is None: rows.append(obj); continue
         if on_error == "fail": raise DataError(why, file=path, line=n, field="messages", hint="fix or delete this line")
-        log.warning("%s:%d: %s; skipped", path, n, why)
+        _log.warning("%s:%d: %s; skipped", path, n, why)
         if skipped is not None: skipped.append(Skipped(str(path), why, line=n, field="messages"))
     if not rows: raise FinetuneNBError(f"{path} holds no usable conversations", hint="each line needs messages ending in an assistant turn")
     return rows
@@ -160,7 +160,7 @@ def eval_loss(model, tokenizer, template:str,
             total += torch.nn.functional.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel], reduction="sum").item()
             count += int(sel.sum())
             del logits
-    if truncated: log.warning("%d held-out rows are longer than %d tokens; their tails were not scored", truncated, max_length)
+    if truncated: _log.warning("%d held-out rows are longer than %d tokens; their tails were not scored", truncated, max_length)
     loss = total / count if count else float("nan")
     return dict(eval_loss=loss, perplexity=math.exp(min(loss, 700)) if count else float("nan"), eval_tokens=count, truncated_rows=truncated)
 
@@ -186,7 +186,7 @@ def generate_answers(model, tokenizer, template:str,
     gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                            pad_token_id=pad, eos_token_id=sorted(stops))
     encoded = [_prompt_ids(p, tokenizer, template) for p in prompts]
-    if n := sum(len(e) > max_length for e in encoded): log.warning("%d prompts are longer than %d tokens; their beginnings were cut", n, max_length)
+    if n := sum(len(e) > max_length for e in encoded): _log.warning("%d prompts are longer than %d tokens; their beginnings were cut", n, max_length)
     encoded = [e[-max_length:] for e in encoded]
     order, out = sorted(range(len(encoded)), key=lambda i: len(encoded[i])), [None] * len(encoded)
     model.eval()
@@ -283,13 +283,13 @@ def judge_evaluation(config, # The run's config; `evaluation.judge` says which j
     if jc is None: return None, [{} for _ in range(n)]
     from finetune_nb.judge import Judge, JudgeError, judge_unavailable, pairwise_summary, score_summary
     if why := judge_unavailable(jc):
-        log.warning("judge skipped: %s", why)
+        _log.warning("judge skipped: %s", why)
         return {"status": "skipped", "reason": why}, [{} for _ in range(n)]
     scored, pair_items, rivals = _judge_items(jc, prompts, references, source_texts(config, samples), answers)
     try:
         with Judge(jc, cache=out_dir/"judge_cache.jsonl") as j: scores, pairs = j.run(scored, pair_items, progress=True)
     except JudgeError as e:
-        log.error("judge failed, the report goes without it: %s", e)
+        _log.error("judge failed, the report goes without it: %s", e)
         return {"status": "failed", "reason": str(e)}, [{} for _ in range(n)]
     out, per_sample, rows = {"status": "ok", **j.summary(), "modes": list(jc.modes), "absolute": {}, "pairwise": {}}, [{} for _ in range(n)], []
     for s, k in enumerate(answers if scored else []):
@@ -306,7 +306,7 @@ def judge_evaluation(config, # The run's config; `evaluation.judge` says which j
             rows.append({"sample": i, "system": k, "prompt": list(prompts[i]), "reference": references[i],
                          "answers": pair_items[s * n + i]["answers"], **r, "judge": j.name, "rubric": j.rubric_id})
     if rows: write_jsonl(out_dir/"judge_pairwise.jsonl", rows); out["pairwise_file"] = str(out_dir/"judge_pairwise.jsonl")
-    log.info("judge: %s", ", ".join(f"{k} score {v['mean_score']:.2f}" for k, v in out["absolute"].items() if v["mean_score"] is not None)
+    _log.info("judge: %s", ", ".join(f"{k} score {v['mean_score']:.2f}" for k, v in out["absolute"].items() if v["mean_score"] is not None)
              + "".join(f"; {k} win rate {v['win_rate']:.0%} (orders agreed {v['agreement']:.0%})" for k, v in out["pairwise"].items() if v["win_rate"] is not None))
     return out, per_sample
 
@@ -385,7 +385,7 @@ def _md_cell(text:str)->str:
 def _md_table(header:list[str], rows:list[list[str]])->str:
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows])
 
-def summary_table(metrics:dict)->str:
+def metrics_table(metrics:dict)->str:
     "The summary table (Markdown)."
     cols = _columns(metrics)
     return _md_table(["model"] + [c[1] for c in cols],
@@ -399,7 +399,7 @@ def render_markdown(metrics:dict)->str:
     "The Markdown report: verdict, summary table, loss curves, then every prompt side by side."
     systems = metrics["systems"]
     out = [f"# Evaluation of {metrics['run']}", "", metrics["verdict"], "",
-           "## Summary", "", summary_table(metrics), "",
+           "## Summary", "", metrics_table(metrics), "",
            f"{metrics['num_validation_rows']} held-out rows from `{metrics['validation_file']}` "
            f"({metrics['num_skipped']} skipped); {len(metrics['samples'])} prompts answered greedily, at most {metrics['settings']['max_new_tokens']} new tokens.", ""]
     out += ["## Loss curves", "", "![Train and eval loss](loss.png)" if metrics["loss_curves"] else "No training log (trainer_state.json) was found for this run.", ""]
@@ -503,7 +503,7 @@ class EvalResult:
     def files(self)->dict:
         return {k: self.out_dir/f for k, f in (("metrics", "metrics.json"), ("markdown", "report.md"), ("html", "report.html"), ("loss_plot", "loss.png"))
                 if (self.out_dir/f).exists()}
-    def _repr_markdown_(self): return self.metrics["verdict"] + "\n\n" + summary_table(self.metrics)
+    def _repr_markdown_(self): return self.metrics["verdict"] + "\n\n" + metrics_table(self.metrics)
 
 # %% ../nbs/10_evaluate.ipynb #487ab408
 def _eval_system(system:EvalSystem, model, tok, template, rows, prompts, references, s)->tuple[dict, list[dict]]:
@@ -515,7 +515,7 @@ def _eval_system(system:EvalSystem, model, tok, template, rows, prompts, referen
     answers = generate_answers(model, tok, template, [system.prompt(p) for p in prompts], s["max_new_tokens"], s["batch_size"],
                                s["max_length"], desc=f"{system.name} answers")
     out = dict(label=system.label, **loss, **score_answers(answers, references), seconds=round(time.perf_counter() - t0, 2))
-    log.info("%s: eval loss %.4f, exact match %.1f%%, ROUGE-L %.3f", system.label, out["eval_loss"], 100 * out["exact_match"], out["rouge_l"])
+    _log.info("%s: eval loss %.4f, exact match %.1f%%, ROUGE-L %.3f", system.label, out["eval_loss"], 100 * out["exact_match"], out["rouge_l"])
     return out, answers
 
 # %% ../nbs/10_evaluate.ipynb #ea8738eb
@@ -555,7 +555,7 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
     out_dir = Path(out_dir) if out_dir else run/"eval"
     tuned, model_set = _targets(config, run, tuned, model_set)
     if tuned is None and model_set is None:
-        log.warning("no adapter, merged model or model-set config in %s: evaluating the base model alone", run)
+        _log.warning("no adapter, merged model or model-set config in %s: evaluating the base model alone", run)
     skipped = []
     rows = read_eval_rows(data_path, config.data.on_error, skipped)
     samples = rows[:num_prompts or ev.num_prompts]
@@ -595,7 +595,7 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
                    samples=[dict(prompt=p, reference=ref, answers={k: answers[k][i] for k in systems}, **({"pairwise": pairwise[i]} if pairwise[i] else {}))
                             for i, (p, ref) in enumerate(zip(prompts, references))])
     _write_reports(metrics, out_dir, curves)
-    log.info("evaluation written to %s", out_dir)
+    _log.info("evaluation written to %s", out_dir)
     return EvalResult(metrics, out_dir)
 
 # %% ../nbs/10_evaluate.ipynb #443e56be
@@ -669,7 +669,7 @@ def _chat_target(config, target):
     if target is not None: return target
     run = config.run_dir
     found = next((p for p in (run/"adapter", run/"merged", run/"model_set_config.json") if p.exists()), None)
-    if found is None: log.warning("nothing trained in %s yet: chatting with the base model", run)
+    if found is None: _log.warning("nothing trained in %s yet: chatting with the base model", run)
     return found
 
 # %% ../nbs/10_evaluate.ipynb #d5a23398

@@ -15,15 +15,15 @@ from .core import ExportError, atomic_dir, check_replaceable, folder_problems, r
 from .models import load_adapter, load_tokenizer, resolve_model_path
 from .templates import stop_token_ids
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'SAMPLE_CONVERSATIONS', 'NUMPY_TYPES', 'K_QUANTS', 'GGUF_ARCHS', 'KQUANT_EXTRA', 'KQUANT_PIP',
-           'LOGIT_TOLERANCE', 'PROBE_TEXTS', 'update_export_metadata', 'sample_inputs', 'compare_logits',
-           'merge_adapter', 'make_test_adapter', 'tensor_type', 'permute_qk', 'strip_generation_markers',
-           'llama_cpp_pre_table', 'llama_cpp_pre_by_hash', 'pre_tokenizer_name', 'end_of_turn_id', 'add_tokenizer',
-           'add_hparams', 'extra_tensors', 'tensor_plan', 'safetensors_header', 'read_tensor', 'general_name',
-           'write_gguf', 'check_llama_cpp', 'verify_gguf', 'quantize_kquant', 'export_gguf']
+__all__ = ['SAMPLE_CONVERSATIONS', 'NUMPY_TYPES', 'K_QUANTS', 'GGUF_ARCHS', 'KQUANT_EXTRA', 'KQUANT_PIP', 'LOGIT_TOLERANCE',
+           'PROBE_TEXTS', 'update_export_metadata', 'sample_inputs', 'compare_logits', 'merge_adapter',
+           'make_test_adapter', 'tensor_type', 'permute_qk', 'strip_generation_markers', 'llama_cpp_pre_table',
+           'llama_cpp_pre_by_hash', 'pre_tokenizer_name', 'end_of_turn_id', 'add_tokenizer', 'add_hparams',
+           'extra_tensors', 'tensor_plan', 'safetensors_header', 'read_tensor', 'general_name', 'write_gguf',
+           'check_llama_cpp', 'verify_gguf', 'quantize_kquant', 'export_gguf']
 
 # %% ../nbs/11_export.ipynb #db56d96f
 def update_export_metadata(run_dir:str|os.PathLike, # The run folder
@@ -127,7 +127,7 @@ def merge_adapter(config, # A `FineTuneConfig`
     if bad := folder_problems(base): raise ExportError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
     dtype = _merge_dtype(base, m.torch_dtype)
     t0 = time.perf_counter()
-    log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
+    _log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
     kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, low_cpu_mem_usage=True, **kw).to(device)
     # the adapter's tokenizer carries the training template and pad token; without one, the base's with the run's template
@@ -145,7 +145,7 @@ def merge_adapter(config, # A `FineTuneConfig`
         tok.save_pretrained(tmp)
     info = dict(adapter_dir=str(adapter_dir), base_model=m.model_name, out_dir=str(out_dir), dtype=str(dtype).removeprefix("torch."),
                 device=device, max_abs_logit_diff=diff, prompts=len(inputs), seconds=round(time.perf_counter() - t0, 3))
-    log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
+    _log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
     if m.use_qlora: info["vs_qlora_model"] = _qlora_gap(config, adapter_dir, merged, inputs, device)
     update_export_metadata(run, "merge", info)
     return out_dir
@@ -161,7 +161,7 @@ def _qlora_gap(config, adapter_dir:Path, merged, inputs:list, device:str)->dict:
     if why := qlora_unavailable(device): return dict(skipped=why)
     trained = load_adapter(load_model(config, device=device)[0], adapter_dir)
     res = compare_logits(trained, merged, inputs)
-    log.info("merged model vs the QLoRA-trained one (adapter on the 4-bit base): the same greedy token at %d of %d steps, max |Δlogit| %.3g",
+    _log.info("merged model vs the QLoRA-trained one (adapter on the 4-bit base): the same greedy token at %d of %d steps, max |Δlogit| %.3g",
              res["greedy_steps"] - len(res["greedy_mismatches"]), res["greedy_steps"], res["max_abs_logit_diff"])
     return res
 
@@ -322,7 +322,7 @@ def add_tokenizer(writer, # A `gguf.GGUFWriter`
                           f"{len(tokens) - n_rows} token ids have no embedding",
                           hint="resize the embeddings after adding tokens (model.resize_token_embeddings(len(tokenizer))) and retrain or re-merge")
     if n_rows > len(tokens):  # padded vocabulary (e.g. Qwen2): llama.cpp's converter pads with unused tokens the same way
-        log.warning("embedding has %d rows for %d tokens; padding the vocabulary with %d unused tokens", n_rows, len(tokens), n_rows - len(tokens))
+        _log.warning("embedding has %d rows for %d tokens; padding the vocabulary with %d unused tokens", n_rows, len(tokens), n_rows - len(tokens))
         for i in range(len(tokens), n_rows):
             tokens.append(f"[PAD{i}]".encode()); scores.append(-1000.0); types.append(g.TokenType.UNUSED)
     writer.add_tokenizer_model(vocab.tokenizer_model)
@@ -778,7 +778,7 @@ def export_gguf(config, # A `FineTuneConfig`
     for q in quants:
         t0 = time.perf_counter()
         path = out_dir/f"model-{q}.gguf"
-        log.info("writing %s", path)
+        _log.info("writing %s", path)
         if q in K_QUANTS:
             src = out_dir/f".model-{q}-source-f16.gguf"
             try:
@@ -796,7 +796,7 @@ def export_gguf(config, # A `FineTuneConfig`
         info["seconds_verify"] = round(time.perf_counter() - t1, 3)
         update_export_metadata(run, "gguf", {q: info})
         v = info["verification"]
-        log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in
+        _log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in
                  (("transformers", v), ("llama.cpp", v["llama_cpp"])) if isinstance(x, dict) and "max_abs_logit_diff" in x))
         paths.append(path)
     return paths

@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import __version__
 from .core import ModelSetConfigError, Skipped, read_jsonl, sha256_text, stable_hash, write_json, write_text
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'NEUTRAL_QUALITY', 'CORRECTED_BONUS', 'CHARS_PER_TOKEN', 'TURN_OVERHEAD_TOKENS', 'SCHEMA_VERSION', 'Candidate',
+__all__ = ['NEUTRAL_QUALITY', 'CORRECTED_BONUS', 'CHARS_PER_TOKEN', 'TURN_OVERHEAD_TOKENS', 'SCHEMA_VERSION', 'Candidate',
            'read_candidates', 'field_value', 'rating_lookup', 'rating_scores', 'corrected_flags', 'topic_coverage',
            'count_tokens', 'counter_name', 'candidate_tokens', 'FewShotSelection', 'select_few_shot', 'detect_language',
            'answer_format', 'PromptFacts', 'analyse_examples', 'system_prompt', 'Turn', 'FewShotExample',
@@ -644,16 +644,16 @@ def build_model_set(config, # The run's `FineTuneConfig`
                       created_at=datetime.now(timezone.utc).replace(microsecond=0))
         path = ms.save(Path(out_dir if out_dir is not None else config.run_dir) / "model_set_config.json")
     except ModelSetConfigError as e:
-        log.error("model-set config failed: %s", e); raise
+        _log.error("model-set config failed: %s", e); raise
     except Exception as e:
         err = ModelSetConfigError(f"building the model-set config failed: {type(e).__name__}: {e}")
-        log.error("%s", err); raise err from e
+        _log.error("%s", err); raise err from e
     meta = _metadata(sel, ms, path)
-    if sel.skipped: log.warning("model set: %d of %d rows were not usable as examples (%s)", len(sel.skipped), sel.rows,
+    if sel.skipped: _log.warning("model set: %d of %d rows were not usable as examples (%s)", len(sel.skipped), sel.rows,
                                 ", ".join(f"{n} × {r}" for r, n in meta["skipped"]["by_reason"].items()))
-    if sel.ratings["unmapped"]: log.warning("model set: rating labels not in fallback.rating_mapping, treated as neutral: %s", sel.ratings["unmapped"])
-    if sel.topics_missing: log.warning("model set: target topics not covered: %s", "; ".join(f"{t} ({w})" for t, w in sel.topics_missing.items()))
-    log.info("model set: %d examples (%d tokens) from %d usable rows -> %s", len(exs), sel.tokens_used, sel.candidates, path)
+    if sel.ratings["unmapped"]: _log.warning("model set: rating labels not in fallback.rating_mapping, treated as neutral: %s", sel.ratings["unmapped"])
+    if sel.topics_missing: _log.warning("model set: target topics not covered: %s", "; ".join(f"{t} ({w})" for t, w in sel.topics_missing.items()))
+    _log.info("model set: %d examples (%d tokens) from %d usable rows -> %s", len(exs), sel.tokens_used, sel.candidates, path)
     return path, meta
 
 # %% ../nbs/09_fallback.ipynb #9fdceae9
@@ -684,7 +684,7 @@ ModelSet.messages, ModelSet.anthropic_kwargs, ModelSet.generation_kwargs = _mess
 def ollama_quote(text:str)->str:
     "`text` as a triple-quoted Modelfile value that Ollama reads back unchanged (any `\"\"\"` becomes `'''`)."
     safe = text.replace('"""', "'''")
-    if safe != text: log.warning("a Modelfile value contains \"\"\", which Ollama cannot escape; written as '''")
+    if safe != text: _log.warning("a Modelfile value contains \"\"\", which Ollama cannot escape; written as '''")
     return '"""' + safe + '"""'
 
 def _modelfile(self, base:str|None=None, # FROM: an Ollama model name or a GGUF/safetensors path (default base_model)

@@ -21,10 +21,10 @@ import psutil
 import ipywidgets as W
 from html import escape
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'QUALITY_SQL', 'MIGRATIONS', 'FeedbackPaths', 'feedback_paths', 'quality', 'FeedbackRecord', 'FeedbackStore',
+__all__ = ['QUALITY_SQL', 'MIGRATIONS', 'FeedbackPaths', 'feedback_paths', 'quality', 'FeedbackRecord', 'FeedbackStore',
            'FeedbackStats', 'open_store', 'ImportReport', 'import_feedback', 'export_feedback', 'ReviewWidget',
            'review', 'TriggerDecision', 'check_trigger', 'FeedbackJudgeReport', 'judge_feedback', 'feedback_pairs']
 
@@ -204,7 +204,7 @@ class FeedbackStore:
             c.row_factory = sqlite3.Row
             c.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             mode = _set_wal(c, self.timeout)
-            if mode != "wal": log.warning("%s: journal mode %s (WAL is not available on this file system)", self.path, mode)
+            if mode != "wal": _log.warning("%s: journal mode %s (WAL is not available on this file system)", self.path, mode)
             c.execute("PRAGMA synchronous=NORMAL")
             self._local.conn, self._local.pid = c, os.getpid()
         return c
@@ -414,7 +414,7 @@ class ImportReport:
 def _skip(path:Path, line:int, reason:str, on_error:str, skipped:list):
     "Record a row that cannot be imported, or raise at it with on_error='fail'."
     if on_error == "fail": raise DataError(reason, file=path, line=line, hint="fix the row, or import with on_error='skip'")
-    log.warning("%s:%d: %s; not imported", path, line, reason)
+    _log.warning("%s:%d: %s; not imported", path, line, reason)
     skipped.append(Skipped(str(path), reason, line=line))
 
 def _rows(path:Path, on_error:str, skipped:list):
@@ -457,7 +457,7 @@ def import_feedback(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A conf
         pending.append((line, rec))
         if len(pending) >= batch and on_error != "fail": flush()  # "fail" stores all or nothing
     flush()
-    log.info("%s", str(report).split("\n")[0])
+    _log.info("%s", str(report).split("\n")[0])
     return report
 
 # %% ../nbs/12_feedback.ipynb #11fa4a08
@@ -491,11 +491,11 @@ def export_feedback(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A conf
     rows = store.list(min_quality=min_rating / 5, since_rev=since, include_skipped=False)
     empty = {r.id for r in rows if r.corrected is not None and not r.corrected.strip()}
     if empty:  # an empty correction would teach the model to answer nothing
-        log.warning("%s: %d rows have an empty correction and were not exported (ids %s): correct them, or clear the correction to keep "
+        _log.warning("%s: %d rows have an empty correction and were not exported (ids %s): correct them, or clear the correction to keep "
                     "the model's output", store.path, len(empty), ", ".join(map(str, sorted(empty))))
         if skipped is not None: skipped += [Skipped(str(store.path), f"feedback id {i}: empty correction") for i in sorted(empty)]
     n = write_jsonl(path, (r.example() for r in rows if r.id not in empty))
-    log.info("exported %d feedback rows with rating >= %g%s to %s", n, min_rating, f" since {since_version}" if since_version else "", path)
+    _log.info("exported %d feedback rows with rating >= %g%s to %s", n, min_rating, f" since {since_version}" if since_version else "", path)
     return n
 
 # %% ../nbs/12_feedback.ipynb #bb40a475
@@ -651,7 +651,7 @@ def reap_triggers(self:FeedbackStore)->int:
         dead = [i for i, pid in c.execute("SELECT id, pid FROM triggers WHERE status='running' AND host=?", (socket.gethostname(),))
                 if not psutil.pid_exists(pid)]
         for i in dead: c.execute("UPDATE triggers SET status='interrupted', error='the process running it ended', finished_at=? WHERE id=?", (_now(), i))
-    for i in dead: log.warning("%s: trigger %d was interrupted (its process ended mid-run); the next check retries it", self.path, i)
+    for i in dead: _log.warning("%s: trigger %d was interrupted (its process ended mid-run); the next check retries it", self.path, i)
     return len(dead)
 
 @patch
@@ -705,7 +705,7 @@ def judge_feedback(config:FineTuneConfig, # The config: its feedback store, and 
         if r.corrected is not None and not r.corrected.strip():
             skipped.append(Skipped(str(store.path), f"feedback id {r.id}: empty correction (correct it, or clear it to judge the model's output)"))
         else: todo.append(r)
-    if skipped: log.warning("%s: %d pending rows have an empty correction and were not judged", store.path, len(skipped))
+    if skipped: _log.warning("%s: %d pending rows have an empty correction and were not judged", store.path, len(skipped))
     todo = todo[:limit] if limit else todo
     items = [{"conversation": ([{"role": "system", "content": r.system}] if r.system else []) + [{"role": "user", "content": r.input}],
               "answer": r.answer} for r in todo]
@@ -716,7 +716,7 @@ def judge_feedback(config:FineTuneConfig, # The config: its feedback store, and 
     rep = FeedbackJudgeReport(j.name, j.rubric_id, len(ok), score_summary(results)["mean_score"],
                               [{"id": r.id, "error": res["error"]} for r, res in zip(todo, results) if res["score"] is None],
                               skipped, j.summary()["usage"], j.cost_usd, [i for i, *_ in ok])
-    (log.warning if rep.failed else log.info)("%s", str(rep).split("\n")[0])
+    (_log.warning if rep.failed else _log.info)("%s", str(rep).split("\n")[0])
     return rep
 
 # %% ../nbs/12_feedback.ipynb #00fd26f2

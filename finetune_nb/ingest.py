@@ -20,16 +20,16 @@ from tqdm.auto import tqdm
 
 from .core import DataError, FinetuneNBError, Skipped, atomic_write, jsonl_line, read_jsonl, sha256_file, sha256_text, unpaired_surrogate, write_jsonl
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'CSV_MAX_FIELD', 'DOCX_MAX_UNPACKED',
-           'STRATEGIES', 'TEXT_SEPARATORS', 'DIRECT_MODES', 'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES',
-           'POOL_WINDOW', 'POOL_AHEAD_BYTES', 'Problems', 'relocate', 'detect_kind', 'InputFile', 'printable_name',
-           'os_problem', 'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl',
-           'iter_csv', 'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language',
-           'JavaMethod', 'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter',
-           'chunk_id', 'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
+__all__ = ['CODE_EXTENSIONS', 'EXTENSIONS', 'STRUCTURED', 'RECORD_KEYS', 'CSV_MAX_FIELD', 'DOCX_MAX_UNPACKED', 'STRATEGIES',
+           'TEXT_SEPARATORS', 'DIRECT_MODES', 'POOL_MAX_BYTES', 'POOL_KINDS', 'POOL_MIN_FILES', 'POOL_WINDOW',
+           'POOL_AHEAD_BYTES', 'Problems', 'relocate', 'detect_kind', 'InputFile', 'printable_name', 'os_problem',
+           'walk_inputs', 'detect_encoding', 'iter_text_blocks', 'Row', 'iter_json', 'iter_jsonl', 'iter_csv',
+           'load_pdf', 'docx_text', 'load_docx', 'load_text', 'load_documents', 'code_language', 'JavaMethod',
+           'JavaField', 'JavaClass', 'extract_java', 'review_notes', 'java_examples', 'make_splitter', 'chunk_id',
+           'split_documents', 'write_chunks', 'direct_examples', 'IngestStats', 'Ingested', 'ingest']
 
 # %% ../nbs/02_ingest.ipynb #2650dc71
 class Problems:
@@ -44,7 +44,7 @@ class Problems:
             raise e
         if fatal: self.fatal.append(dict(message=message, file=str(file), line=line, page=page, hint=hint))
         s = Skipped(str(file), message + (f"; {hint}" if hint else ""), line=line, page=page)
-        log.warning("skipped %s", s)
+        _log.warning("skipped %s", s)
         self.skipped.append(s)
 
 # %% ../nbs/02_ingest.ipynb #e764d97c
@@ -137,7 +137,7 @@ def _walk(root:Path, top:Path, problems:Problems, follow_outside:bool, skip_dirs
         for e in entries:
             if e.name.startswith("."): continue  # .git, .ipynb_checkpoints, editor files
             name, p = rel + printable_name(e.name), Path(e.path)
-            if printable_name(e.name) != e.name: log.warning("%s: the file name is not UTF-8; records and reports call it that", name)
+            if printable_name(e.name) != e.name: _log.warning("%s: the file name is not UTF-8; records and reports call it that", name)
             try:
                 if e.is_symlink():
                     try: real = p.resolve(strict=True)
@@ -1142,5 +1142,5 @@ def ingest(config, # A `FineTuneConfig`
     skipped = skipped if skipped is not None else []; n0 = len(skipped)
     files = walk_inputs(config.resolve(d.input_path), d.include, d.exclude, d.input_type, skipped, d.on_error,
                         d.follow_symlinks_outside, _output_dirs(config))
-    log.info("ingest: %d files to read, %d skipped", len(files), len(skipped) - n0)
+    _log.info("ingest: %d files to read, %d skipped", len(files), len(skipped) - n0)
     return Ingested(config, files, tokenizer, skipped, progress, unknown=len(skipped) - n0)

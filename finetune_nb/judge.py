@@ -18,10 +18,10 @@ from .config import JudgeConfig, LangChainConfig, rubric_missing_points
 from .core import FinetuneNBError, QAGenerationError, Skipped, sha256_text, stable_hash
 from .qa import AnthropicQA, ChunkFailed, LocalQA, QACache, Reply, Tally, _api_call, _json_in, _reply_from, qa_cost
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'JUDGE_PROMPT_VERSION', 'RUBRICS', 'SCORE_TOOL', 'VERDICT_TOOL', 'JUDGE_SYSTEM', 'JudgeError', 'rubric_for',
+__all__ = ['JUDGE_PROMPT_VERSION', 'RUBRICS', 'SCORE_TOOL', 'VERDICT_TOOL', 'JUDGE_SYSTEM', 'JudgeError', 'rubric_for',
            'judge_tool', 'judge_prompt', 'Score', 'Verdict', 'parse_verdict', 'judge_unavailable', 'AnthropicJudge',
            'Judge', 'combine_orders', 'score_summary', 'pairwise_summary', 'judged_pairs']
 
@@ -224,7 +224,7 @@ def _ask_one(self, a:_Ask)->dict:
         try: verdict = parse_verdict(a.kind, reply.data)
         except ValueError as e:
             reason, raw = f"malformed verdict: {e}", reply.raw
-            log.debug("judge attempt %d: %s", attempt, reason); continue
+            _log.debug("judge attempt %d: %s", attempt, reason); continue
         entry = {"verdict": verdict, "judge": self.name, "rubric": self.rubric_id, "attempts": attempt,
                  "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
         self._put(a.key, entry)

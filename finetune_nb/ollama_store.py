@@ -12,10 +12,10 @@ from pathlib import Path
 
 from .core import FinetuneNBError, atomic_write, sha256_bytes, sha256_file, write_bytes, write_text
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'OLLAMA_PREFIX', 'REGISTRY', 'NAMESPACE', 'TAG', 'MEDIA', 'MANIFEST_TYPE', 'CONFIG_TYPE', 'OllamaStoreError',
+__all__ = ['OLLAMA_PREFIX', 'REGISTRY', 'NAMESPACE', 'TAG', 'MEDIA', 'MANIFEST_TYPE', 'CONFIG_TYPE', 'OllamaStoreError',
            'ollama_store', 'OllamaName', 'parse_ollama_name', 'add_to_ollama_store', 'list_ollama_models',
            'OllamaModel', 'read_ollama_model']
 
@@ -193,12 +193,12 @@ def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is option
     if MEDIA["adapter"] in kinds:
         raise OllamaStoreError(f"{n} carries a LoRA adapter layer on top of its base weights; training from the base alone would lose it",
                                hint="fine-tune the base model it was created from, or merge the adapter into a GGUF file first")
-    if MEDIA["projector"] in kinds: log.warning("%s: its vision projector is not used; fine-tuning covers the text model", n)
+    if MEDIA["projector"] in kinds: _log.warning("%s: its vision projector is not used; fine-tuning covers the text model", n)
     m = OllamaModel(str(n), path, Path(), "")
     for layer, kind in zip(layers, kinds):
         if kind == MEDIA["model"]: continue
         if kind not in (MEDIA["template"], MEDIA["system"], MEDIA["params"], MEDIA["license"]):
-            log.debug("%s: layer %s not used", path, kind); continue
+            _log.debug("%s: layer %s not used", path, kind); continue
         text = _read(_blob(root, layer, path, again), kind, path, again)
         if kind == MEDIA["template"]: m.template = text
         elif kind == MEDIA["system"]: m.system = text
@@ -208,7 +208,7 @@ def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is option
             except json.JSONDecodeError as e: raise OllamaStoreError(f"{path}: its params layer is not JSON ({e})", hint=again) from None
     if isinstance(manifest.get("config"), dict) and manifest["config"].get("digest"):
         try: m.details = json.loads(_read(_blob(root, manifest["config"], path, again), "config", path, again))
-        except json.JSONDecodeError: log.warning("%s: its config blob is not JSON; model details unknown", path)
+        except json.JSONDecodeError: _log.warning("%s: its config blob is not JSON; model details unknown", path)
     weights = layers[kinds.index(MEDIA["model"])]
     m.gguf, m.digest = _blob(root, weights, path, again), weights["digest"]
     with open(m.gguf, "rb") as f:

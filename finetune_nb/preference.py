@@ -18,10 +18,10 @@ from .train import (
     TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train, _extra_callbacks,
     _failed, _for_device, _hardware, _interrupt_callback, _keep_4bit_trainable, _nonempty, _set_attention, _sigint_to, _versions, _write_outputs)
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'pair_record', 'read_pairs', 'collect_pairs', 'save_pairs', 'pair_ids', 'check_pairs', 'pair_logps',
+__all__ = ['pair_record', 'read_pairs', 'collect_pairs', 'save_pairs', 'pair_ids', 'check_pairs', 'pair_logps',
            'preference_margin', 'preference_method', 'preference_args', 'train_preference', 'sft_config', 'fine_tune']
 
 # %% ../nbs/08a_preference.ipynb #da40f582
@@ -73,7 +73,7 @@ def read_pairs(path:str|os.PathLike, # A JSONL file of preference pairs
         try: p = pair_record(row)
         except ValueError as e:
             if on_error == "fail": raise DataError(str(e), file=path, line=n, hint="fix or delete this line") from None
-            log.warning("%s:%d: %s; skipped", path, n, e)
+            _log.warning("%s:%d: %s; skipped", path, n, e)
             if skipped is not None: skipped.append(Skipped(str(path), str(e), line=n))
             continue
         p["metadata"] = {"source": str(path), "line": n, **p["metadata"]}
@@ -118,7 +118,7 @@ def save_pairs(data_dir:str|os.PathLike, # Where pairs_train.jsonl, pairs_valida
             "skipped": [s.to_dict() for s in skipped],
             "sha256": {f"pairs_{s}.jsonl": sha256_file(data_dir/f"pairs_{s}.jsonl") for s in split}}
     write_json(data_dir/"pairs_info.json", info)
-    (log.warning if skipped else log.info)("preference pairs: %d train, %d held out, %d left out%s", len(split["train"]), len(split["validation"]),
+    (_log.warning if skipped else _log.info)("preference pairs: %d train, %d held out, %d left out%s", len(split["train"]), len(split["validation"]),
                                            len(skipped), f" ({info['skipped_by_reason']})" if skipped else "")
     return info
 
@@ -162,7 +162,7 @@ def check_pairs(ids:list[tuple], # `pair_ids` of each pair
         raise DataError(f"no answer has an end-of-sequence token {sorted(eos_ids)}, so the model would never learn to stop",
                         file=file, hint="use a chat template whose assistant turn ends with the EOS token")
     cut = [ln for ln, (a, b) in zip(lines, ends) if not (a and b)]
-    if cut: log.warning("%s: %d pair(s) lose their end-of-sequence token to max_seq_length=%d: lines %s", file, len(cut), max_length, _rows_text(cut))
+    if cut: _log.warning("%s: %d pair(s) lose their end-of-sequence token to max_seq_length=%d: lines %s", file, len(cut), max_length, _rows_text(cut))
     return dict(pairs=len(ids), prompt_tokens=sum(len(p) for p, _, _ in ids), chosen_tokens=sum(len(c) for _, c, _ in ids),
                 rejected_tokens=sum(len(r) for _, _, r in ids), pairs_without_eos=len(cut))
 
@@ -270,7 +270,7 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     from datasets import Dataset
     from transformers import set_seed
     method, t = preference_method(config), config.training
-    if t.num_processes > 1: log.warning("preference tuning runs in one process (training.num_processes=%d applies to sft)", t.num_processes)
+    if t.num_processes > 1: _log.warning("preference tuning runs in one process (training.num_processes=%d applies to sft)", t.num_processes)
     set_seed(t.seed)  # before PEFT initialises the LoRA weights inside the trainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else t.device)
     model, tok = load_model(_for_device(config, device), device=device)
@@ -280,7 +280,7 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     pad = ensure_pad_token(tok, model)
     files = {s: config.data_dir/f"pairs_{s}.jsonl" for s in ("train", "validation")}
     data, counts = _read_checked(config, files, tok, template, set(stop_token_ids(tok, template, model.generation_config)))
-    if "validation" not in data: log.warning("no %s: the held-out margin, evaluation and early stopping are off", files["validation"])
+    if "validation" not in data: _log.warning("no %s: the held-out margin, evaluation and early stopping are off", files["validation"])
     if adapter is not None:
         from peft import PeftModel
         with peft_quiet(): model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
@@ -288,7 +288,7 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     before = preference_margin(model, tok, template, held, t.batch_size, t.max_seq_length) if held else None
     args = preference_args(config, device, model.dtype, bool(held), model.config._attn_implementation)
     ck = last_checkpoint(checkpoint_dir(config)) if resume else None
-    if resume: log.info("resuming from %s", ck or "the start (no complete checkpoint)")
+    if resume: _log.info("resuming from %s", ck or "the start (no complete checkpoint)")
     ds = {s: Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in rows]) for s, rows in data.items()}
     stop, trainer = _interrupt_callback(), None
     try:  # from here on, any failure (OOM included) is a TrainingFailedError carrying the original
@@ -303,7 +303,7 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in {checkpoint_dir(config)}")
     if "ref" in getattr(trainer.model, "peft_config", {}): trainer.model.delete_adapter("ref")  # DPO's frozen reference is not part of the result
     after = preference_margin(trainer.model, tok, template, held, t.batch_size, t.max_seq_length) if held else None
-    if held: log.info("held-out margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%", before["margin"], after["margin"], 100 * before["accuracy"], 100 * after["accuracy"])
+    if held: _log.info("held-out margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%", before["margin"], after["margin"], 100 * before["accuracy"], 100 * after["accuracy"])
     meta = dict(method=config.training.method, base_model=config.model.model_name, revision=config.model.revision,
                 base_model_source=resolve_model(config, progress=False)[1],  # the Ollama layers an export keeps, when the base came from Ollama
                 start_adapter=str(adapter) if adapter is not None else None, global_step=trainer.state.global_step, metrics=metrics,

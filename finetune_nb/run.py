@@ -14,10 +14,10 @@ from typing import Callable
 
 from .core import stable_hash, write_json
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'STAGES', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
+__all__ = ['STAGES', 'Stage', 'stage_fingerprint', 'files_fingerprint', 'StageOutcome', 'run_stage', 'lora_targets',
            'check_finetunable', 'preflight', 'check_parameters', 'run_notebook', 'RunResult', 'decide',
            'validate_finetuned', 'read_pair_file', 'prepare_pairs', 'run_finetune', 'quickstart_config',
            'parameter_count', 'machine_defaults', 'base_model_name', 'tune_config', 'write_tune_config', 'TuneResult',
@@ -83,7 +83,7 @@ def _read_record(path:Path)->dict|None:
     try: rec = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError: return None
     except (OSError, ValueError) as e:
-        log.warning("%s cannot be read (%s); the stage runs again", path, e); return None
+        _log.warning("%s cannot be read (%s); the stage runs again", path, e); return None
     return rec if isinstance(rec, dict) and "finished" in rec else None
 
 def run_stage(stage:Stage, config, upstream:list[str], force:bool=False)->tuple[StageOutcome, str]:
@@ -94,10 +94,10 @@ def run_stage(stage:Stage, config, upstream:list[str], force:bool=False)->tuple[
     if not force and rec is not None:
         why = _stale(stage, config, rec, fp)
         if why is None:
-            log.info("%s: up to date, skipped", stage.name)
+            _log.info("%s: up to date, skipped", stage.name)
             return StageOutcome(stage.name, "skipped (up to date)", 0.0, rec.get("result", {})), fp + rec["finished"]
-        log.info("%s: running again: %s", stage.name, why)
-    else: log.info("%s: running", stage.name)
+        _log.info("%s: running again: %s", stage.name, why)
+    else: _log.info("%s: running", stage.name)
     t0 = time.perf_counter()
     result = dict(stage.fn(config) or {})
     incomplete = result.pop("incomplete", None)
@@ -256,12 +256,12 @@ def decide(config, rows:int)->tuple[str, str|None]:
         msg = f"{rows} prepared rows is fewer than fallback.min_rows ({fb.min_rows})"
         if not fb.enabled: raise DatasetTooSmallWarning(msg + "; add data, lower fallback.min_rows, or enable the fallback")
         warnings.warn(msg + "; building a model-set config instead", DatasetTooSmallWarning, stacklevel=2)
-        log.warning("%s; building a model-set config instead", msg)
+        _log.warning("%s; building a model-set config instead", msg)
         return "model_set", msg
     try: check_finetunable(config)
     except FineTuningNotSupportedError as e:
         if not fb.enabled: raise
-        log.warning("fine-tuning not supported (%s); building a model-set config instead", e)
+        _log.warning("fine-tuning not supported (%s); building a model-set config instead", e)
         return "model_set", str(e)
     return "finetune", None
 
@@ -323,7 +323,7 @@ def _prepare_stage(config)->dict:
     try: tok = load_tokenizer(config)
     except FineTuningNotSupportedError as e:  # preparing data must not need the model: e.g. a hub id on an offline machine
         if config.data.langchain.splitter == "token": raise
-        log.warning("%s; preparing data without token statistics", e); tok = None
+        _log.warning("%s; preparing data without token statistics", e); tok = None
     try: res = prepare_data(config, tok)
     except FinetuneNBError as e:
         if not isinstance(e, QAGenerationError) and (f := _qa_failures(config)):  # e.g. no rows at all: name the API failing, not the inputs
@@ -472,26 +472,26 @@ def run_finetune(config, # A `FineTuneConfig` or the path of its YAML file
             if rows < cfg.fallback.min_rows:  # too few rows because the API failed: that is the cause to report, not the data
                 raise QAGenerationError(f"{_qa_message(f)}, leaving {rows} prepared rows, fewer than fallback.min_rows ({cfg.fallback.min_rows})",
                                         hint=_QA_RERUN)
-            log.warning("%s; going on with the %d rows prepared; the next run asks only those again", _qa_message(f), rows)
+            _log.warning("%s; going on with the %d rows prepared; the next run asks only those again", _qa_message(f), rows)
         mode, reason = decide(cfg, rows)
-        log.info("decision: %s%s", "fine-tune" if mode == "finetune" else "model-set config", f" ({reason})" if reason else "")
+        _log.info("decision: %s%s", "fine-tune" if mode == "finetune" else "model-set config", f" ({reason})" if reason else "")
         if mode == "finetune":
             try:
                 tr = _train_steps(cfg, step, resume, callbacks)
                 res.paths["adapter"] = tr.result["adapter"]
             except TrainingFailedError as e:
-                log.error("training failed: %s", e)
+                _log.error("training failed: %s", e)
                 if not cfg.fallback.enabled: raise
                 error = _error_record(e)
                 res.stages.append(StageOutcome("train", f"failed: {e}")); up.append("train-failed")
                 mode, reason = "model_set", f"training failed: {e.original!r}" if e.original else f"training failed: {e}"
-                log.warning("falling back to a model-set config")
+                _log.warning("falling back to a model-set config")
         res.mode, res.reason = ("finetuned" if mode == "finetune" else "model_set"), reason
         if mode == "model_set":
             try: fb = step(Stage("fallback", lambda c: _fallback_stage(c, reason), ("fallback", "model.model_name"),
                                  outputs=lambda c: [c.run_dir/"model_set_config.json"]))
             except ModelSetConfigError as e:
-                log.error("model-set config failed: %s", e); raise
+                _log.error("model-set config failed: %s", e); raise
             res.paths["model_set"] = fb.result["model_set"]
         if mode == "model_set" and cfg.model.model_name.lower().startswith(API_ONLY_PREFIXES):
             res.stages.append(_skip("evaluate", "the base model is API-only; run `finetune-nb evaluate --model-set` with a local model"))
@@ -535,8 +535,8 @@ def _finish(cfg, res:RunResult, status:str, error:dict|None, seconds:float):
             write_run_metrics(cfg, status=status, duration_s=seconds, dataset_rows=rows, fallback=res.mode == "model_set")
             if status == "success" and any(o.name in ("train", "preference", "merge", "export") and o.status == "ran" for o in res.stages):
                 register_model(cfg, res.run_dir)  # a new version only when this run made new model files
-        except Exception as e: log.error("could not write run metrics or register the model: %s", e)
-    log.info("run %s: %s in %.1fs", status, res.mode, seconds)
+        except Exception as e: _log.error("could not write run metrics or register the model: %s", e)
+    _log.info("run %s: %s in %.1fs", status, res.mode, seconds)
 
 # %% ../nbs/13_run.ipynb #87df2b31
 def quickstart_config(output_dir:str|os.PathLike="quickstart-run", # Folder for the run (the run itself is <output_dir>/quickstart)
@@ -556,7 +556,7 @@ def quickstart_config(output_dir:str|os.PathLike="quickstart-run", # Folder for 
         try: mt = check_model(FineTuneConfig.validate({"model": {"model_name": model_name}})).get("model_type")
         except FinetuneNBError: mt = None  # the run's preflight names the problem
         if mt is not None and mt not in GGUF_ARCHS:
-            log.warning("GGUF export does not write %s models yet: the quickstart stops at the merged model", mt); gguf = []
+            _log.warning("GGUF export does not write %s models yet: the quickstart stops at the merged model", mt); gguf = []
     return FineTuneConfig.validate({
         "project": {"name": "quickstart", "output_dir": str(Path(output_dir).resolve()),
                     "description": "finetune_nb quickstart on the bundled samples"},
@@ -579,7 +579,7 @@ def parameter_count(model_name:str)->int|None:
         mcfg = AutoConfig.from_pretrained(resolve_model_path(model_name))
         with torch.device("meta"): return sum(p.numel() for p in AutoModelForCausalLM.from_config(mcfg).parameters())
     except (OSError, ValueError) as e:
-        log.info("cannot count the parameters of %s here (%s)", model_name, str(e).splitlines()[0])
+        _log.info("cannot count the parameters of %s here (%s)", model_name, str(e).splitlines()[0])
         return None
 
 # %% ../nbs/13_run.ipynb #6e89e0d1

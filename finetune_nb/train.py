@@ -16,13 +16,12 @@ from .core import atomic_dir, folder_problems, read_jsonl, sha256_file, write_js
 from .models import BNB_MIN, is_gguf, load_model, peft_quiet, resolve_device, resolve_model, resolve_model_path
 from .templates import Rendered, _spans, has_generation_markers, render, resolve_chat_template, show_trainable, stop_token_ids
 
-log = logging.getLogger("finetune_nb")
+_log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['log', 'ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_rows', 'checkpoint_dir', 'lora_config',
-           'sft_args', 'activation_bytes', 'decide_checkpointing', 'compact_lm_head', 'check_checkpoint',
-           'last_checkpoint', 'save_adapter', 'TrainResult', 'train', 'cannot_train', 'resolved',
-           'packed_vs_unpacked_loss', 'launch']
+__all__ = ['ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_rows', 'checkpoint_dir', 'lora_config', 'sft_args',
+           'activation_bytes', 'decide_checkpointing', 'compact_lm_head', 'check_checkpoint', 'last_checkpoint',
+           'save_adapter', 'TrainResult', 'train', 'cannot_train', 'resolved', 'packed_vs_unpacked_loss', 'launch']
 
 # %% ../nbs/08_train.ipynb #3a09094f
 _UNUSED = re.compile(r"reserved|unused", re.I)
@@ -48,7 +47,7 @@ def ensure_pad_token(tokenizer, # The tokenizer training will use (changed in pl
     if model is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
         if model.generation_config is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
-    log.warning("tokenizer: %s", done)
+    _log.warning("tokenizer: %s", done)
     return done
 
 # %% ../nbs/08_train.ipynb #748805f1
@@ -114,9 +113,9 @@ def check_loss_mask(rendered:list[Rendered], # Output of `tokenize_rows`
                         "so the model would never learn to stop", file=file,
                         hint="use a chat template whose assistant turn ends with a special token (its EOS or end-of-turn token)")
     no_eos = [ln for ln, ok in zip(lines, has_eos) if not ok]
-    if no_eos: log.warning("%s: %d row(s) lose their end-of-sequence label to max_seq_length=%s: lines %s", file, len(no_eos), max_length, _rows_text(no_eos))
+    if no_eos: _log.warning("%s: %d row(s) lose their end-of-sequence label to max_seq_length=%s: lines %s", file, len(no_eos), max_length, _rows_text(no_eos))
     long = [ln for r, ln in zip(rendered, lines) if max_length and len(r.input_ids) > max_length]
-    if long: log.warning("%s: %d row(s) are longer than max_seq_length=%s and are truncated: lines %s", file, len(long), max_length, _rows_text(long))
+    if long: _log.warning("%s: %d row(s) are longer than max_seq_length=%s and are truncated: lines %s", file, len(long), max_length, _rows_text(long))
     return dict(rows=len(rendered), tokens=sum(min(len(r.input_ids), max_length or 10**9) for r in rendered),
                 trainable_tokens=sum(sum(cut(r)) for r in rendered), truncated_rows=len(long), rows_without_eos=len(no_eos))
 
@@ -238,7 +237,7 @@ def last_checkpoint(folder:str|os.PathLike, # The checkpoint folder (training.ou
         if not problems: return ck
         if damaged is not None: damaged.append((ck, problems))
         msg = f"{ck} is damaged ({'; '.join(problems)}); skipped, an earlier checkpoint is tried"
-        warnings.warn(msg, stacklevel=2); log.warning("%s", msg)
+        warnings.warn(msg, stacklevel=2); _log.warning("%s", msg)
     return None
 
 # %% ../nbs/08_train.ipynb #32e28907
@@ -259,7 +258,7 @@ class _sigint_to:
             self.old = signal.getsignal(signal.SIGINT)
             def handler(sig, frame):
                 if self.cb.requested: raise KeyboardInterrupt
-                log.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to stop at once)")
+                _log.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to stop at once)")
                 self.cb.requested = True
             signal.signal(signal.SIGINT, handler)
         return self
@@ -310,7 +309,7 @@ def _prepare(config, file:Path, tok, template:str, eos_ids:set)->tuple:
     rows = read_rows(file)
     rendered = tokenize_rows(rows, tok, template, config.training.completion_only_loss, eos_ids)
     counts = check_loss_mask(rendered, [ln for ln, _ in rows], tok, file, config.training.max_seq_length, eos_ids)
-    log.info("%s: %d rows; the first, with its trainable spans in [[ ]]:\n%s", file.name, len(rows), show_trainable(rendered[0], tok))
+    _log.info("%s: %d rows; the first, with its trainable spans in [[ ]]:\n%s", file.name, len(rows), show_trainable(rendered[0], tok))
     n = config.training.max_seq_length
     return Dataset.from_dict({"input_ids": [r.input_ids[:n] for r in rendered], "assistant_masks": [r.assistant_mask[:n] for r in rendered]}), counts
 
@@ -340,10 +339,10 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     pad = ensure_pad_token(tok, model, avoid=stops)
     files = {s: config.data_dir/f"{s}.jsonl" for s in ("train", "validation")}
     data = {s: _prepare(config, f, tok, template, stops) for s, f in files.items() if s == "train" or _nonempty(f)}
-    if "validation" not in data: log.warning("no %s: evaluation and early stopping are off", files["validation"])
+    if "validation" not in data: _log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
     ckpt, ckpt_why = decide_checkpointing(config, model, [len(x) for x in ds["train"]["input_ids"]], device)
-    log.info("activation checkpointing %s (%s)", "on" if ckpt else "off", ", ".join(f"{k} {v}" for k, v in ckpt_why.items() if k != "on"))
+    _log.info("activation checkpointing %s (%s)", "on" if ckpt else "off", ", ".join(f"{k} {v}" for k, v in ckpt_why.items() if k != "on"))
     args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation, checkpointing=ckpt)
     ck = _resume_from(config) if resume else None
     if not resume: _hint_resume(config)
@@ -388,7 +387,7 @@ def _set_attention(model, config):
 def _for_device(config, device:str):
     "On CPU, train in float32 (bf16/fp16 kernels on CPU are slow or missing)."
     if device == "cpu" and config.model.torch_dtype not in ("auto", "float32"):
-        log.warning("model.torch_dtype=%s ignored on the CPU: training in float32", config.model.torch_dtype)
+        _log.warning("model.torch_dtype=%s ignored on the CPU: training in float32", config.model.torch_dtype)
         config = config.model_copy(deep=True); config.model.torch_dtype = "float32"
     return config
 
@@ -437,7 +436,7 @@ def _resume_from(config)->Path|None:
     if ck is None and damaged:
         raise FinetuneNBError(f"no intact checkpoint to resume from in {folder}: " + "; ".join(f"{c.name}/{p}" for c, ps in damaged for p in ps),
                               hint="rerun without --resume to start over (the damaged checkpoints are left for you to inspect)")
-    log.info("resuming from %s", ck or "the start (no checkpoint)")
+    _log.info("resuming from %s", ck or "the start (no checkpoint)")
     return ck
 
 def _hint_resume(config):
@@ -448,7 +447,7 @@ def _hint_resume(config):
     except (IndexError, OSError, ValueError): return
     finished_later = done.is_file() and done.stat().st_mtime > (cks[-1]/"trainer_state.json").stat().st_mtime
     if state.get("global_step", 0) < state.get("max_steps", 0) and not finished_later:
-        log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, rerun with --resume "
+        _log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, rerun with --resume "
                     "(finetune-nb train/run) or resume=True", cks[-1], state["global_step"], state["max_steps"])
 
 def _failed(e:BaseException, step:int)->TrainingFailedError:
@@ -466,7 +465,7 @@ def _write_outputs(config, trainer, tok, meta:dict)->TrainResult:
     write_text(run/"training_config.yaml", resolved(config).to_yaml())
     write_json(run/"log_history.json", trainer.state.log_history)
     write_json(run/"metadata.json", {**meta, "adapter_dir": str(adapter)})
-    log.info("adapter written to %s (%d steps, %s)", adapter, meta["global_step"], ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items() if "loss" in k))
+    _log.info("adapter written to %s (%d steps, %s)", adapter, meta["global_step"], ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items() if "loss" in k))
     return TrainResult(run, adapter, meta["global_step"], meta["metrics"], trainer.state.log_history)
 
 def resolved(config):
@@ -506,7 +505,7 @@ def launch(config, # A `FineTuneConfig`
     code = "import sys; from finetune_nb.train import _worker; _worker(*sys.argv[1:])"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}", "--no-python",
            sys.executable, "-c", code, str(cfg_file), str(int(resume)), str(int(force_cpu))]
-    log.info("launching %d processes: %s", num_processes, " ".join(cmd))
+    _log.info("launching %d processes: %s", num_processes, " ".join(cmd))
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))}
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:

@@ -47,7 +47,7 @@ def test_length_filter_chars():
     assert all(isinstance(d, Skipped) for d in dropped) and dropped[0].to_dict()["kind"] == "too_short"
 
 def test_length_filter_tokens():
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     tok = build_tokenizer()
     ex = rec("What is LoRA?", "Low-rank adapters on frozen weights.", 1)
     n = record_length(ex, "tokens", tok)

@@ -4,7 +4,7 @@ import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import DataError
 from finetune_nb.dataset import prepare_data
-from finetune_nb.models import build_tokenizer
+from finetune_nb.tiny import build_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 from finetune_nb.config import FineTuneConfig, JudgeConfig
 from finetune_nb.core import FinetuneNBError, write_jsonl
 from finetune_nb.evaluate import chat, chat_main, evaluate, load_chat_models
-from finetune_nb.models import make_tiny_model
+from finetune_nb.tiny import make_tiny_model
 from finetune_nb.templates import render
 
 QA = [("What colour is the sky?", "Blue."), ("Capital of France?", "Paris."), ("Two plus two?", "Four."), ("Who wrote Hamlet?", "Shakespeare.")]

@@ -11,7 +11,7 @@ from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
 from finetune_nb.export import (check_llama_cpp, compare_logits, GGUF_ARCHS, K_QUANTS, KQUANT_PIP, NUMPY_TYPES, export_gguf,
                                 make_test_adapter, merge_adapter, sample_inputs, strip_generation_markers, verify_gguf, write_gguf)
-from finetune_nb.models import TINY_ARCHS, make_tiny_model
+from finetune_nb.tiny import TINY_ARCHS, make_tiny_model
 from finetune_nb.ollama import (check_conversations, deploy_ollama, render_go_template, template_parts, to_go_template,
                                 translate_template, write_modelfile)
 from finetune_nb.templates import ALPACA_TEMPLATE, CHATML_TEMPLATE, has_generation_markers
@@ -269,7 +269,7 @@ def test_kquant_without_llama_cpp_names_the_extra(merged_run, quant, monkeypatch
 
 def test_unknown_architecture(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     tok = build_tokenizer()
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path/"g")
     tok.save_pretrained(tmp_path/"g")
@@ -286,7 +286,7 @@ def _trl_template(name):
 
 @pytest.mark.parametrize("template", ["chatml", "alpaca", "llama3", "llama3_1", "qwen2_5", "qwen2_5_training"])
 def test_go_template_renders_20_conversations_like_jinja(template):
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     tok = build_tokenizer()
     jinja = {"chatml": CHATML_TEMPLATE, "alpaca": ALPACA_TEMPLATE}.get(template) or _trl_template(template)
     go, parts, check = translate_template(jinja, tok)
@@ -301,7 +301,7 @@ def test_go_template_renders_20_conversations_like_jinja(template):
 
 
 def test_system_prompt_from_modelfile_is_the_first_message():
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     tok = build_tokenizer()
     go = to_go_template(template_parts(CHATML_TEMPLATE, tok))
     msgs = [{"role": "user", "content": "Hi"}]
@@ -310,7 +310,7 @@ def test_system_prompt_from_modelfile_is_the_first_message():
 
 
 def test_unsupported_template_structure_is_an_error():
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     folded = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {% if loop.first and messages|length > 1 %}"
               "{{ messages|length }} {% endif %}{{ m['content'] }} [/INST]{% elif m['role'] == 'assistant' %}{{ m['content'] }}</s>"
               "{% endif %}{% endfor %}")

@@ -7,7 +7,7 @@ from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ModelSetConfigError
 from finetune_nb.fallback import (ModelSet, build_model_set, model_set_schema, ollama_quote, read_candidates,
                                   select_few_shot)
-from finetune_nb.models import build_tokenizer
+from finetune_nb.tiny import build_tokenizer
 from finetune_nb.ollama import parse_modelfile  # a port of Ollama's own parser: what Ollama reads back
 
 
@@ -257,7 +257,7 @@ def test_messages_render_with_a_chat_template(saved):
 def test_a_local_model_answers_with_the_model_set(saved, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from finetune_nb.models import make_tiny_model
+    from finetune_nb.tiny import make_tiny_model
     path = make_tiny_model(tmp_path / "m")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
     ms = ModelSet.load(saved)

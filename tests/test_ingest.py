@@ -331,7 +331,7 @@ def test_splitters_sizes_overlap_and_provenance(tmp_path, splitter, size, overla
         assert len(inner) > 10 and all(a["text"][-15:] in b["text"] for a, b in inner)  # neighbours in a paragraph overlap
 
 def test_token_splitter_counts_model_tokens(tmp_path):
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     tok = build_tokenizer()
     (tmp_path / "doc.md").write_text("# Title\n\n" + TEXT)
     with pytest.raises(FinetuneNBError, match="tokenizer"): ingest(cfg_for(tmp_path, langchain={"splitter": "token"}))

@@ -3,7 +3,8 @@ import json, logging, os, signal, subprocess, sys
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ConfigError, FineTuningNotSupportedError
-from finetune_nb.models import folder_digest, load_model, make_tiny_model
+from finetune_nb.models import load_model
+from finetune_nb.tiny import folder_digest, make_tiny_model
 
 LOAD_AND_GENERATE = """
 import sys, torch
@@ -32,7 +33,7 @@ def test_tiny_model_loads_offline_and_generates(tmp_path, arch, cls):
 
 
 def test_same_arguments_same_bytes_across_processes(tmp_path):
-    code = "import sys; from finetune_nb.models import make_tiny_model; make_tiny_model(sys.argv[1], 'qwen2')"
+    code = "import sys; from finetune_nb.tiny import make_tiny_model; make_tiny_model(sys.argv[1], 'qwen2')"
     for name in ("a", "b"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True, timeout=300)
     a, b = folder_digest(tmp_path / "a"), folder_digest(tmp_path / "b")
@@ -61,7 +62,7 @@ def test_builtin_model_is_cached(tmp_path):
     cfg = FineTuneConfig.validate({"model": {"model_name": "builtin:tiny-mistral"}, "training": {"device": "cpu"}})
     model, tok = load_model(cfg)
     assert type(model).__name__ == "MistralForCausalLM"
-    from finetune_nb.models import builtin_model
+    from finetune_nb.tiny import builtin_model
     w = builtin_model("builtin:tiny-mistral") / "model.safetensors"
     before = w.stat().st_mtime_ns
     load_model(cfg)

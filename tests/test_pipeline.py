@@ -190,7 +190,7 @@ def test_tokenizer_families_keep_their_stops_and_template_through_export(tmp_pat
     import gguf
     from transformers import AutoTokenizer, GenerationConfig
     from finetune_nb.export import strip_generation_markers
-    from finetune_nb.models import make_tiny_model
+    from finetune_nb.tiny import make_tiny_model
     from finetune_nb.templates import resolve_chat_template
     base = make_tiny_model(tmp_path / family, family=family)
     cfg = _cfg(tmp_path, 60, model={"model_name": str(base)})

@@ -118,7 +118,7 @@ def test_gemma3_base_quickstarts_with_the_fallback_template_in_every_stage(gemma
 def test_validate_refuses_an_export_the_architecture_cannot_have(tmp_path, cli):
     "Gemma 3 exports; a GPT-2 folder does not: validate says so before anything runs, naming export.gguf and the architecture."
     from transformers import GPT2Config, GPT2LMHeadModel
-    from finetune_nb.models import build_tokenizer
+    from finetune_nb.tiny import build_tokenizer
     assert cli("validate", _config(tmp_path, "gemma-export", real_model_path("gemma3"), export={"gguf": ["f16"]})).returncode == 0
     tok = build_tokenizer(512)
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tok))).save_pretrained(tmp_path / "gpt2")

@@ -2,7 +2,7 @@
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ConfigError, FineTuningNotSupportedError, FinetuneNBError
-from finetune_nb.models import make_tiny_model
+from finetune_nb.tiny import make_tiny_model
 from finetune_nb.run import check_finetunable, run_notebook
 
 
