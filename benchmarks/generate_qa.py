@@ -8,13 +8,13 @@ The fake server runs in its own process with HTTP keep-alive; the SDK is importe
 
 Usage: python benchmarks/generate_qa.py [--chunks 320] [--concurrency 16] [--latency 0.2] [--repeats 3]
 """
-import argparse, json, logging, os, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, logging, os, statistics, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from fake_anthropic import KEY  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from finetune_nb.testing import KEY, fake_anthropic_process  # noqa: E402
 from finetune_nb.config import FineTuneConfig  # noqa: E402
 from finetune_nb.qa import QA_SYSTEM_PROMPT, generate_qa, qa_prompt, qa_tool  # noqa: E402
 import anthropic  # noqa: E402  imported up front: finetune_nb.qa imports it lazily, and a one-off import is not throughput
@@ -31,12 +31,6 @@ def main():
     chunks = [{"chunk_id": f"c{i}", "text": f"Passage {i}: valve {i} opens at {i * 10} kPa.", "metadata": {"source": "m.pdf", "page": i}}
               for i in range(a.chunks)]
     ideal = a.concurrency / a.latency
-    # The fake API runs in its own process, as a real server would: it must not share this process's GIL.
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_anthropic.py"), str(a.latency)], stdout=subprocess.PIPE, text=True)
-    url = server.stdout.readline().strip()
-    def requests_served():
-        req = urllib.request.Request(f"{url}/_counts", headers={"authorization": f"Bearer {KEY}"})
-        return json.loads(urllib.request.urlopen(req).read()).get("POST /v1/messages", 0)
     client = None
     def bare_sdk():
         "The same requests as bare SDK calls on a thread pool: what the client itself can do here."
@@ -48,8 +42,9 @@ def main():
         with ThreadPoolExecutor(a.concurrency) as ex: list(ex.map(ask, chunks))
         return time.perf_counter() - t
 
-    firsts, cacheds, bares, d = [], [], [], tempfile.mkdtemp()
-    try:
+    firsts, cacheds, bares = [], [], []
+    # The fake API runs in its own process, as a real server would: it must not share this process's GIL.
+    with fake_anthropic_process(a.latency) as (url, requests_served), tempfile.TemporaryDirectory() as d:
         os.environ.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY=KEY)
         client = anthropic.Anthropic(max_retries=0)
         cfg = FineTuneConfig.validate({"data": {"langchain": {"max_concurrency": a.concurrency, "qa_pairs_per_chunk": 3}}})
@@ -66,9 +61,6 @@ def main():
             cacheds.append(time.perf_counter() - t)
             assert again.n_cached == a.chunks and requests_served() - served == a.chunks  # no request
             bares.append(bare_sdk())
-    finally:
-        server.kill()
-        import shutil; shutil.rmtree(d, ignore_errors=True)
 
     first, cached, bare = (statistics.median(x) for x in (firsts, cacheds, bares))
     print(json.dumps({"chunks": a.chunks, "concurrency": a.concurrency, "latency_s": a.latency, "repeats": a.repeats,

@@ -9,13 +9,13 @@ The fake server runs in its own process with HTTP keep-alive; the SDK is importe
 
 Usage: python benchmarks/judge.py [--pairs 120] [--answers 80] [--concurrency 16] [--latency 0.2] [--repeats 3]
 """
-import argparse, json, logging, os, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, logging, os, statistics, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from fake_anthropic import KEY  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from finetune_nb.testing import KEY, fake_anthropic_process  # noqa: E402
 from finetune_nb.config import JudgeConfig  # noqa: E402
 from finetune_nb.judge import JUDGE_SYSTEM, RUBRICS, Judge, judge_prompt, judge_tool  # noqa: E402
 import anthropic  # noqa: E402  imported up front: finetune_nb.qa imports it lazily, and a one-off import is not throughput
@@ -32,11 +32,6 @@ def main():
     logging.getLogger("finetune_nb").setLevel(logging.WARNING)
     n_requests = 2 * a.pairs + a.answers
     ideal = a.concurrency / a.latency
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_anthropic.py"), str(a.latency)], stdout=subprocess.PIPE, text=True)
-    url = server.stdout.readline().strip()
-    def requests_served():
-        req = urllib.request.Request(f"{url}/_counts", headers={"authorization": f"Bearer {KEY}"})
-        return json.loads(urllib.request.urlopen(req).read()).get("POST /v1/messages", 0)
     def work(tag):
         q = lambda i: [{"role": "user", "content": f"{tag} question {i}: what is {i} plus {i}?"}]
         return ([{"conversation": q(i), "answer": f"{2 * i}", "reference": f"{2 * i}"} for i in range(a.answers)],
@@ -55,8 +50,8 @@ def main():
         with ThreadPoolExecutor(a.concurrency) as ex: list(ex.map(ask, prompts))
         return time.perf_counter() - t
 
-    firsts, cacheds, bares, rerun_requests, d = [], [], [], [], tempfile.mkdtemp()
-    try:
+    firsts, cacheds, bares, rerun_requests = [], [], [], []
+    with fake_anthropic_process(a.latency) as (url, requests_served), tempfile.TemporaryDirectory() as d:
         os.environ.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY=KEY)
         client = anthropic.Anthropic(max_retries=0)
         jc = JudgeConfig(max_concurrency=a.concurrency)
@@ -74,9 +69,6 @@ def main():
             cacheds.append(time.perf_counter() - t)
             rerun_requests.append(requests_served() - served - n_requests)
             bares.append(bare_sdk(scored, pairs))
-    finally:
-        server.kill()
-        import shutil; shutil.rmtree(d, ignore_errors=True)
 
     first, cached, bare = (statistics.median(x) for x in (firsts, cacheds, bares))
     print(json.dumps({"requests": n_requests, "pairs": a.pairs, "answers": a.answers, "concurrency": a.concurrency, "latency_s": a.latency,

@@ -35,8 +35,7 @@ def _text(rng, n_chars:int)->str:
 
 def make_corpus(root:Path, scale:float=1.0, seed:int=0)->dict:
     "txt/md/jsonl plus PDFs and DOCX files, about 25 MB at scale 1."
-    from reportlab.pdfgen import canvas
-    import docx
+    from finetune_nb.testing import make_docx, make_pdf
     rng = random.Random(seed); root.mkdir(parents=True, exist_ok=True)
     counts = dict(txt=int(32 * scale) or 1, md=int(16 * scale) or 1, jsonl=int(6 * scale) or 1, pdf=int(24 * scale) or 1, docx=int(8 * scale) or 1)
     for i in range(counts["txt"]): (root / f"txt/doc{i:03d}.txt").parent.mkdir(exist_ok=True); (root / f"txt/doc{i:03d}.txt").write_text(_text(rng, 400_000))
@@ -50,20 +49,13 @@ def make_corpus(root:Path, scale:float=1.0, seed:int=0)->dict:
                 f.write(json.dumps({"instruction": " ".join(rng.choices(WORDS, k=12)) + "?", "input": "", "output": _text(rng, 200)}) + "\n")
     for i in range(counts["pdf"]):
         (root / "pdf").mkdir(exist_ok=True)
-        c = canvas.Canvas(str(root / f"pdf/report{i:03d}.pdf"))
-        for _ in range(20):
-            y = 800
-            for line in range(50): c.drawString(40, y, " ".join(rng.choices(WORDS, k=14))); y -= 15
-            c.showPage()
-        c.save()
+        pages = ["\n".join(" ".join(rng.choices(WORDS, k=14)) for _ in range(50)) for _ in range(20)]
+        make_pdf(root / f"pdf/report{i:03d}.pdf", pages)
     for i in range(counts["docx"]):
         (root / "docx").mkdir(exist_ok=True)
-        d = docx.Document()
-        for j in range(150): d.add_paragraph(_text(rng, 300))
-        t = d.add_table(rows=20, cols=3)
-        for r in range(20):
-            for k in range(3): t.cell(r, k).text = " ".join(rng.choices(WORDS, k=3))
-        d.save(str(root / f"docx/memo{i:03d}.docx"))
+        paras = [_text(rng, 300) for _ in range(150)]
+        table = [[" ".join(rng.choices(WORDS, k=3)) for _ in range(3)] for _ in range(20)]
+        make_docx(root / f"docx/memo{i:03d}.docx", [*paras, table])
     return counts
 
 def corpus_bytes(root:Path)->int: return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

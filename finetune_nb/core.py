@@ -37,6 +37,7 @@ class ConfigIssue:
         where = ":".join(str(o) for o in (self.source, self.line) if o is not None)
         return f"{where + ': ' if where else ''}{self.path}: {self.message}"
 
+# %% ../nbs/00_core.ipynb #dea40a6b
 class ConfigError(FinetuneNBError):
     "A config that does not validate; `issues` lists every problem at once."
     def __init__(self, issues:list[ConfigIssue]):
@@ -58,20 +59,30 @@ class DataError(FinetuneNBError):
         self.reason = message  # without the location, for reports that list it separately
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
 
+# %% ../nbs/00_core.ipynb #ed205894
 class QAGenerationError(FinetuneNBError): "Question/answer generation failed for good (after retries)."
+
+# %% ../nbs/00_core.ipynb #7552248b
 class FineTuningNotSupportedError(FinetuneNBError): "The base model cannot be fine-tuned here."
+
+# %% ../nbs/00_core.ipynb #02468fb8
 class ModelSetConfigError(FinetuneNBError): "Building the few-shot model-set config failed."
+
+# %% ../nbs/00_core.ipynb #bac965a9
 class ExportError(FinetuneNBError): "Merging, GGUF writing, verification or Modelfile generation failed."
 
+# %% ../nbs/00_core.ipynb #f5994abc
 class TrainingFailedError(FinetuneNBError):
     "Training raised; the original exception is kept in `original`."
     def __init__(self, message:str, *, original:BaseException|None=None, hint:str|None=None):
         super().__init__(message, hint=hint)
         self.original = original
 
+# %% ../nbs/00_core.ipynb #178686ee
 class DatasetTooSmallWarning(UserWarning):
     "Fewer training rows than `fallback.min_rows`."
 
+# %% ../nbs/00_core.ipynb #8f382ca2
 class TornLineWarning(UserWarning):
     "The last line of a JSONL file is cut off (a crash mid-write); it was skipped."
 
@@ -117,20 +128,24 @@ def write_text(path, text:str)->Path:
     with atomic_write(path) as f: f.write(text)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #2ec8eae7
 def write_bytes(path, data:bytes)->Path:
     "Write `data` to `path` atomically."
     with atomic_write(path, "wb") as f: f.write(data)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #702d477a
 def write_json(path, obj, indent:int=2)->Path:
     "Write `obj` as pretty JSON (UTF-8, trailing newline) atomically."
     return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
 
+# %% ../nbs/00_core.ipynb #a98040f2
 def write_yaml(path, obj)->Path:
     "Write `obj` as YAML (keys in insertion order) atomically."
     import yaml
     return write_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
+# %% ../nbs/00_core.ipynb #1d475a4c
 _JSONL_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 def jsonl_line(obj)->bytes:
@@ -139,6 +154,7 @@ def jsonl_line(obj)->bytes:
     except TypeError:  # orjson's limits (integers beyond 64 bits, deep nesting): the standard library has none of them
         return (json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":")) + "\n").encode("utf-8")
 
+# %% ../nbs/00_core.ipynb #31de403b
 def write_jsonl(path, rows:Iterable)->int:
     "Stream `rows` to a JSONL file atomically; return how many were written."
     n = 0
@@ -156,6 +172,7 @@ def output_kind(path:str|os.PathLike)->str|None:
     try: return json.loads((Path(path)/OUTPUT_MARKER).read_text(encoding="utf-8")).get("kind")
     except (OSError, ValueError, AttributeError): return None
 
+# %% ../nbs/00_core.ipynb #9a67ea62
 def check_replaceable(path:str|os.PathLike, # The folder an output is about to replace
                       kind:str, # The kind of output, e.g. "merged"
                      )->None:
@@ -181,6 +198,7 @@ def _alive(pid:int)->bool:
     except PermissionError: pass
     return True
 
+# %% ../nbs/00_core.ipynb #96e60cf5
 def recover_dir(path:str|os.PathLike)->Path:
     "Finish or undo a folder swap that a killed process left half done, and remove its leftovers; returns `path`."
     path = Path(os.path.abspath(path))
@@ -206,6 +224,7 @@ def _fsync_tree(folder:Path):
             try: os.fsync(fd)
             finally: os.close(fd)
 
+# %% ../nbs/00_core.ipynb #5a4dbae4
 @contextmanager
 def atomic_dir(path:str|os.PathLike, # The folder to create or replace
                kind:str, # What it is (adapter, merged, model): only an output of the same kind is replaced
@@ -254,6 +273,7 @@ def unpaired_surrogate(value, # A value the json module decoded
         return f"holds the escape \\u{ord(e.object[e.start]):04x}, half of a UTF-16 pair without its other half: not text (an emoji cut in two?)"
     return None
 
+# %% ../nbs/00_core.ipynb #fcb1e97e
 def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                on_error:str="fail", # "fail" raises on a bad line, "skip" records it in `skipped`
                skipped:list|None=None, # Receives a `Skipped` for every line not returned
@@ -294,6 +314,7 @@ def _gguf_problem(p:Path, size:int)->str|None:
     end = max((int(t.data_offset) + int(t.n_bytes) for t in r.tensors), default=0)
     return f"cut off: {size} bytes where its tensors need {end}" if end > size else None
 
+# %% ../nbs/00_core.ipynb #2b214c32
 def file_problem(path:str|os.PathLike)->str|None:
     "What is wrong with a weights, state or JSON file, read from its header or directory alone; None when it looks whole."
     p = Path(path)
@@ -315,6 +336,7 @@ def file_problem(path:str|os.PathLike)->str|None:
     except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
     return None
 
+# %% ../nbs/00_core.ipynb #1a4b326d
 def folder_problems(folder:str|os.PathLike)->list[str]:
     "`name: problem` for every damaged weights, state or JSON file directly in `folder`."
     folder = Path(folder)
@@ -322,8 +344,11 @@ def folder_problems(folder:str|os.PathLike)->list[str]:
 
 # %% ../nbs/00_core.ipynb #602b1860
 def sha256_bytes(data:bytes)->str: return hashlib.sha256(data).hexdigest()
+
+# %% ../nbs/00_core.ipynb #f16dd61c
 def sha256_text(text:str)->str: return sha256_bytes(text.encode("utf-8"))
 
+# %% ../nbs/00_core.ipynb #f4d89bcf
 def sha256_file(path, chunk:int=1<<20)->str:
     "SHA-256 of a file, read in 1 MiB chunks."
     h = hashlib.sha256()
@@ -331,6 +356,7 @@ def sha256_file(path, chunk:int=1<<20)->str:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/00_core.ipynb #8b2524ca
 def stable_hash(obj)->str:
     "SHA-256 of `obj` as canonical JSON: equal for equal content, whatever the key order."
     return sha256_text(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str))

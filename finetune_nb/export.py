@@ -19,11 +19,11 @@ _log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['SAMPLE_CONVERSATIONS', 'NUMPY_TYPES', 'K_QUANTS', 'GGUF_ARCHS', 'KQUANT_EXTRA', 'KQUANT_PIP', 'LOGIT_TOLERANCE',
-           'PROBE_TEXTS', 'update_export_metadata', 'sample_inputs', 'compare_logits', 'merge_adapter',
-           'make_test_adapter', 'tensor_type', 'permute_qk', 'strip_generation_markers', 'llama_cpp_pre_table',
-           'llama_cpp_pre_by_hash', 'pre_tokenizer_name', 'end_of_turn_id', 'add_tokenizer', 'add_hparams',
-           'extra_tensors', 'tensor_plan', 'safetensors_header', 'read_tensor', 'general_name', 'write_gguf',
-           'check_llama_cpp', 'verify_gguf', 'quantize_kquant', 'export_gguf']
+           'PROBE_TEXTS', 'update_export_metadata', 'sample_inputs', 'compare_logits', 'merge_adapter', 'tensor_type',
+           'permute_qk', 'strip_generation_markers', 'llama_cpp_pre_table', 'llama_cpp_pre_by_hash',
+           'pre_tokenizer_name', 'end_of_turn_id', 'add_tokenizer', 'add_hparams', 'extra_tensors', 'tensor_plan',
+           'safetensors_header', 'read_tensor', 'general_name', 'write_gguf', 'check_llama_cpp', 'verify_gguf',
+           'quantize_kquant', 'export_gguf']
 
 # %% ../nbs/11_export.ipynb #db56d96f
 def update_export_metadata(run_dir:str|os.PathLike, # The run folder
@@ -150,11 +150,13 @@ def merge_adapter(config, # A `FineTuneConfig`
     update_export_metadata(run, "merge", info)
     return out_dir
 
+# %% ../nbs/11_export.ipynb #98a3a0e8
 def _declare_stops(model, tok):
     "The merged model's generation config lists every token that ends an answer (the template's end of turn too), and the training pad token."
     if tok.chat_template: model.generation_config.eos_token_id = stop_token_ids(tok, tok.chat_template, model.generation_config)
     model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
 
+# %% ../nbs/11_export.ipynb #bfaa75ee
 def _qlora_gap(config, adapter_dir:Path, merged, inputs:list, device:str)->dict:
     "`compare_logits` of the model QLoRA trained (the adapter on the 4-bit base) against the merged model."
     from finetune_nb.models import load_model, qlora_unavailable
@@ -165,31 +167,12 @@ def _qlora_gap(config, adapter_dir:Path, merged, inputs:list, device:str)->dict:
              res["greedy_steps"] - len(res["greedy_mismatches"]), res["greedy_steps"], res["max_abs_logit_diff"])
     return res
 
-# %% ../nbs/11_export.ipynb #8c386990
-def make_test_adapter(base_dir:str|os.PathLike, # A checkpoint folder (e.g. from `make_tiny_model`)
-                      adapter_dir:str|os.PathLike, # Where to save the adapter and tokenizer
-                      seed:int=0, r:int=4, alpha:int=8,
-                     )->Path:
-    "A LoRA adapter with random non-zero weights on `base_dir`, saved like the trainer saves one (for tests and demos)."
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in peft_model.named_parameters():
-            if "lora_B" in n: p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    with atomic_dir(adapter_dir, "adapter") as tmp:
-        peft_model.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
-    return Path(adapter_dir)
-
 # %% ../nbs/11_export.ipynb #58ae8b3f
 def _gguf():
     import gguf
     return gguf
 
+# %% ../nbs/11_export.ipynb #9f5141f0
 def _type_tables():
     "Numpy-quantisable GGUF types and llama.cpp file types, by the names the config uses."
     g = _gguf(); Q, F = g.GGMLQuantizationType, g.LlamaFileType
@@ -242,6 +225,7 @@ def llama_cpp_pre_table()->dict:
     from importlib.resources import files
     return json.loads(files("finetune_nb").joinpath("data/llama_cpp_pre_tokenizers.json").read_text(encoding="utf-8"))
 
+# %% ../nbs/11_export.ipynb #ed9a38ec
 def llama_cpp_pre_by_hash(tokenizer)->str|None:
     "The pre-tokenizer name llama.cpp's converter gives `tokenizer` (by hashing its ids of the check text), or None."
     from hashlib import sha256
@@ -263,6 +247,7 @@ def _pre_by_split_rule(tokenizer_json:dict)->str:
                       "llama.cpp's table) and its split rule has no llama.cpp name, so a GGUF reader would split text differently from training",
                       hint="supported: tokenizers llama.cpp's converter knows, GPT-2 byte-level, and the splits of " + ", ".join(sorted(GGUF_PRE_TOKENIZER_SPLITS)))
 
+# %% ../nbs/11_export.ipynb #47b5bd18
 def pre_tokenizer_name(tokenizer, tokenizer_json:dict)->tuple[str, str]:
     "(GGUF `tokenizer.ggml.pre` of a byte-level BPE tokenizer, how it was chosen: 'llama.cpp hash' or 'split rule')."
     if name := llama_cpp_pre_by_hash(tokenizer): return name, "llama.cpp hash"
@@ -354,8 +339,10 @@ def _rope(hf:dict)->dict:
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     return rope.get("full_attention", rope)
 
+# %% ../nbs/11_export.ipynb #d60d1c0e
 def _rope_kind(hf:dict)->str: return _rope(hf).get("rope_type") or _rope(hf).get("type") or "default"
 
+# %% ../nbs/11_export.ipynb #f0d58495
 def _head_dim(hf:dict)->int: return hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
 
 # %% ../nbs/11_export.ipynb #124e2794
@@ -397,6 +384,7 @@ def _sliding_window(writer, hf:dict):
     writer.add_sliding_window(hf["sliding_window"])
     writer.add_sliding_window_pattern([t == "sliding_attention" for t in types])
 
+# %% ../nbs/11_export.ipynb #b94b3aa8
 def _gemma(writer, hf:dict):
     "Gemma 2/3: query scale check, soft-capping, sliding windows, the local layers' rope base."
     n_layer, head_dim = hf["num_hidden_layers"], _head_dim(hf)
@@ -411,6 +399,7 @@ def _gemma(writer, hf:dict):
     local = (hf.get("rope_parameters") or {}).get("sliding_attention")
     if local: writer.add_rope_freq_base_swa(float(local["rope_theta"]))
 
+# %% ../nbs/11_export.ipynb #8bd05e5f
 def _phi3(writer, hf:dict):
     "Phi-3: the original context length, sliding window (0: none), and LongRoPE's attention factor."
     import math
@@ -422,6 +411,7 @@ def _phi3(writer, hf:dict):
         scale = n_ctx / orig
         writer.add_rope_scaling_attn_factors(rope.get("attention_factor") or (math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0))
 
+# %% ../nbs/11_export.ipynb #467a76be
 def _smollm3(writer, hf:dict):
     "SmolLM3: llama.cpp leaves rotary embeddings out of every fourth layer, exactly."
     expected = [int((i + 1) % 4 != 0) for i in range(hf["num_hidden_layers"])]
@@ -457,6 +447,7 @@ def _safetensors_files(model_dir:Path)->list[Path]:
     if not files: raise ExportError(f"no safetensors weights in {model_dir}", hint="merge first (`finetune-nb merge-adapter`), which writes them")
     return files
 
+# %% ../nbs/11_export.ipynb #b487e188
 def tensor_plan(model_dir:Path, hf:dict, arch:str)->list[dict]:
     "One entry per tensor to write: hf name, gguf name, file and shape (headers only, no data read); then `extra_tensors`."
     g = _gguf()
@@ -485,6 +476,7 @@ def safetensors_header(path:Path)->tuple[int, dict]:
         n = int.from_bytes(f.read(8), "little")
         return 8 + n, json.loads(f.read(n))
 
+# %% ../nbs/11_export.ipynb #a4b70e51
 def read_tensor(path:Path, start:int, h:dict)->np.ndarray:
     "The tensor described by header entry `h` as float32, read (not memory-mapped) from disk."
     if h["dtype"] not in _ST_DTYPES: raise ExportError(f"{path.name}: a tensor has dtype {h['dtype']}, not a float type GGUF export reads")
@@ -506,6 +498,7 @@ def _convert(arr, entry:dict, quant:str, hf:dict, arch:str):
     qt = tensor_type(arr.shape, quant)
     return g.quants.quantize(np.ascontiguousarray(arr, dtype=np.float32), qt), qt
 
+# %% ../nbs/11_export.ipynb #81b38cc3
 def _tensor_info(shape:tuple, qt)->tuple:
     "(shape, numpy dtype, nbytes) of a tensor stored as `qt`, for the GGUF header."
     g = _gguf(); Q = g.GGMLQuantizationType
@@ -581,6 +574,7 @@ def _llama_cpp(purpose:str, # What needs llama.cpp, for the message
         raise ExportError(f"{purpose} needs llama.cpp from the optional extra `{KQUANT_EXTRA}` (llama-cpp-python), which is not installed",
                           hint=f"run: {KQUANT_PIP}   (it compiles llama.cpp: several minutes){alternative}") from None
 
+# %% ../nbs/11_export.ipynb #0374a137
 def _has_llama_cpp()->bool:
     try: return _llama_cpp("") is not None
     except ExportError: return False
@@ -600,6 +594,7 @@ def _logit_problems(res:dict, quant:str, reader:str)->list[str]:
                 f"({LOGIT_TOLERANCE[quant]:g} x the largest |logit| {res['max_abs_logit']:.3g})"]
     return []
 
+# %% ../nbs/11_export.ipynb #8b0400e8
 # transformers' GGUF reader fills what it does not map (Qwen3's head_dim, Gemma's query scale and window pattern, Phi-3's
 # partial rotary factor) with defaults; for the other architectures it reads the weights against the checkpoint's own config
 _TRANSFORMERS_READS_HPARAMS = {"llama", "qwen2"}
@@ -650,6 +645,7 @@ class _LlamaCppLogits:
         self.llm.reset(); self.llm.eval(ids[0].tolist())
         return SimpleNamespace(logits=torch.from_numpy(np.array(self.llm.scores[:ids.shape[1]], dtype=np.float32))[None])
 
+# %% ../nbs/11_export.ipynb #91efafe7
 def _llama_cpp_prompt(llm, messages:list)->list[int]:
     "The prompt ids llama-cpp-python's chat completion builds from the template in the file."
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -700,6 +696,7 @@ def _transformers_reads(arch:str)->bool:
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
     return arch in GGUF_CONFIG_MAPPING
 
+# %% ../nbs/11_export.ipynb #928eccde
 def verify_gguf(gguf_path:str|os.PathLike, # The file to check
                 model_dir:str|os.PathLike, # The merged model it was written from
                 quant:str, # Its type (decides which checks are strict)
@@ -738,6 +735,7 @@ def _kquant_llama_cpp():
     "llama_cpp for K-quants, or an ExportError naming the extra and the types that need no llama.cpp."
     return _llama_cpp(f"K-quant GGUF types ({', '.join(K_QUANTS)})", f"; or choose one of {', '.join(NUMPY_TYPES)}")
 
+# %% ../nbs/11_export.ipynb #43ae7a53
 def quantize_kquant(src:str|os.PathLike, # An F16 or F32 GGUF file
                     out_path:str|os.PathLike, # The K-quant file to create
                     quant:str, # q4_k_m, q5_k_m or q6_k

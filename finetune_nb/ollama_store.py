@@ -26,6 +26,7 @@ REGISTRY, NAMESPACE, TAG = "registry.ollama.ai", "library", "latest"  # what Oll
 class OllamaStoreError(FinetuneNBError):
     "A model is not in the local Ollama store, or its files there are missing or damaged."
 
+# %% ../nbs/00a_ollama_store.ipynb #97f65f35
 def ollama_store(path:str|os.PathLike|None=None)->Path:
     "The local Ollama store: `path`, else $OLLAMA_MODELS, else ~/.ollama/models."
     return Path(path or os.environ.get("OLLAMA_MODELS") or Path.home()/".ollama"/"models").expanduser()
@@ -45,6 +46,7 @@ class OllamaName:
         where = "" if (self.host, self.namespace) == (REGISTRY, NAMESPACE) else f"{self.namespace}/" if self.host == REGISTRY else f"{self.host}/{self.namespace}/"
         return f"{where}{self.model}:{self.tag}"
 
+# %% ../nbs/00a_ollama_store.ipynb #2efec912
 def parse_ollama_name(name:str)->OllamaName:
     "Read `[host/][namespace/]model[:tag]`, with or without the `ollama:` prefix, filling in Ollama's defaults."
     s = name.strip().removeprefix(OLLAMA_PREFIX)
@@ -70,6 +72,7 @@ def _put_blob(store:Path, data:bytes|None=None, src:Path|None=None)->dict:
             with atomic_write(dest, "wb") as out, open(src, "rb") as f: shutil.copyfileobj(f, out, 1 << 20)
     return {"digest": digest, "size": dest.stat().st_size}
 
+# %% ../nbs/00a_ollama_store.ipynb #583d5310
 def _gguf_details(path:Path)->dict:
     "What Ollama's config blob says about a GGUF file: family, parameter count, file type."
     from gguf import GGUFReader, LlamaFileType
@@ -109,6 +112,7 @@ def list_ollama_models(store:str|os.PathLike|None=None)->list[str]:
     if not root.is_dir(): return []
     return sorted(str(OllamaName(*p.relative_to(root).parts)) for p in root.glob("*/*/*/*") if p.is_file() and not p.name.startswith("."))
 
+# %% ../nbs/00a_ollama_store.ipynb #d2613dd8
 def _find_manifest(root:Path, n:OllamaName, name:str)->Path:
     "The manifest of `n` in `root` (names match case-insensitively, as in Ollama); a clear error listing what is there."
     if (root/n.manifest).is_file(): return root/n.manifest
@@ -168,6 +172,7 @@ def _blob(root:Path, layer:dict, manifest:Path, again:str)->Path:
         _VERIFIED[(str(p), st.st_size, st.st_mtime_ns)] = d
     return p
 
+# %% ../nbs/00a_ollama_store.ipynb #53eb002e
 def _read(p:Path, kind:str, manifest:Path, again:str)->str:
     "A text layer's content."
     try: return p.read_text(encoding="utf-8")

@@ -57,3 +57,14 @@ def llama_cpp():
     except ImportError: pytest.fail("llama-cpp-python is not installed, so the llama.cpp proofs cannot run: "
                                     "pip install 'finetune-nb[gguf-kquants]' (the dev extra and .ci/run install it)")
     return llama_cpp
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """The local fake Anthropic API (real HTTP) with the SDK pointed at it; its judge scores an answer equal to
+    the reference 5, another 2."""
+    from finetune_nb.testing import KEY, FakeAnthropic
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        yield server

@@ -106,7 +106,7 @@ def test_export_commands_end_to_end(cli, tmp_path):
     "merge-adapter -> export -> deploy-ollama, as a user runs them after training."
     assert cli("init", "c.yaml", "-q").returncode == 0
     code = ("from finetune_nb.config import FineTuneConfig\nfrom finetune_nb.tiny import builtin_model\n"
-            "from finetune_nb.export import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
+            "from finetune_nb.testing import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
             "make_test_adapter(builtin_model('builtin:tiny-llama'), c.run_dir / 'adapter')\n")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=300)
     r = cli("merge-adapter", "c.yaml", "-q")
@@ -151,7 +151,7 @@ def _adapter_run(cli, tmp_path):
     "A config and a (random) adapter in its run folder, as training would leave them."
     assert cli("init", "c.yaml", "-q").returncode == 0
     code = ("from finetune_nb.config import FineTuneConfig\nfrom finetune_nb.tiny import builtin_model\n"
-            "from finetune_nb.export import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
+            "from finetune_nb.testing import make_test_adapter\nc = FineTuneConfig.from_yaml('c.yaml')\n"
             "make_test_adapter(builtin_model('builtin:tiny-llama'), c.run_dir / 'adapter')\n")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=300)
     return tmp_path / "runs" / "c"

@@ -17,7 +17,8 @@ def test_sigkill_mid_write_keeps_old_file_and_no_temp(tmp_path):
     assert child.returncode == -signal.SIGKILL
     assert target.read_bytes() == old
     temps = [p.name for p in tmp_path.iterdir() if p.name != "train.jsonl"]
-    assert all(n.startswith(".train.jsonl.") for n in temps)  # a killed writer can leave only a hidden temp file, never a torn target
+    # a killed writer can leave only its one hidden temp file, never a torn target
+    assert len(temps) == 1 and temps[0].startswith(".train.jsonl.") and temps[0].endswith(".tmp")
 
 
 def test_written_file_has_normal_permissions(tmp_path):

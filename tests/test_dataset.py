@@ -4,33 +4,13 @@ import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import DataError
 from finetune_nb.dataset import prepare_data
+from finetune_nb.testing import make_docx, make_pdf
 from finetune_nb.tiny import build_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tok():
     return build_tokenizer()
-
-
-def _pdf(path, pages):
-    from reportlab.pdfgen import canvas
-    c = canvas.Canvas(str(path))
-    for text in pages:
-        y = 800
-        for line in text.split("\n"):
-            c.drawString(72, y, line); y -= 14
-        c.showPage()
-    c.save()
-
-
-def _docx(path, paras, table):
-    import docx
-    d = docx.Document()
-    for p in paras: d.add_paragraph(p)
-    t = d.add_table(rows=len(table), cols=len(table[0]))
-    for i, row in enumerate(table):
-        for j, v in enumerate(row): t.cell(i, j).text = v
-    d.save(str(path))
 
 
 def _corpus(root):
@@ -43,9 +23,9 @@ def _corpus(root):
         w = csv.writer(f); w.writerow(["input", "output"])
         for i in range(6): w.writerow([f"Translate item {i}", f"Item {i} translated"])
     (root / "guide.md").write_text("# Guide\n\n" + " ".join(f"Sentence {i} explains one step of the setup in detail." for i in range(60)))
-    _pdf(root / "manual.pdf", ["Chapter one. The device has a power button on the left side.\nPress it for two seconds.",
+    make_pdf(root / "manual.pdf", ["Chapter one. The device has a power button on the left side.\nPress it for two seconds.",
                                "Chapter two. The battery lasts ten hours.\nCharge it with the supplied cable."])
-    _docx(root / "notes.docx", ["Release notes for version 2.", "The export is faster."], [["feature", "status"], ["gguf", "done"]])
+    make_docx(root / "notes.docx", ["Release notes for version 2.", "The export is faster.", [["feature", "status"], ["gguf", "done"]]])
     (root / "Cart.java").write_text('/** A shopping cart. */\npublic class Cart {\n  private double tax;\n  /** Returns the total.\n   * @return the total price */\n'
                                     '  public double total() {\n    return 1.0 + tax;\n  }\n}\n')
 

@@ -145,17 +145,6 @@ class MiniSet:
                 {"role": "user", "content": user_input}]
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    "The local fake Anthropic API (real HTTP); its judge scores an answer equal to the reference 5, another 2."
-    sys.path.insert(0, os.path.dirname(__file__))
-    from fake_anthropic import KEY, FakeAnthropic
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        yield server
-
-
 def _judged(run, tmp_path):
     cfg = run["cfg"].model_copy(deep=True)
     cfg.evaluation.judge = JudgeConfig(max_concurrency=4)

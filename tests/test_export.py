@@ -10,7 +10,8 @@ import gguf
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
 from finetune_nb.export import (check_llama_cpp, compare_logits, GGUF_ARCHS, K_QUANTS, KQUANT_PIP, NUMPY_TYPES, export_gguf,
-                                make_test_adapter, merge_adapter, sample_inputs, strip_generation_markers, verify_gguf, write_gguf)
+                                merge_adapter, sample_inputs, strip_generation_markers, verify_gguf, write_gguf)
+from finetune_nb.testing import make_test_adapter
 from finetune_nb.tiny import TINY_ARCHS, make_tiny_model
 from finetune_nb.ollama import (check_conversations, deploy_ollama, render_go_template, template_parts, to_go_template,
                                 translate_template, write_modelfile)

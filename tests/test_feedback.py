@@ -216,8 +216,7 @@ def test_trigger_fires_at_the_threshold_and_not_below(store):
 
 def test_feedback_judge_scores_pending_rows_until_the_trigger_fires(tmp_path, cli):
     "`finetune-nb feedback judge` against the fake API (real HTTP): judged rows count towards the threshold, nothing else does."
-    sys.path.insert(0, str(ROOT/"tests"))
-    from fake_anthropic import KEY, FakeAnthropic, tag
+    from finetune_nb.testing import KEY, FakeAnthropic, tag
     cfg_path = tmp_path/"config.yaml"
     cfg_path.write_text(json.dumps({"project": {"name": "demo", "output_dir": str(tmp_path/"runs")}, "data": {"input_path": str(tmp_path/"raw")},
                                     "feedback": {"threshold": 100, "min_score": 0.8}}))

@@ -1,47 +1,20 @@
 "Ingestion: every input format, every kind of bad input, Java extraction, splitters and direct mode."
-import io, json, logging, os, tracemalloc
+import json, logging, os, tracemalloc
 from pathlib import Path
 
 import pytest
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import DataError, FinetuneNBError, read_jsonl
+from finetune_nb.testing import make_docx, make_pdf
 from finetune_nb.ingest import (Problems, chunk_id, detect_kind, extract_java, ingest, iter_csv, iter_json, iter_jsonl,
                                 java_examples, load_docx, load_pdf, load_text, review_notes, walk_inputs, write_chunks)
 
 # ---------------------------------------------------------------- fixtures: real files made on the spot
 
-def make_pdf(path:Path, pages:list, encrypt:str|None=None)->Path:
-    "A PDF with one page per entry: a string is a text page, None an image-only page (a scan)."
-    from reportlab.lib.utils import ImageReader
-    from reportlab.pdfgen import canvas
-    from PIL import Image
-    buf = io.BytesIO(); c = canvas.Canvas(buf)
-    for text in pages:
-        if text is None:
-            img = Image.new("RGB", (200, 100), (240, 240, 240))
-            for x in range(20, 180): img.putpixel((x, 50), (0, 0, 0))
-            c.drawImage(ImageReader(img), 100, 500, 200, 100)
-        else:
-            y = 800
-            for line in text.splitlines(): c.drawString(72, y, line); y -= 14
-        c.showPage()
-    c.save(); data = buf.getvalue()
-    if encrypt:
-        from pypdf import PdfReader, PdfWriter
-        w = PdfWriter(clone_from=PdfReader(io.BytesIO(data))); w.encrypt(encrypt, algorithm="AES-256")
-        out = io.BytesIO(); w.write(out); data = out.getvalue()
-    path.write_bytes(data); return path
-
-def make_docx(path:Path)->Path:
-    import docx
-    d = docx.Document()
-    d.add_heading("Quarterly report", level=1)
-    d.add_paragraph("Revenue grew in every region.")
-    t = d.add_table(rows=3, cols=2)
-    for r, (a, b) in enumerate([("Region", "Revenue"), ("North", "120"), ("South", "95")]):
-        t.cell(r, 0).text, t.cell(r, 1).text = a, b
-    d.add_paragraph("The table above lists revenue by region.")
-    d.save(str(path)); return path
+# the report every DOCX test reads: a heading, a paragraph, a table, a paragraph
+REPORT = dict(title="Quarterly report", blocks=["Revenue grew in every region.",
+                                                [["Region", "Revenue"], ["North", "120"], ["South", "95"]],
+                                                "The table above lists revenue by region."])
 
 JAVA = '''package shop;
 
@@ -253,7 +226,7 @@ def test_truncated_and_corrupt_pdf(tmp_path):
 # ---------------------------------------------------------------- DOCX
 
 def test_docx_paragraphs_and_tables_in_order(tmp_path):
-    p = make_docx(tmp_path / "r.docx")
+    p = make_docx(tmp_path / "r.docx", **REPORT)
     [doc] = list(load_docx(p, "r.docx"))
     assert doc.page_content.splitlines() == ["Quarterly report", "Revenue grew in every region.", "Region | Revenue",
                                              "North | 120", "South | 95", "", "The table above lists revenue by region."]
@@ -342,7 +315,7 @@ def test_token_splitter_counts_model_tokens(tmp_path):
 def test_chunk_ids_are_stable_and_pool_matches_serial(tmp_path):
     for i in range(6): (tmp_path / f"d{i}.txt").write_text(TEXT.replace("word", f"w{i}"))
     for i in range(4): make_pdf(tmp_path / f"a{i}.pdf", [f"A PDF page about pears, number {i}.\nAnd plums."])
-    make_docx(tmp_path / "b.docx")
+    make_docx(tmp_path / "b.docx", **REPORT)
     runs = []
     for workers in (1, 0, 2, 2):  # serial; auto (PDF/DOCX in the pool, text in this process); every file in the pool; again
         cfg = cfg_for(tmp_path, num_workers=workers, langchain={"chunk_size": 300, "chunk_overlap": 30})
@@ -553,13 +526,13 @@ def test_docx_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
     import zipfile
     import finetune_nb.ingest as ingest_mod
     monkeypatch.setattr(ingest_mod, "DOCX_MAX_UNPACKED", 64 << 20)  # the real limit is 1 GiB; the same check at a size a test can write
-    p = make_docx(tmp_path / "bomb.docx")
+    p = make_docx(tmp_path / "bomb.docx", **REPORT)
     with zipfile.ZipFile(p, "a", zipfile.ZIP_DEFLATED) as z: z.writestr("word/media/zeros.bin", bytes(100 << 20))
     assert p.stat().st_size < 2 << 20
     sk = []
     assert list(load_docx(p, "bomb.docx", Problems("skip", sk))) == []
     assert sk[0].reason.startswith("not read: it would unpack to 0.1 GiB from") and "zip bomb" in sk[0].reason
-    assert len(list(load_docx(make_docx(tmp_path / "fine.docx"), "fine.docx"))) == 1
+    assert len(list(load_docx(make_docx(tmp_path / "fine.docx", **REPORT), "fine.docx"))) == 1
 
 def test_bad_bytes_past_the_sampled_start_spoil_one_csv_row_not_the_file(tmp_path):
     "The encoding is guessed from the first MiB; a byte it cannot decode after that (was: unexpected UnicodeDecodeError) and a NUL byte each lose their row only."

@@ -3,24 +3,14 @@
 Verdicts are scripted on the server side: a judge that knows the reference, a position-biased
 judge, malformed verdicts; transport faults are real status codes.
 """
-import sys, threading
-from pathlib import Path
+import threading
 
 import pytest
 
 from finetune_nb.config import JudgeConfig
 from finetune_nb.judge import Judge, JudgeError, pairwise_summary, score_summary
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_anthropic import KEY, FakeAnthropic, tag  # noqa: E402
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        yield server
+from finetune_nb.testing import KEY, fake_verdict, tag
 
 
 def q(i): return [{"role": "user", "content": f"What is {i} plus {i}?"}]
@@ -35,7 +25,6 @@ def items(n):
 def test_scores_and_both_orders_against_the_reference(fake, tmp_path):
     seen, lock = [], threading.Lock()
     def judge(tool, prompt):
-        from fake_anthropic import fake_verdict
         with lock: seen.append((tool, tag(prompt, "answer_a"), tag(prompt, "answer_b")))
         return fake_verdict(tool, prompt)
     fake.judge = judge

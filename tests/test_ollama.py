@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from fake_ollama import FakeOllama
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ExportError
-from finetune_nb.export import export_gguf, make_test_adapter, merge_adapter
+from finetune_nb.export import export_gguf, merge_adapter
+from finetune_nb.testing import FakeOllama, make_test_adapter
 from finetune_nb.models import real_model_path
 from finetune_nb.tiny import make_tiny_model
 from finetune_nb.ollama import (check_source_template, deploy_ollama, parse_modelfile, render_go_template,

@@ -1,15 +1,12 @@
 """Preference tuning on the tiny built-in model, on the CPU: DPO and ORPO raise the chosen-over-rejected margin on
 held-out pairs, QLoRA, SFT then DPO in a run, resume, pairs refused with their reasons, and the whole quality loop from the feedback
 store (import, judge over real HTTP, trigger, DPO run, registered version)."""
-import json, sys
-from pathlib import Path
+import json
 
 import pytest
 
 from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import ConfigError, DataError, write_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def pairs(lo, hi):
@@ -185,8 +182,7 @@ def test_the_quality_loop_from_the_feedback_store_to_a_registered_dpo_version(tm
     from finetune_nb.feedback import check_trigger, import_feedback, judge_feedback, open_store
     from finetune_nb.run import run_finetune
     from finetune_nb.versions import list_models, watch
-    sys.path.insert(0, str(ROOT/"tests"))
-    from fake_anthropic import KEY, FakeAnthropic, tag
+    from finetune_nb.testing import KEY, FakeAnthropic, tag
     (tmp_path/"raw").mkdir()
     cfg_path = tmp_path/"config.yaml"
     cfg_path.write_text(json.dumps({

@@ -12,18 +12,9 @@ from finetune_nb.config import FineTuneConfig
 from finetune_nb.core import QAGenerationError, read_jsonl
 from finetune_nb.qa import generate_qa
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_anthropic import KEY, FakeAnthropic, fake_pairs  # noqa: E402
+from finetune_nb.testing import KEY, fake_pairs
 
 N_PAIRS = 2
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        yield server
 
 
 def chunks(n):

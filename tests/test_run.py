@@ -75,9 +75,7 @@ def test_failing_cell_named_and_partial_output_kept(tmp_path):
 # -- QA generation failing inside `run`, then coming back (a real local HTTP server) -----------------
 
 import json, os, subprocess, sys
-from pathlib import Path
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_anthropic import KEY, FakeAnthropic  # noqa: E402
+from finetune_nb.testing import KEY, FakeAnthropic  # noqa: E402
 
 
 def _qa_project(tmp_path):
