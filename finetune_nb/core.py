@@ -183,10 +183,12 @@ def check_replaceable(path:str|os.PathLike, # The folder an output is about to r
         raise FinetuneNBError(f"{path} exists and is not a folder", hint="choose a new folder for the output")
     cwd = Path.cwd()
     if cwd == path or path in cwd.parents:
-        raise FinetuneNBError(f"{path} is the current folder or holds it; an output never replaces it", hint="choose a new folder for the output")
+        raise FinetuneNBError(f"{path} is the current folder or holds it; an output never replaces it",
+                              hint="choose a new folder for the output")
     if not any(path.iterdir()) or output_kind(path) == kind: return
     found = output_kind(path)
-    raise FinetuneNBError(f"{path} is not empty and is not a {kind} folder made by finetune_nb" + (f" (it is a finetune_nb {found} folder)" if found else ""),
+    raise FinetuneNBError(f"{path} is not empty and is not a {kind} folder made by finetune_nb"
+                          + (f" (it is a finetune_nb {found} folder)" if found else ""),
                           hint="choose a new or empty folder; finetune_nb never deletes a folder it did not create")
 
 # %% ../nbs/00_core.ipynb #1a04137c
@@ -210,7 +212,8 @@ def recover_dir(path:str|os.PathLike)->Path:
         back = done or [p for role, p in parts if role == "old"]
         if back:
             os.rename(back[0], path)
-            _log.warning("%s: restored the %s folder a killed process left beside it", path, "new" if done else "previous")
+            _log.warning("%s: restored the %s folder a killed process left beside it", path,
+                         "new" if done else "previous")
     for _, p in parts:
         if p.exists(): shutil.rmtree(p, ignore_errors=True)
     return path
@@ -236,7 +239,8 @@ def atomic_dir(path:str|os.PathLike, # The folder to create or replace
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-{os.getpid()}-"))
     try:
         yield tmp
-        write_json(tmp/OUTPUT_MARKER, {"made_by": "finetune_nb", "kind": kind})  # last: a folder with its marker is complete
+        # last: a folder with its marker is complete
+        write_json(tmp/OUTPUT_MARKER, {"made_by": "finetune_nb", "kind": kind})
         _fsync_tree(tmp)
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders; give the usual permissions
         old = path.with_name(f".{path.name}.old-{os.getpid()}-{tmp.name.rsplit('-', 1)[-1]}")
@@ -257,20 +261,23 @@ class Skipped:
     field:str|None = None
     def to_dict(self): return {k:v for k,v in asdict(self).items() if v is not None}
     def __str__(self):
-        where = self.file + (f":{self.line}" if self.line is not None else "") + (f" (page {self.page})" if self.page is not None else "")
+        where = self.file + (f":{self.line}" if self.line is not None else "")
+        where += f" (page {self.page})" if self.page is not None else ""
         return f"{where}: {self.reason}"
 
 # %% ../nbs/00_core.ipynb #6ea255af
 _REFUSED = object()
 
 def unpaired_surrogate(value, # A value the json module decoded
-                       text:str|None=None, # The JSON it came from: without a `\\ud8..`-`\\udf..` escape there is nothing to check
+                       # The JSON it came from: without a `\\ud8..`-`\\udf..` escape there is nothing to check
+                       text:str|None=None,
                       )->str|None:
     "Why `value` is not text UTF-8 can hold (an escape of half a UTF-16 pair, such as a cut emoji), or None."
     if text is not None and not re.search(r"\\u[dD][89a-fA-F]", text): return None
     try: json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
-        return f"holds the escape \\u{ord(e.object[e.start]):04x}, half of a UTF-16 pair without its other half: not text (an emoji cut in two?)"
+        return (f"holds the escape \\u{ord(e.object[e.start]):04x}, half of a UTF-16 pair without its other half: "
+                "not text (an emoji cut in two?)")
     return None
 
 # %% ../nbs/00_core.ipynb #fcb1e97e
@@ -304,7 +311,8 @@ def read_jsonl(path:str|os.PathLike, # JSONL file to stream
                     if skipped is not None: skipped.append(Skipped(str(path), reason, line=n))
                     return
                 skip(n, f"not valid JSON: {e.msg} at column {e.colno}", "fix or delete this line"); continue
-            if why := unpaired_surrogate(value, text): skip(n, why, "fix or delete this line"); continue  # json takes it; no UTF-8 writer does
+            # json takes it; no UTF-8 writer does
+            if why := unpaired_surrogate(value, text): skip(n, why, "fix or delete this line"); continue
             yield n, value
 
 # %% ../nbs/00_core.ipynb #b0164c3f
@@ -316,7 +324,7 @@ def _gguf_problem(p:Path, size:int)->str|None:
 
 # %% ../nbs/00_core.ipynb #2b214c32
 def file_problem(path:str|os.PathLike)->str|None:
-    "What is wrong with a weights, state or JSON file, read from its header or directory alone; None when it looks whole."
+    "What is wrong with a weights, state or JSON file, read from its header or directory alone; None if it looks whole."
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -326,12 +334,15 @@ def file_problem(path:str|os.PathLike)->str|None:
                 if size < 8 or 8 + n > size: return f"cut off: {size} bytes, shorter than its own header"
                 header = json.loads(f.read(n))
             end = 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-            if end != size: return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
+            if end != size:
+                return f"{'cut off' if end > size else 'damaged'}: {size} bytes where its header describes {end}"
         elif p.suffix == ".json": json.loads(p.read_bytes())
         elif p.suffix in (".pt", ".pth", ".bin"):
-            with open(p, "rb") as f: legacy = f.read(1) == b"\x80"  # a pickle, as torch.save wrote before 1.6: nothing cheap to check
+            # a pickle, as torch.save wrote before 1.6: nothing cheap to check
+            with open(p, "rb") as f: legacy = f.read(1) == b"\x80"
             if not legacy:
-                with zipfile.ZipFile(p) as z: z.infolist()  # torch.save writes a zip archive; its directory is at the end
+                # torch.save writes a zip archive; its directory is at the end
+                with zipfile.ZipFile(p) as z: z.infolist()
         elif p.suffix == ".gguf": return _gguf_problem(p, size)
     except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e: return f"unreadable: {e}"
     return None
@@ -340,7 +351,8 @@ def file_problem(path:str|os.PathLike)->str|None:
 def folder_problems(folder:str|os.PathLike)->list[str]:
     "`name: problem` for every damaged weights, state or JSON file directly in `folder`."
     folder = Path(folder)
-    return [f"{p.name}: {why}" for p in sorted(folder.iterdir()) if p.is_file() and (why := file_problem(p))] if folder.is_dir() else []
+    if not folder.is_dir(): return []
+    return [f"{p.name}: {why}" for p in sorted(folder.iterdir()) if p.is_file() and (why := file_problem(p))]
 
 # %% ../nbs/00_core.ipynb #602b1860
 def sha256_bytes(data:bytes)->str: return hashlib.sha256(data).hexdigest()

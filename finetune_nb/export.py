@@ -41,8 +41,10 @@ def update_export_metadata(run_dir:str|os.PathLike, # The run folder
 # %% ../nbs/11_export.ipynb #2fb99b88
 SAMPLE_CONVERSATIONS = [
     [{"role": "user", "content": "What is LoRA?"}],
-    [{"role": "system", "content": "Answer in one sentence."}, {"role": "user", "content": "Why merge an adapter before export?"}],
-    [{"role": "user", "content": "Name a prime number."}, {"role": "assistant", "content": "Seven."}, {"role": "user", "content": "Another one?"}],
+    [{"role": "system", "content": "Answer in one sentence."},
+     {"role": "user", "content": "Why merge an adapter before export?"}],
+    [{"role": "user", "content": "Name a prime number."}, {"role": "assistant", "content": "Seven."},
+     {"role": "user", "content": "Another one?"}],
     [{"role": "user", "content": "Traduis « bonjour » en anglais, s'il te plaît."}],
 ]
 
@@ -87,8 +89,8 @@ def compare_logits(model_a, model_b, inputs:list[list[int]], # Token ids per pro
                 top2 = la[pos].topk(2).values
                 mismatches.append(dict(prompt=prompt, position=pos, margin=(top2[0] - top2[1]).item(),
                                        deviation=(la[pos] - lb[pos]).abs().max().item()))
-    return dict(max_abs_logit_diff=max_diff, max_abs_logit=scale, greedy_identical=not mismatches, greedy_mismatches=mismatches,
-                greedy_steps=steps, prompts=len(inputs), new_tokens=new_tokens)
+    return dict(max_abs_logit_diff=max_diff, max_abs_logit=scale, greedy_identical=not mismatches,
+                greedy_mismatches=mismatches, greedy_steps=steps, prompts=len(inputs), new_tokens=new_tokens)
 
 # %% ../nbs/11_export.ipynb #8877b633
 def _merge_dtype(base_path:str, setting:str):
@@ -100,60 +102,37 @@ def _merge_dtype(base_path:str, setting:str):
     except (OSError, ValueError): saved = None
     return getattr(torch, saved) if saved in ("float16", "bfloat16", "float32") else torch.float32
 
-# %% ../nbs/11_export.ipynb #896a13a2
-def merge_adapter(config, # A `FineTuneConfig`
-                  adapter_dir:str|os.PathLike|None=None, # Default <run>/adapter
-                  out_dir:str|os.PathLike|None=None, # Default <run>/merged
-                  device:str|None=None, # cpu or cuda; default export.merge_device (cpu)
-                  max_shard_size:str="2GB", # Size of each safetensors shard written
-                 )->Path:
-    "Merge the LoRA adapter into the unquantised base model; save it with its tokenizer and chat template."
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    run = config.run_dir
-    adapter_dir = Path(adapter_dir) if adapter_dir else run/"adapter"
-    out_dir = Path(out_dir) if out_dir else run/"merged"
+# %% ../nbs/11_export.ipynb #5e78aaba
+def _check_adapter(adapter_dir:Path, out_dir:Path):
+    "Refuse a merge that cannot work before minutes of merging: no adapter, a damaged one, an output folder not ours."
     recover_dir(adapter_dir)
     if not (adapter_dir/"adapter_config.json").is_file():
         raise ExportError(f"no LoRA adapter in {adapter_dir} (adapter_config.json is missing)",
                           hint="train first (`finetune-nb train`), or pass the adapter folder")
-    check_replaceable(out_dir, "merged")  # before minutes of merging, not after; the adapter's own folder is refused too
+    check_replaceable(out_dir, "merged")  # the adapter's own folder is refused too
     if bad := folder_problems(adapter_dir):
         raise ExportError(f"the adapter in {adapter_dir} is damaged: {'; '.join(bad)}",
-                          hint="train again, or pass --adapter with an intact checkpoint folder (checkpoints/checkpoint-N)")
-    m = config.model
-    device = device or config.export.merge_device
-    base = resolve_model_path(config)
-    if bad := folder_problems(base): raise ExportError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
-    dtype = _merge_dtype(base, m.torch_dtype)
-    t0 = time.perf_counter()
-    _log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
-    kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, low_cpu_mem_usage=True, **kw).to(device)
-    # the adapter's tokenizer carries the training template and pad token; without one, the base's with the run's template
-    tok = AutoTokenizer.from_pretrained(adapter_dir, **kw) if (adapter_dir/"tokenizer_config.json").is_file() else load_tokenizer(config)
-    model = load_adapter(model, adapter_dir)
-    inputs = sample_inputs(tok)
+                          hint="train again, or pass --adapter with an intact checkpoint folder "
+                               "(checkpoints/checkpoint-N)")
+
+# %% ../nbs/11_export.ipynb #c7724fd7
+def _merge(model, tok, inputs:list, device:str)->tuple:
+    "Merge the adapter of PEFT `model`; returns the merged model and its max |Δlogit| against the adapter model."
+    import torch
     with torch.no_grad():
         before = [model(torch.tensor([ids], device=device)).logits.float().cpu() for ids in inputs]
         merged = model.merge_and_unload()
         _declare_stops(merged, tok)
         diff = max((merged(torch.tensor([ids], device=device)).logits.float().cpu() - b).abs().max().item()
                    for ids, b in zip(inputs, before))
-    with atomic_dir(out_dir, "merged") as tmp:
-        merged.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
-        tok.save_pretrained(tmp)
-    info = dict(adapter_dir=str(adapter_dir), base_model=m.model_name, out_dir=str(out_dir), dtype=str(dtype).removeprefix("torch."),
-                device=device, max_abs_logit_diff=diff, prompts=len(inputs), seconds=round(time.perf_counter() - t0, 3))
-    _log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
-    if m.use_qlora: info["vs_qlora_model"] = _qlora_gap(config, adapter_dir, merged, inputs, device)
-    update_export_metadata(run, "merge", info)
-    return out_dir
+    return merged, diff
 
 # %% ../nbs/11_export.ipynb #98a3a0e8
 def _declare_stops(model, tok):
-    "The merged model's generation config lists every token that ends an answer (the template's end of turn too), and the training pad token."
-    if tok.chat_template: model.generation_config.eos_token_id = stop_token_ids(tok, tok.chat_template, model.generation_config)
+    """The merged model's generation config lists every token that ends an answer (the template's end of turn too),
+    and the training pad token."""
+    if tok.chat_template:
+        model.generation_config.eos_token_id = stop_token_ids(tok, tok.chat_template, model.generation_config)
     model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
 
 # %% ../nbs/11_export.ipynb #bfaa75ee
@@ -163,9 +142,49 @@ def _qlora_gap(config, adapter_dir:Path, merged, inputs:list, device:str)->dict:
     if why := qlora_unavailable(device): return dict(skipped=why)
     trained = load_adapter(load_model(config, device=device)[0], adapter_dir)
     res = compare_logits(trained, merged, inputs)
-    _log.info("merged model vs the QLoRA-trained one (adapter on the 4-bit base): the same greedy token at %d of %d steps, max |Δlogit| %.3g",
-             res["greedy_steps"] - len(res["greedy_mismatches"]), res["greedy_steps"], res["max_abs_logit_diff"])
+    _log.info("merged model vs the QLoRA-trained one (adapter on the 4-bit base): "
+              "the same greedy token at %d of %d steps, max |Δlogit| %.3g",
+              res["greedy_steps"] - len(res["greedy_mismatches"]), res["greedy_steps"], res["max_abs_logit_diff"])
     return res
+
+# %% ../nbs/11_export.ipynb #896a13a2
+def merge_adapter(config, # A `FineTuneConfig`
+                  adapter_dir:str|os.PathLike|None=None, # Default <run>/adapter
+                  out_dir:str|os.PathLike|None=None, # Default <run>/merged
+                  device:str|None=None, # cpu or cuda; default export.merge_device (cpu)
+                  max_shard_size:str="2GB", # Size of each safetensors shard written
+                 )->Path:
+    "Merge the LoRA adapter into the unquantised base model; save it with its tokenizer and chat template."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    run = config.run_dir
+    adapter_dir = Path(adapter_dir) if adapter_dir else run/"adapter"
+    out_dir = Path(out_dir) if out_dir else run/"merged"
+    _check_adapter(adapter_dir, out_dir)
+    m = config.model
+    device = device or config.export.merge_device
+    base = resolve_model_path(config)
+    if bad := folder_problems(base):
+        raise ExportError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
+    dtype = _merge_dtype(base, m.torch_dtype)
+    t0 = time.perf_counter()
+    _log.info("merging %s into %s (%s, %s)", adapter_dir, m.model_name, dtype, device)
+    kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, low_cpu_mem_usage=True, **kw).to(device)
+    # the adapter's tokenizer carries the training template and pad token; else the base's, with the run's template
+    own_tok = (adapter_dir/"tokenizer_config.json").is_file()
+    tok = AutoTokenizer.from_pretrained(adapter_dir, **kw) if own_tok else load_tokenizer(config)
+    inputs = sample_inputs(tok)
+    merged, diff = _merge(load_adapter(model, adapter_dir), tok, inputs, device)
+    with atomic_dir(out_dir, "merged") as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        tok.save_pretrained(tmp)
+    info = dict(adapter_dir=str(adapter_dir), base_model=m.model_name, out_dir=str(out_dir),
+                dtype=str(dtype).removeprefix("torch."), device=device, max_abs_logit_diff=diff, prompts=len(inputs),
+                seconds=round(time.perf_counter() - t0, 3))
+    _log.info("merged model in %s (max |Δlogit| vs adapter %.2e)", out_dir, diff)
+    if m.use_qlora: info["vs_qlora_model"] = _qlora_gap(config, adapter_dir, merged, inputs, device)
+    update_export_metadata(run, "merge", info)
+    return out_dir
 
 # %% ../nbs/11_export.ipynb #58ae8b3f
 def _gguf():
@@ -178,8 +197,8 @@ def _type_tables():
     g = _gguf(); Q, F = g.GGMLQuantizationType, g.LlamaFileType
     qtypes = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1,
               "q5_0": Q.Q5_0, "q5_1": Q.Q5_1}
-    ftypes = {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0, "q4_0": F.MOSTLY_Q4_0,
-              "q4_1": F.MOSTLY_Q4_1, "q5_0": F.MOSTLY_Q5_0, "q5_1": F.MOSTLY_Q5_1,
+    ftypes = {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0,
+              "q4_0": F.MOSTLY_Q4_0, "q4_1": F.MOSTLY_Q4_1, "q5_0": F.MOSTLY_Q5_0, "q5_1": F.MOSTLY_Q5_1,
               "q4_k_m": F.MOSTLY_Q4_K_M, "q5_k_m": F.MOSTLY_Q5_K_M, "q6_k": F.MOSTLY_Q6_K}
     return qtypes, ftypes
 
@@ -239,13 +258,17 @@ def _pre_by_split_rule(tokenizer_json:dict)->str:
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre])
     other = [s.get("type") for s in steps if s.get("type") not in ("Split", "ByteLevel")]
-    splits = [s["pattern"].get("Regex") for s in steps if s.get("type") == "Split" and isinstance(s.get("pattern"), dict)]
-    if not other and not splits and any(s.get("type") == "ByteLevel" and s.get("use_regex", True) for s in steps): return "gpt-2"
+    splits = [s["pattern"].get("Regex") for s in steps
+              if s.get("type") == "Split" and isinstance(s.get("pattern"), dict)]
+    if not other and not splits and any(s.get("type") == "ByteLevel" and s.get("use_regex", True) for s in steps):
+        return "gpt-2"
     for name, regex in GGUF_PRE_TOKENIZER_SPLITS.items():
         if not other and splits and splits[0] == regex: return name
-    raise ExportError(f"unsupported pre-tokenizer {json.dumps(pre)[:200]}: llama.cpp does not know this tokenizer (its hash is not in "
-                      "llama.cpp's table) and its split rule has no llama.cpp name, so a GGUF reader would split text differently from training",
-                      hint="supported: tokenizers llama.cpp's converter knows, GPT-2 byte-level, and the splits of " + ", ".join(sorted(GGUF_PRE_TOKENIZER_SPLITS)))
+    raise ExportError(f"unsupported pre-tokenizer {json.dumps(pre)[:200]}: llama.cpp does not know this tokenizer "
+                      "(its hash is not in llama.cpp's table) and its split rule has no llama.cpp name, "
+                      "so a GGUF reader would split text differently from training",
+                      hint="supported: tokenizers llama.cpp's converter knows, GPT-2 byte-level, and the splits of "
+                      + ", ".join(sorted(GGUF_PRE_TOKENIZER_SPLITS)))
 
 # %% ../nbs/11_export.ipynb #47b5bd18
 def pre_tokenizer_name(tokenizer, tokenizer_json:dict)->tuple[str, str]:
@@ -261,7 +284,8 @@ def end_of_turn_id(tokenizer, # A tokenizer with the chat template
     template = template or getattr(tokenizer, "chat_template", None)
     if not template: return None
     mark = "Seven."
-    try: text = tokenizer.apply_chat_template([{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": mark}],
+    try: text = tokenizer.apply_chat_template([{"role": "user", "content": "Name a prime."},
+                                               {"role": "assistant", "content": mark}],
                                               chat_template=template, tokenize=False)
     except Exception: return None  # a template that refuses this conversation names no end-of-turn token
     if mark not in text: return None
@@ -273,7 +297,8 @@ def end_of_turn_id(tokenizer, # A tokenizer with the chat template
 def _vocab(model_dir:Path, tokenizer):
     "The `gguf.vocab` reader for the tokenizer in `model_dir`, and its tokenizer.json."
     g = _gguf()
-    tj = json.loads((model_dir/"tokenizer.json").read_text(encoding="utf-8")) if (model_dir/"tokenizer.json").is_file() else {}
+    tj_path = model_dir/"tokenizer.json"
+    tj = json.loads(tj_path.read_text(encoding="utf-8")) if tj_path.is_file() else {}
     kind = tj.get("model", {}).get("type")
     if kind == "BPE" and not tj["model"].get("byte_fallback") and (tj.get("decoder") or {}).get("type") == "ByteLevel":
         return g.BpeVocab(model_dir), tj
@@ -283,7 +308,54 @@ def _vocab(model_dir:Path, tokenizer):
             except ImportError: pass  # no sentencepiece package: derive scores from the fast tokenizer below
         return g.LlamaHfVocab(model_dir), tj
     raise ExportError(f"{model_dir}: tokenizer type {kind or 'unknown'!r} cannot be written to GGUF here",
-                      hint="supported: byte-level BPE (GPT-2, Llama 3, Qwen) and SentencePiece-style BPE with byte fallback (Llama 2, Mistral)")
+                      hint="supported: byte-level BPE (GPT-2, Llama 3, Qwen) "
+                           "and SentencePiece-style BPE with byte fallback (Llama 2, Mistral)")
+
+# %% ../nbs/11_export.ipynb #1b249462
+def _token_lists(vocab, tj:dict, n_rows:int)->tuple[list, list, list]:
+    "Tokens, scores and types of `vocab` as llama.cpp's converter writes them, padded to `n_rows` embeddings."
+    g = _gguf()
+    tokens, scores, types = [], [], []
+    for text, score, typ in vocab.all_tokens():
+        tokens.append(text); scores.append(score); types.append(typ)
+    for added in tj.get("added_tokens", []):  # tokens the tokenizer matches whole, wherever their id lies
+        if added["id"] < len(types):
+            types[added["id"]] = g.TokenType.CONTROL if added.get("special") else g.TokenType.USER_DEFINED
+    if vocab.tokenizer_model == "llama" and isinstance(vocab, g.LlamaHfVocab):
+        scores = [-float(i) if t == g.TokenType.NORMAL else s for i, (s, t) in enumerate(zip(scores, types))]
+    if n_rows < len(tokens):
+        raise ExportError(f"the embedding matrix has {n_rows} rows but the tokenizer has {len(tokens)} tokens: "
+                          f"{len(tokens) - n_rows} token ids have no embedding",
+                          hint="resize the embeddings after adding tokens "
+                               "(model.resize_token_embeddings(len(tokenizer))) and retrain or re-merge")
+    # padded vocabulary (e.g. Qwen2): llama.cpp's converter pads with unused tokens the same way
+    if n_rows > len(tokens):
+        _log.warning("embedding has %d rows for %d tokens; padding the vocabulary with %d unused tokens", n_rows,
+                     len(tokens), n_rows - len(tokens))
+        for i in range(len(tokens), n_rows):
+            tokens.append(f"[PAD{i}]".encode()); scores.append(-1000.0); types.append(g.TokenType.UNUSED)
+    return tokens, scores, types
+
+# %% ../nbs/11_export.ipynb #bfdd9192
+def _special_vocab(model_dir:Path, tokenizer, n_tokens:int, template:str|None):
+    "The `gguf.SpecialVocab` to write: BOS/EOS behaviour, special ids (the template's end of turn too), chat template."
+    special = _gguf().SpecialVocab(model_dir, load_merges=True, n_vocab=n_tokens)
+    probe = tokenizer("a")["input_ids"]
+    special.add_special_token = {"bos": tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id],
+                                 "eos": tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id]}
+    special.chat_template = strip_generation_markers(template) if template else None
+    if (eot := end_of_turn_id(tokenizer, template)) is not None:
+        special.special_token_ids["eot"] = eot
+        special.special_token_ids.setdefault("eos", eot)  # a tokenizer without eos still ends its turns
+    return special
+
+# %% ../nbs/11_export.ipynb #18beeb20
+def _adds_space_prefix(tj:dict)->bool:
+    "Whether a SentencePiece-style tokenizer puts a space before the text (Metaspace pre-tokenizer or Prepend)."
+    pre, norm = tj.get("pre_tokenizer") or {}, tj.get("normalizer") or {}
+    metaspace = any(s.get("type") == "Metaspace" and s.get("prepend_scheme", "always") != "never"
+                    for s in [pre, *pre.get("pretokenizers", [])])
+    return metaspace or any(s.get("type") == "Prepend" for s in norm.get("normalizers", [norm]))
 
 # %% ../nbs/11_export.ipynb #61356006
 def add_tokenizer(writer, # A `gguf.GGUFWriter`
@@ -293,45 +365,22 @@ def add_tokenizer(writer, # A `gguf.GGUFWriter`
                   chat_template:str|None=None, # Template to embed; default the tokenizer's
                  )->dict:
     "Write the tokenizer metadata; returns a summary (model, pre, sizes, special ids)."
-    g = _gguf()
     vocab, tj = _vocab(model_dir, tokenizer)
-    tokens, scores, types = [], [], []
-    for text, score, typ in vocab.all_tokens():
-        tokens.append(text); scores.append(score); types.append(typ)
-    for added in tj.get("added_tokens", []):  # tokens the tokenizer matches whole, wherever their id lies
-        if added["id"] < len(types): types[added["id"]] = g.TokenType.CONTROL if added.get("special") else g.TokenType.USER_DEFINED
-    if vocab.tokenizer_model == "llama" and isinstance(vocab, g.LlamaHfVocab):
-        scores = [-float(i) if t == g.TokenType.NORMAL else s for i, (s, t) in enumerate(zip(scores, types))]
-    if n_rows < len(tokens):
-        raise ExportError(f"the embedding matrix has {n_rows} rows but the tokenizer has {len(tokens)} tokens: "
-                          f"{len(tokens) - n_rows} token ids have no embedding",
-                          hint="resize the embeddings after adding tokens (model.resize_token_embeddings(len(tokenizer))) and retrain or re-merge")
-    if n_rows > len(tokens):  # padded vocabulary (e.g. Qwen2): llama.cpp's converter pads with unused tokens the same way
-        _log.warning("embedding has %d rows for %d tokens; padding the vocabulary with %d unused tokens", n_rows, len(tokens), n_rows - len(tokens))
-        for i in range(len(tokens), n_rows):
-            tokens.append(f"[PAD{i}]".encode()); scores.append(-1000.0); types.append(g.TokenType.UNUSED)
+    tokens, scores, types = _token_lists(vocab, tj, n_rows)
     writer.add_tokenizer_model(vocab.tokenizer_model)
-    # the split rule of the tokenizer as loaded: a tokenizer class (e.g. Qwen2Tokenizer) may replace the one in tokenizer.json
+    # the split rule of the tokenizer as loaded: its class (e.g. Qwen2Tokenizer) may replace tokenizer.json's
     backend = json.loads(tokenizer.backend_tokenizer.to_str()) if hasattr(tokenizer, "backend_tokenizer") else tj
-    pre, pre_from = pre_tokenizer_name(tokenizer, backend) if vocab.tokenizer_model == "gpt2" else ("default", "sentencepiece")
+    if vocab.tokenizer_model == "gpt2": pre, pre_from = pre_tokenizer_name(tokenizer, backend)
+    else: pre, pre_from = "default", "sentencepiece"
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens); writer.add_token_scores(scores); writer.add_token_types(types)
-    special = g.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
-    probe = tokenizer("a")["input_ids"]
-    special.add_special_token = {"bos": tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id],
-                                 "eos": tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id]}
     template = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
-    special.chat_template = strip_generation_markers(template) if template else None
-    if (eot := end_of_turn_id(tokenizer, template)) is not None:
-        special.special_token_ids["eot"] = eot
-        special.special_token_ids.setdefault("eos", eot)  # a tokenizer without eos still ends its turns
+    special = _special_vocab(model_dir, tokenizer, len(tokens), template)
     special.add_to_gguf(writer, quiet=True)
-    if vocab.tokenizer_model == "llama":
-        writer.add_add_space_prefix(any(s.get("type") == "Metaspace" and s.get("prepend_scheme", "always") != "never"
-                                        for s in [tj.get("pre_tokenizer") or {}, *(tj.get("pre_tokenizer") or {}).get("pretokenizers", [])])
-                                    or any(s.get("type") == "Prepend" for s in (tj.get("normalizer") or {}).get("normalizers", [tj.get("normalizer") or {}])))
-    return dict(model=vocab.tokenizer_model, pre=pre, pre_chosen_by=pre_from, tokens=len(tokens), padded=max(0, n_rows - vocab.vocab_size),
-                special_ids=special.special_token_ids, add_bos=special.add_special_token["bos"], chat_template=bool(template))
+    if vocab.tokenizer_model == "llama": writer.add_add_space_prefix(_adds_space_prefix(tj))
+    return dict(model=vocab.tokenizer_model, pre=pre, pre_chosen_by=pre_from, tokens=len(tokens),
+                padded=max(0, n_rows - vocab.vocab_size), special_ids=special.special_token_ids,
+                add_bos=special.add_special_token["bos"], chat_template=bool(template))
 
 # %% ../nbs/11_export.ipynb #4769ec27
 def _rope(hf:dict)->dict:
@@ -362,12 +411,15 @@ def add_hparams(writer, hf:dict, # The checkpoint's config.json
     writer.add_feed_forward_length(hf["intermediate_size"])
     writer.add_head_count(n_head)
     writer.add_head_count_kv(hf.get("num_key_value_heads") or n_head)
-    if head_dim != hidden // n_head or arch in _NORM_PLUS_ONE: writer.add_key_length(head_dim); writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(int(head_dim * (rope.get("partial_rotary_factor") or hf.get("partial_rotary_factor") or 1.0)))
+    if head_dim != hidden // n_head or arch in _NORM_PLUS_ONE:
+        writer.add_key_length(head_dim); writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(int(head_dim * (rope.get("partial_rotary_factor")
+                                                    or hf.get("partial_rotary_factor") or 1.0)))
     writer.add_rope_freq_base(float(rope.get("rope_theta") or hf.get("rope_theta") or 10000.0))
     if kind == "linear":
         writer.add_rope_scaling_type(g.RopeScalingType.LINEAR); writer.add_rope_scaling_factor(float(rope["factor"]))
-    elif kind not in ("default", "llama3") and not (kind == "longrope" and arch == "phi3"):  # llama3, longrope: factor tensors
+    # llama3, longrope: factor tensors
+    elif kind not in ("default", "llama3") and not (kind == "longrope" and arch == "phi3"):
         raise ExportError(f"rope scaling {kind!r} is not supported by this GGUF writer for {arch}",
                           hint="supported: none (default), linear, llama3 (Llama 3.1+), longrope (Phi-3)")
     writer.add_layer_norm_rms_eps(hf["rms_norm_eps"])
@@ -391,8 +443,9 @@ def _gemma(writer, hf:dict):
     big = {"gemma2": 46, "gemma3_text": 62}[hf["model_type"]]  # llama.cpp knows the 27B models by their layer count
     expected = hf["hidden_size"] // hf["num_attention_heads"] if n_layer == big else head_dim
     if hf.get("query_pre_attn_scalar", expected) != expected:
-        raise ExportError(f"query_pre_attn_scalar {hf['query_pre_attn_scalar']} is not the {expected} llama.cpp scales queries by "
-                          f"for a {n_layer}-layer {hf['model_type']} model", hint="this checkpoint cannot run correctly in llama.cpp")
+        raise ExportError(f"query_pre_attn_scalar {hf['query_pre_attn_scalar']} is not the {expected} llama.cpp "
+                          f"scales queries by for a {n_layer}-layer {hf['model_type']} model",
+                          hint="this checkpoint cannot run correctly in llama.cpp")
     if cap := hf.get("attn_logit_softcapping"): writer.add_attn_logit_softcapping(cap)
     if cap := hf.get("final_logit_softcapping"): writer.add_final_logit_softcapping(cap)
     _sliding_window(writer, hf)
@@ -409,14 +462,16 @@ def _phi3(writer, hf:dict):
     writer.add_sliding_window(hf.get("sliding_window") or 0)
     if _rope_kind(hf) == "longrope":
         scale = n_ctx / orig
-        writer.add_rope_scaling_attn_factors(rope.get("attention_factor") or (math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0))
+        writer.add_rope_scaling_attn_factors(rope.get("attention_factor")
+                                             or (math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0))
 
 # %% ../nbs/11_export.ipynb #467a76be
 def _smollm3(writer, hf:dict):
     "SmolLM3: llama.cpp leaves rotary embeddings out of every fourth layer, exactly."
     expected = [int((i + 1) % 4 != 0) for i in range(hf["num_hidden_layers"])]
     if hf.get("no_rope_layers", expected) != expected:
-        raise ExportError(f"no_rope_layers {hf['no_rope_layers']} differs from every fourth layer, the only pattern llama.cpp's smollm3 runs")
+        raise ExportError(f"no_rope_layers {hf['no_rope_layers']} differs from every fourth layer, "
+                          "the only pattern llama.cpp's smollm3 runs")
 
 _ARCH_HPARAMS = {"gemma2": _gemma, "gemma3": _gemma, "phi3": _phi3, "smollm3": _smollm3}
 
@@ -425,12 +480,14 @@ def extra_tensors(hf:dict, arch:str)->dict:
     "Tensors llama.cpp needs that a checkpoint does not store: Llama 3's rope factors, Phi-3's LongRoPE factors."
     rope, kind, head_dim = _rope(hf), _rope_kind(hf), _head_dim(hf)
     if kind == "llama3":  # the frequency-dependent scaling of Llama 3.1+, as llama.cpp's converter computes it
-        freqs = 1.0 / (float(rope.get("rope_theta", 10000.0)) ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+        exponents = np.arange(0, head_dim, 2, dtype=np.float32) / head_dim
+        freqs = 1.0 / (float(rope.get("rope_theta", 10000.0)) ** exponents)
         factor, lo, hi = rope.get("factor", 8.0), rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
         old = rope.get("original_max_position_embeddings", 8192)
         wavelen = 2 * np.pi / freqs
         smooth = (old / wavelen - lo) / (hi - lo)
-        out = np.where(wavelen < old / hi, 1.0, np.where(wavelen > old / lo, factor, 1 / ((1 - smooth) / factor + smooth)))
+        out = np.where(wavelen < old / hi, 1.0,
+                       np.where(wavelen > old / lo, factor, 1 / ((1 - smooth) / factor + smooth)))
         return {"rope_freqs.weight": out.astype(np.float32)}
     if kind == "longrope" and arch == "phi3":
         return {"rope_factors_long.weight": np.asarray(rope["long_factor"], np.float32),
@@ -444,12 +501,14 @@ def _safetensors_files(model_dir:Path)->list[Path]:
     if index.is_file():
         return [model_dir/f for f in dict.fromkeys(json.loads(index.read_text())["weight_map"].values())]
     files = sorted(model_dir.glob("*.safetensors"))
-    if not files: raise ExportError(f"no safetensors weights in {model_dir}", hint="merge first (`finetune-nb merge-adapter`), which writes them")
+    if not files:
+        raise ExportError(f"no safetensors weights in {model_dir}",
+                          hint="merge first (`finetune-nb merge-adapter`), which writes them")
     return files
 
 # %% ../nbs/11_export.ipynb #b487e188
 def tensor_plan(model_dir:Path, hf:dict, arch:str)->list[dict]:
-    "One entry per tensor to write: hf name, gguf name, file and shape (headers only, no data read); then `extra_tensors`."
+    "One entry per tensor to write: hf name, gguf name, file, shape (headers only, no data read); then `extra_tensors`."
     g = _gguf()
     model_arch = next(k for k, v in g.MODEL_ARCH_NAMES.items() if v == arch)
     names = g.get_tensor_name_map(model_arch, hf["num_hidden_layers"])
@@ -479,7 +538,8 @@ def safetensors_header(path:Path)->tuple[int, dict]:
 # %% ../nbs/11_export.ipynb #a4b70e51
 def read_tensor(path:Path, start:int, h:dict)->np.ndarray:
     "The tensor described by header entry `h` as float32, read (not memory-mapped) from disk."
-    if h["dtype"] not in _ST_DTYPES: raise ExportError(f"{path.name}: a tensor has dtype {h['dtype']}, not a float type GGUF export reads")
+    if h["dtype"] not in _ST_DTYPES:
+        raise ExportError(f"{path.name}: a tensor has dtype {h['dtype']}, not a float type GGUF export reads")
     a, b = h["data_offsets"]
     with open(path, "rb") as f:
         f.seek(start + a)
@@ -489,7 +549,7 @@ def read_tensor(path:Path, start:int, h:dict)->np.ndarray:
 
 # %% ../nbs/11_export.ipynb #e7b96cdb
 def _convert(arr, entry:dict, quant:str, hf:dict, arch:str):
-    "One tensor as stored in the file: q/k permuted (llama), Gemma norms offset by one, then converted to its GGML type."
+    "One tensor as stored in the file: q/k permuted (llama), Gemma norms offset by one, converted to its GGML type."
     g = _gguf(); name = entry["hf"] or ""
     if arch in _PERMUTED_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
         kv = hf.get("num_key_value_heads") if name.endswith("k_proj.weight") else None
@@ -511,8 +571,10 @@ def _tensor_info(shape:tuple, qt)->tuple:
 # %% ../nbs/11_export.ipynb #0434d4d3
 def general_name(name:str)->str:
     "`name` for `general.name`, changed only where a reader would take it for an instruction (see below)."
-    if name.lower() == "mistral": return name + "-model"  # transformers reads general.name == "mistral" as a model type it cannot map
-    return re.sub(r"(?i)(phi)-?3", r"\1 3", name)  # llama.cpp applies Phi-3's special-token quirks to any name containing phi3 or phi-3
+    # transformers reads general.name == "mistral" as a model type it cannot map
+    if name.lower() == "mistral": return name + "-model"
+    # llama.cpp applies Phi-3's special-token quirks to any name containing phi3 or phi-3
+    return re.sub(r"(?i)(phi)-?3", r"\1 3", name)
 
 # %% ../nbs/11_export.ipynb #90e15901
 def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.json, safetensors, tokenizer)
@@ -524,12 +586,14 @@ def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.j
     "Write `model_dir` as one GGUF file, tensor by tensor; returns what was written."
     from transformers import AutoTokenizer
     g = _gguf(); qtypes, ftypes = _type_tables()
-    if quant not in qtypes: raise ExportError(f"write_gguf cannot quantise to {quant!r}", hint=f"numpy types: {', '.join(NUMPY_TYPES)}")
+    if quant not in qtypes:
+        raise ExportError(f"write_gguf cannot quantise to {quant!r}", hint=f"numpy types: {', '.join(NUMPY_TYPES)}")
     model_dir, out_path = Path(model_dir), Path(out_path)
     hf = json.loads((model_dir/"config.json").read_text())
     arch = GGUF_ARCHS.get(hf.get("model_type"))
-    if arch is None: raise ExportError(f"{model_dir}: model_type {hf.get('model_type')!r} cannot be exported to GGUF here",
-                                       hint=f"supported: {', '.join(GGUF_ARCHS)}")
+    if arch is None:
+        raise ExportError(f"{model_dir}: model_type {hf.get('model_type')!r} cannot be exported to GGUF here",
+                          hint=f"supported: {', '.join(GGUF_ARCHS)}")
     plan = tensor_plan(model_dir, hf, arch)
     n_rows = next(e["shape"][0] for e in plan if (e["hf"] or "").endswith("embed_tokens.weight"))
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -571,7 +635,8 @@ def _llama_cpp(purpose:str, # What needs llama.cpp, for the message
         import llama_cpp
         return llama_cpp
     except ImportError:
-        raise ExportError(f"{purpose} needs llama.cpp from the optional extra `{KQUANT_EXTRA}` (llama-cpp-python), which is not installed",
+        raise ExportError(f"{purpose} needs llama.cpp from the optional extra `{KQUANT_EXTRA}` (llama-cpp-python), "
+                          "which is not installed",
                           hint=f"run: {KQUANT_PIP}   (it compiles llama.cpp: several minutes){alternative}") from None
 
 # %% ../nbs/11_export.ipynb #0374a137
@@ -595,8 +660,9 @@ def _logit_problems(res:dict, quant:str, reader:str)->list[str]:
     return []
 
 # %% ../nbs/11_export.ipynb #8b0400e8
-# transformers' GGUF reader fills what it does not map (Qwen3's head_dim, Gemma's query scale and window pattern, Phi-3's
-# partial rotary factor) with defaults; for the other architectures it reads the weights against the checkpoint's own config
+# transformers' GGUF reader fills what it does not map (Qwen3's head_dim, Gemma's query scale and window pattern,
+# Phi-3's partial rotary factor) with defaults; for the other architectures it reads the weights against the
+# checkpoint's own config
 _TRANSFORMERS_READS_HPARAMS = {"llama", "qwen2"}
 
 def _check_transformers(gguf_path:Path, model_dir:Path, arch:str, ref, tok, quant:str,
@@ -607,21 +673,26 @@ def _check_transformers(gguf_path:Path, model_dir:Path, arch:str, ref, tok, quan
     import torch
     kw = {} if arch in _TRANSFORMERS_READS_HPARAMS else dict(config=AutoConfig.from_pretrained(model_dir))
     try:
-        got = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32, **kw).eval()
+        got = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32,
+                                                   **kw).eval()
         gtok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     except Exception as e:
         raise ExportError(f"{gguf_path.name} does not load back: {str(e).splitlines()[0]}") from e
     problems = []
-    texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) if tok.chat_template else m[-1]["content"]
-             for m in SAMPLE_CONVERSATIONS]
+    texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) if tok.chat_template
+             else m[-1]["content"] for m in SAMPLE_CONVERSATIONS]
     bad_tok = [t for t in texts if tok(t)["input_ids"] != gtok(t)["input_ids"]]
-    if bad_tok and tokenizer_counts: problems.append(f"its tokenizer encodes {len(bad_tok)} of {len(texts)} prompts differently, e.g. {bad_tok[0][:60]!r}")
+    if bad_tok and tokenizer_counts:
+        problems.append(f"its tokenizer encodes {len(bad_tok)} of {len(texts)} prompts differently, "
+                        f"e.g. {bad_tok[0][:60]!r}")
     if tok.chat_template and gtok.chat_template != strip_generation_markers(tok.chat_template):
         problems.append("its embedded chat template differs from the model's")
     res = compare_logits(ref, got, sample_inputs(tok))
     problems += _logit_problems(res, quant, "transformers")
-    res.update(tokenizer_identical=not bad_tok, template_identical=not any("template" in p for p in problems), loaded_as=type(got).__name__,
-               hyperparameters_from="the file" if not kw else "the checkpoint's config.json (transformers does not read them all)")
+    res.update(tokenizer_identical=not bad_tok, template_identical=not any("template" in p for p in problems),
+               loaded_as=type(got).__name__,
+               hyperparameters_from="the checkpoint's config.json (transformers does not read them all)" if kw
+               else "the file")
     return res, problems
 
 # %% ../nbs/11_export.ipynb #36bf1025
@@ -643,7 +714,8 @@ class _LlamaCppLogits:
         import torch
         from types import SimpleNamespace
         self.llm.reset(); self.llm.eval(ids[0].tolist())
-        return SimpleNamespace(logits=torch.from_numpy(np.array(self.llm.scores[:ids.shape[1]], dtype=np.float32))[None])
+        return SimpleNamespace(logits=torch.from_numpy(np.array(self.llm.scores[:ids.shape[1]],
+                                                                dtype=np.float32))[None])
 
 # %% ../nbs/11_export.ipynb #91efafe7
 def _llama_cpp_prompt(llm, messages:list)->list[int]:
@@ -662,7 +734,8 @@ def check_llama_cpp(gguf_path:str|os.PathLike, # The file to check
                     ref=None, tok=None, # The checkpoint's model and tokenizer, when already loaded
                     new_tokens:int=8, # Greedy tokens per sample prompt
                    )->dict:
-    "Load `gguf_path` in llama.cpp and compare tokenization, chat prompt ids, end of turn, logits and greedy tokens with `model_dir`."
+    """Load `gguf_path` in llama.cpp and compare tokenization, chat prompt ids, end of turn, logits and greedy tokens
+    with `model_dir`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     llama_cpp = _llama_cpp("checking a GGUF file in llama.cpp")
@@ -670,22 +743,32 @@ def check_llama_cpp(gguf_path:str|os.PathLike, # The file to check
     ref = ref or AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     inputs = sample_inputs(tok)
     n_ctx = -(-(max(map(len, inputs)) + new_tokens + 1) // 64) * 64
-    llm = llama_cpp.Llama(str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False, n_threads=torch.get_num_threads())
+    llm = llama_cpp.Llama(str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False,
+                          n_threads=torch.get_num_threads())
     try:
         probes = PROBE_TEXTS + [llama_cpp_pre_table()["chktxt"]]
         bad = [t for t in probes if llm.tokenize(t.encode("utf-8"), add_bos=True, special=True) != tok(t)["input_ids"]]
         has_template = bool(llm.metadata.get("tokenizer.chat_template")) and bool(tok.chat_template)
-        bad_chat = [i for i, m in enumerate(SAMPLE_CONVERSATIONS) if has_template and _llama_cpp_prompt(llm, m) != inputs[i]]
+        bad_chat = [i for i, m in enumerate(SAMPLE_CONVERSATIONS)
+                    if has_template and _llama_cpp_prompt(llm, m) != inputs[i]]
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         eot = end_of_turn_id(tok)
         eot_ok = eot is None or (llama_cpp.llama_vocab_eot(vocab) == eot and llama_cpp.llama_vocab_is_eog(vocab, eot))
         res = compare_logits(ref, _LlamaCppLogits(llm), inputs, new_tokens=new_tokens)
     finally: llm.close()
-    problems = [f"llama.cpp tokenizes {len(bad)} of {len(probes)} probe texts differently, e.g. {bad[0][:60]!r}"] if bad else []
-    if bad_chat: problems.append(f"llama.cpp renders {len(bad_chat)} of {len(inputs)} sample conversations to different prompt ids")
-    if not eot_ok: problems.append(f"llama.cpp does not end generation at the template's end-of-turn token {tok.convert_ids_to_tokens(eot)!r}")
+    problems = []
+    if bad:
+        problems.append(f"llama.cpp tokenizes {len(bad)} of {len(probes)} probe texts differently, "
+                        f"e.g. {bad[0][:60]!r}")
+    if bad_chat:
+        problems.append(f"llama.cpp renders {len(bad_chat)} of {len(inputs)} sample conversations "
+                        "to different prompt ids")
+    if not eot_ok:
+        problems.append("llama.cpp does not end generation at the template's end-of-turn token "
+                        f"{tok.convert_ids_to_tokens(eot)!r}")
     problems += _logit_problems(res, quant, "llama.cpp")
-    res.update(tokenizer_identical=not bad, probes=len(probes), chat_prompts_identical=not bad_chat if has_template else None,
+    res.update(tokenizer_identical=not bad, probes=len(probes),
+               chat_prompts_identical=not bad_chat if has_template else None,
                end_of_turn=tok.convert_ids_to_tokens(eot) if eot is not None else None, end_of_turn_is_eog=eot_ok,
                llama_cpp_version=llama_cpp.__version__, problems=problems, passed=not problems)
     return res
@@ -702,7 +785,8 @@ def verify_gguf(gguf_path:str|os.PathLike, # The file to check
                 quant:str, # Its type (decides which checks are strict)
                 llama_cpp:bool|None=None, # Check in llama.cpp too: None when llama-cpp-python is installed, True always
                )->dict:
-    "Read `gguf_path` back with transformers and llama.cpp and compare each with `model_dir`; raise `ExportError` on a failed check."
+    """Read `gguf_path` back with transformers and llama.cpp and compare each with `model_dir`; raise `ExportError` on a
+    failed check."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -710,13 +794,16 @@ def verify_gguf(gguf_path:str|os.PathLike, # The file to check
     arch = GGUF_ARCHS.get(json.loads((Path(model_dir)/"config.json").read_text()).get("model_type"), "")
     use_lcpp = _has_llama_cpp() if llama_cpp is None else llama_cpp
     if not (_transformers_reads(arch) or use_lcpp):
-        raise ExportError(f"nothing here can read {gguf_path.name} back to verify it: transformers does not load {arch} GGUF files "
-                          f"and llama-cpp-python (the extra `{KQUANT_EXTRA}`) is not installed", hint=f"run: {KQUANT_PIP}")
+        raise ExportError(f"nothing here can read {gguf_path.name} back to verify it: transformers does not load "
+                          f"{arch} GGUF files and llama-cpp-python (the extra `{KQUANT_EXTRA}`) is not installed",
+                          hint=f"run: {KQUANT_PIP}")
     bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
     try:
         ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         tok = AutoTokenizer.from_pretrained(model_dir)
-        if _transformers_reads(arch): res, problems = _check_transformers(gguf_path, Path(model_dir), arch, ref, tok, quant, tokenizer_counts=not use_lcpp)
+        if _transformers_reads(arch):
+            res, problems = _check_transformers(gguf_path, Path(model_dir), arch, ref, tok, quant,
+                                                tokenizer_counts=not use_lcpp)
         else: res, problems = dict(transformers=f"skipped: transformers cannot load {arch} GGUF files"), []
     finally:
         if bars: hf_logging.enable_progress_bar()
@@ -766,12 +853,15 @@ def export_gguf(config, # A `FineTuneConfig`
     out_dir = Path(out_dir) if out_dir else run
     quants = list(dict.fromkeys(quantizations or config.export.gguf))
     unknown = [q for q in quants if q not in NUMPY_TYPES + K_QUANTS]
-    if unknown: raise ExportError(f"unknown GGUF type(s) {unknown}", hint=f"choose from {', '.join(NUMPY_TYPES + K_QUANTS)}")
+    if unknown:
+        raise ExportError(f"unknown GGUF type(s) {unknown}", hint=f"choose from {', '.join(NUMPY_TYPES + K_QUANTS)}")
     if any(q in K_QUANTS for q in quants): _kquant_llama_cpp()  # fail before any work
     if not (recover_dir(model_dir)/"config.json").is_file():
-        raise ExportError(f"no merged model in {model_dir}", hint="run `finetune-nb merge-adapter` first, or pass model_dir")
+        raise ExportError(f"no merged model in {model_dir}",
+                          hint="run `finetune-nb merge-adapter` first, or pass model_dir")
     if bad := folder_problems(model_dir):
-        raise ExportError(f"the merged model in {model_dir} is damaged: {'; '.join(bad)}", hint="run `finetune-nb merge-adapter` again")
+        raise ExportError(f"the merged model in {model_dir} is damaged: {'; '.join(bad)}",
+                          hint="run `finetune-nb merge-adapter` again")
     paths = []
     for q in quants:
         t0 = time.perf_counter()
@@ -794,7 +884,9 @@ def export_gguf(config, # A `FineTuneConfig`
         info["seconds_verify"] = round(time.perf_counter() - t1, 3)
         update_export_metadata(run, "gguf", {q: info})
         v = info["verification"]
-        _log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in
-                 (("transformers", v), ("llama.cpp", v["llama_cpp"])) if isinstance(x, dict) and "max_abs_logit_diff" in x))
+        diffs = [f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in
+                 (("transformers", v), ("llama.cpp", v["llama_cpp"]))
+                 if isinstance(x, dict) and "max_abs_logit_diff" in x]
+        _log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(diffs))
         paths.append(path)
     return paths

@@ -43,7 +43,8 @@ class OllamaName:
     def manifest(self)->Path: return Path("manifests", self.host, self.namespace, self.model, self.tag)
     def __str__(self):
         "The name as `ollama list` shows it: the default registry and namespace left out."
-        where = "" if (self.host, self.namespace) == (REGISTRY, NAMESPACE) else f"{self.namespace}/" if self.host == REGISTRY else f"{self.host}/{self.namespace}/"
+        if (self.host, self.namespace) == (REGISTRY, NAMESPACE): where = ""
+        else: where = f"{self.namespace}/" if self.host == REGISTRY else f"{self.host}/{self.namespace}/"
         return f"{where}{self.model}:{self.tag}"
 
 # %% ../nbs/00a_ollama_store.ipynb #2efec912
@@ -53,12 +54,14 @@ def parse_ollama_name(name:str)->OllamaName:
     path, tag = s.rsplit(":", 1) if ":" in s.rsplit("/", 1)[-1] else (s, TAG)
     parts = path.split("/")
     if not path or not tag or len(parts) > 3 or any(p in ("", ".", "..") for p in parts + [tag]):
-        raise OllamaStoreError(f"{name!r} is not an Ollama model name", hint="write ollama:NAME or ollama:NAME:TAG, e.g. ollama:smollm2:135m")
+        raise OllamaStoreError(f"{name!r} is not an Ollama model name",
+                               hint="write ollama:NAME or ollama:NAME:TAG, e.g. ollama:smollm2:135m")
     *rest, model = parts
     return OllamaName(rest[0] if len(rest) == 2 else REGISTRY, rest[-1] if rest else NAMESPACE, model, tag)
 
 # %% ../nbs/00a_ollama_store.ipynb #924885ee
-MEDIA = {k: f"application/vnd.ollama.image.{k}" for k in ("model", "template", "system", "params", "license", "adapter", "projector", "messages")}
+MEDIA = {k: f"application/vnd.ollama.image.{k}" for k in ("model", "template", "system", "params", "license", "adapter",
+                                                          "projector", "messages")}
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 
@@ -77,11 +80,13 @@ def _gguf_details(path:Path)->dict:
     "What Ollama's config blob says about a GGUF file: family, parameter count, file type."
     from gguf import GGUFReader, LlamaFileType
     r = GGUFReader(path)
-    arch, ft = (r.fields[k].contents() if k in r.fields else None for k in ("general.architecture", "general.file_type"))
+    keys = ("general.architecture", "general.file_type")
+    arch, ft = (r.fields[k].contents() if k in r.fields else None for k in keys)
     n = sum(int(t.n_elements) for t in r.tensors)
     size = next((f"{n / d:.2f}{u}" for d, u in ((1e9, "B"), (1e6, "M"), (1e3, "K")) if n >= d), str(n))
     kind = LlamaFileType(ft).name.removeprefix("MOSTLY_").removeprefix("ALL_") if ft is not None else "unknown"
-    return {"model_format": "gguf", "model_family": arch or "", "model_families": [arch or ""], "model_type": size, "file_type": kind}
+    return {"model_format": "gguf", "model_family": arch or "", "model_families": [arch or ""], "model_type": size,
+            "file_type": kind}
 
 # %% ../nbs/00a_ollama_store.ipynb #09e8561b
 def add_to_ollama_store(name:str, # e.g. smollm2:135m
@@ -92,25 +97,28 @@ def add_to_ollama_store(name:str, # e.g. smollm2:135m
                         parameters:dict|None=None, # e.g. {"stop": ["<|im_end|>"], "temperature": 0.2}
                         license:str|list[str]|None=None, # License text(s)
                        )->Path:
-    "Add a GGUF file and its prompt layers to an Ollama store, laid out as `ollama create` lays them; returns the manifest."
+    "Add a GGUF file and its prompt layers to a store, laid out as `ollama create` lays them; returns the manifest."
     root, n = ollama_store(store), parse_ollama_name(name)
     layers = [{"mediaType": MEDIA["model"], **_put_blob(root, src=Path(gguf))}]
-    texts = [("template", template), ("system", system), ("params", json.dumps(parameters, separators=(",", ":")) if parameters else None)]
+    texts = [("template", template), ("system", system),
+             ("params", json.dumps(parameters, separators=(",", ":")) if parameters else None)]
     texts += [("license", t) for t in ([license] if isinstance(license, str) else license or [])]
     layers += [{"mediaType": MEDIA[k], **_put_blob(root, t.encode("utf-8"))} for k, t in texts if t is not None]
     config = {**_gguf_details(Path(gguf)), "architecture": "amd64", "os": "linux",
               "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}}
     compact = dict(separators=(",", ":"))  # as Go's json.Marshal writes them
     cfg = _put_blob(root, json.dumps(config, **compact).encode("utf-8"))
-    return write_text(root/n.manifest, json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-                                                   "config": {"mediaType": CONFIG_TYPE, **cfg}, "layers": layers}, **compact))
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": {"mediaType": CONFIG_TYPE, **cfg},
+                "layers": layers}
+    return write_text(root/n.manifest, json.dumps(manifest, **compact))
 
 # %% ../nbs/00a_ollama_store.ipynb #b0965731
 def list_ollama_models(store:str|os.PathLike|None=None)->list[str]:
     "The models in the local Ollama store, named as `ollama list` names them."
     root = ollama_store(store)/"manifests"
     if not root.is_dir(): return []
-    return sorted(str(OllamaName(*p.relative_to(root).parts)) for p in root.glob("*/*/*/*") if p.is_file() and not p.name.startswith("."))
+    return sorted(str(OllamaName(*p.relative_to(root).parts)) for p in root.glob("*/*/*/*")
+                  if p.is_file() and not p.name.startswith("."))
 
 # %% ../nbs/00a_ollama_store.ipynb #d2613dd8
 def _find_manifest(root:Path, n:OllamaName, name:str)->Path:
@@ -121,7 +129,8 @@ def _find_manifest(root:Path, n:OllamaName, name:str)->Path:
     if same: return root/parse_ollama_name(same[0]).manifest
     if not (root/"manifests").is_dir():
         raise OllamaStoreError(f"model.model_name {name!r}: there is no Ollama model store at {root}",
-                               hint="install Ollama and `ollama pull` the model, or set OLLAMA_MODELS to the folder holding manifests/ and blobs/")
+                               hint="install Ollama and `ollama pull` the model, "
+                                    "or set OLLAMA_MODELS to the folder holding manifests/ and blobs/")
     close = difflib.get_close_matches(str(n), found, n=1)
     raise OllamaStoreError(f"model.model_name {name!r}: {n} is not in the Ollama store at {root}; "
                            + (f"it has {', '.join(found)}" if found else "it has no models")
@@ -144,14 +153,15 @@ class OllamaModel:
 
     def provenance(self)->dict:
         "Where a base model came from, with the texts of its layers (so an export needs no store)."
-        return {"source": "ollama", "name": self.name, "manifest": str(self.manifest), "gguf": str(self.gguf), "digest": self.digest,
-                "template": self.template, "system": self.system, "parameters": self.parameters, "license": self.license,
-                "details": self.details}
+        return {"source": "ollama", "name": self.name, "manifest": str(self.manifest), "gguf": str(self.gguf),
+                "digest": self.digest, "template": self.template, "system": self.system, "parameters": self.parameters,
+                "license": self.license, "details": self.details}
 
     def _repr_markdown_(self):
         d = self.details
-        return (f"**ollama:{self.name}** — {d.get('model_family', '?')} {d.get('model_type', '')} {d.get('file_type', '')}, "
-                f"`{self.gguf.name[:19]}…`; layers: " + ", ".join(k for k in ("template", "system", "parameters", "license") if getattr(self, k)))
+        layers = ", ".join(k for k in ("template", "system", "parameters", "license") if getattr(self, k))
+        return (f"**ollama:{self.name}** — {d.get('model_family', '?')} {d.get('model_type', '')} "
+                f"{d.get('file_type', '')}, `{self.gguf.name[:19]}…`; layers: {layers}")
 
 # %% ../nbs/00a_ollama_store.ipynb #ba6dd21a
 _VERIFIED:dict = {}  # (path, size, mtime) -> digest already checked in this process
@@ -162,13 +172,17 @@ def _blob(root:Path, layer:dict, manifest:Path, again:str)->Path:
     if not isinstance(d, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", d):
         raise OllamaStoreError(f"{manifest}: the {kind} layer has no valid sha256 digest ({d!r})", hint=again)
     p = root/"blobs"/d.replace(":", "-")
-    if not p.is_file(): raise OllamaStoreError(f"{manifest}: its {kind} layer {d} is missing from the store (no file {p})", hint=again)
+    if not p.is_file():
+        raise OllamaStoreError(f"{manifest}: its {kind} layer {d} is missing from the store (no file {p})", hint=again)
     st = p.stat()
     if isinstance(layer.get("size"), int) and st.st_size != layer["size"]:
-        raise OllamaStoreError(f"{p}: {st.st_size} bytes, but {manifest} says {layer['size']}: the blob is damaged or was changed", hint=again)
+        raise OllamaStoreError(f"{p}: {st.st_size} bytes, but {manifest} says {layer['size']}: "
+                               "the blob is damaged or was changed", hint=again)
     if _VERIFIED.get((str(p), st.st_size, st.st_mtime_ns)) != d:
         got = "sha256:" + sha256_file(p)
-        if got != d: raise OllamaStoreError(f"{p}: its content does not match its digest (it hashes to {got}): the blob is damaged or was changed", hint=again)
+        if got != d:
+            raise OllamaStoreError(f"{p}: its content does not match its digest (it hashes to {got}): "
+                                   "the blob is damaged or was changed", hint=again)
         _VERIFIED[(str(p), st.st_size, st.st_mtime_ns)] = d
     return p
 
@@ -176,7 +190,8 @@ def _blob(root:Path, layer:dict, manifest:Path, again:str)->Path:
 def _read(p:Path, kind:str, manifest:Path, again:str)->str:
     "A text layer's content."
     try: return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e: raise OllamaStoreError(f"{p} ({kind} layer of {manifest}) is not UTF-8 text: {e}", hint=again) from None
+    except UnicodeDecodeError as e:
+        raise OllamaStoreError(f"{p} ({kind} layer of {manifest}) is not UTF-8 text: {e}", hint=again) from None
 
 # %% ../nbs/00a_ollama_store.ipynb #b0e589d8
 def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is optional)
@@ -187,18 +202,23 @@ def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is option
     path = _find_manifest(root, n, name)
     again = f"pull it again (`ollama pull {n}`), or re-create it if you built it with `ollama create`"
     try: manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise OllamaStoreError(f"{path}: not a valid Ollama manifest ({e})", hint=again) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OllamaStoreError(f"{path}: not a valid Ollama manifest ({e})", hint=again) from None
     layers = manifest.get("layers") if isinstance(manifest, dict) else None
     if not isinstance(layers, list) or not all(isinstance(l, dict) for l in layers):
         raise OllamaStoreError(f"{path}: not a valid Ollama manifest (no list of layers)", hint=again)
     kinds = [l.get("mediaType") for l in layers]
     if kinds.count(MEDIA["model"]) != 1:
-        raise OllamaStoreError(f"{path}: expected one model layer ({MEDIA['model']}), found {kinds.count(MEDIA['model'])}",
+        raise OllamaStoreError(f"{path}: expected one model layer ({MEDIA['model']}), "
+                               f"found {kinds.count(MEDIA['model'])}",
                                hint="fine-tuning needs a model with one GGUF weights file")
     if MEDIA["adapter"] in kinds:
-        raise OllamaStoreError(f"{n} carries a LoRA adapter layer on top of its base weights; training from the base alone would lose it",
-                               hint="fine-tune the base model it was created from, or merge the adapter into a GGUF file first")
-    if MEDIA["projector"] in kinds: _log.warning("%s: its vision projector is not used; fine-tuning covers the text model", n)
+        raise OllamaStoreError(f"{n} carries a LoRA adapter layer on top of its base weights; "
+                               "training from the base alone would lose it",
+                               hint="fine-tune the base model it was created from, "
+                                    "or merge the adapter into a GGUF file first")
+    if MEDIA["projector"] in kinds:
+        _log.warning("%s: its vision projector is not used; fine-tuning covers the text model", n)
     m = OllamaModel(str(n), path, Path(), "")
     for layer, kind in zip(layers, kinds):
         if kind == MEDIA["model"]: continue
@@ -210,12 +230,14 @@ def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is option
         elif kind == MEDIA["license"]: m.license.append(text)
         else:
             try: m.parameters.update(json.loads(text))
-            except json.JSONDecodeError as e: raise OllamaStoreError(f"{path}: its params layer is not JSON ({e})", hint=again) from None
+            except json.JSONDecodeError as e:
+                raise OllamaStoreError(f"{path}: its params layer is not JSON ({e})", hint=again) from None
     if isinstance(manifest.get("config"), dict) and manifest["config"].get("digest"):
         try: m.details = json.loads(_read(_blob(root, manifest["config"], path, again), "config", path, again))
         except json.JSONDecodeError: _log.warning("%s: its config blob is not JSON; model details unknown", path)
     weights = layers[kinds.index(MEDIA["model"])]
     m.gguf, m.digest = _blob(root, weights, path, again), weights["digest"]
     with open(m.gguf, "rb") as f:
-        if f.read(4) != b"GGUF": raise OllamaStoreError(f"{m.gguf}: the model layer of {n} is not a GGUF file", hint=again)
+        if f.read(4) != b"GGUF":
+            raise OllamaStoreError(f"{m.gguf}: the model layer of {n} is not a GGUF file", hint=again)
     return m
