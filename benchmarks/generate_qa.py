@@ -8,26 +8,18 @@ The fake server runs in its own process with HTTP keep-alive; the SDK is importe
 
 Usage: python benchmarks/generate_qa.py [--chunks 320] [--concurrency 16] [--latency 0.2] [--repeats 3]
 """
-import argparse, json, logging, os, statistics, sys, tempfile, time
+import json, os, statistics, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from finetune_nb.testing import KEY, fake_anthropic_process  # noqa: E402
-from finetune_nb.config import FineTuneConfig  # noqa: E402
-from finetune_nb.qa import QA_SYSTEM_PROMPT, generate_qa, qa_prompt, qa_tool  # noqa: E402
-import anthropic  # noqa: E402  imported up front: finetune_nb.qa imports it lazily, and a one-off import is not throughput
+from _fake_api import api_args
+from finetune_nb.testing import KEY, fake_anthropic_process
+from finetune_nb.config import FineTuneConfig
+from finetune_nb.qa import QA_SYSTEM_PROMPT, generate_qa, qa_prompt, qa_tool
+import anthropic  # imported up front: finetune_nb.qa imports it lazily, and a one-off import is not throughput
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--chunks", type=int, default=320)
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--latency", type=float, default=0.2)
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    logging.getLogger("finetune_nb").setLevel(logging.WARNING)
+    a = api_args(chunks=320)
     chunks = [{"chunk_id": f"c{i}", "text": f"Passage {i}: valve {i} opens at {i * 10} kPa.", "metadata": {"source": "m.pdf", "page": i}}
               for i in range(a.chunks)]
     ideal = a.concurrency / a.latency

@@ -24,7 +24,7 @@ prints its error and the next part still runs):
 Without CUDA it exits with status 2, unless --tiny. Time limits: --budget seconds in all (default 480),
 shared out by each part's share.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

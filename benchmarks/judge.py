@@ -9,27 +9,19 @@ The fake server runs in its own process with HTTP keep-alive; the SDK is importe
 
 Usage: python benchmarks/judge.py [--pairs 120] [--answers 80] [--concurrency 16] [--latency 0.2] [--repeats 3]
 """
-import argparse, json, logging, os, statistics, sys, tempfile, time
+import json, os, statistics, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from finetune_nb.testing import KEY, fake_anthropic_process  # noqa: E402
-from finetune_nb.config import JudgeConfig  # noqa: E402
-from finetune_nb.judge import JUDGE_SYSTEM, RUBRICS, Judge, judge_prompt, judge_tool  # noqa: E402
-import anthropic  # noqa: E402  imported up front: finetune_nb.qa imports it lazily, and a one-off import is not throughput
+from _fake_api import api_args
+from finetune_nb.testing import KEY, fake_anthropic_process
+from finetune_nb.config import JudgeConfig
+from finetune_nb.judge import JUDGE_SYSTEM, RUBRICS, Judge, judge_prompt, judge_tool
+import anthropic  # imported up front: finetune_nb.qa imports it lazily, and a one-off import is not throughput
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", type=int, default=120)
-    ap.add_argument("--answers", type=int, default=80)
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--latency", type=float, default=0.2)
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    logging.getLogger("finetune_nb").setLevel(logging.WARNING)
+    a = api_args(pairs=120, answers=80)
     n_requests = 2 * a.pairs + a.answers
     ideal = a.concurrency / a.latency
     def work(tag):

@@ -193,14 +193,9 @@ def _read(p:Path, kind:str, manifest:Path, again:str)->str:
     except UnicodeDecodeError as e:
         raise OllamaStoreError(f"{p} ({kind} layer of {manifest}) is not UTF-8 text: {e}", hint=again) from None
 
-# %% ../nbs/00a_ollama_store.ipynb #b0e589d8
-def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is optional)
-                      store:str|os.PathLike|None=None, # Default `ollama_store()`
-                     )->OllamaModel:
-    "Read model `name` from the local Ollama store, checking every blob it uses against its digest."
-    root, n = ollama_store(store), parse_ollama_name(name)
-    path = _find_manifest(root, n, name)
-    again = f"pull it again (`ollama pull {n}`), or re-create it if you built it with `ollama create`"
+# %% ../nbs/00a_ollama_store.ipynb #901161aa
+def _manifest_layers(path:Path, n:OllamaName, again:str)->tuple[dict, list, list]:
+    "The manifest at `path`, its layers and their media types; refused unless it holds exactly one GGUF and no adapter."
     try: manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OllamaStoreError(f"{path}: not a valid Ollama manifest ({e})", hint=again) from None
@@ -219,7 +214,11 @@ def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is option
                                     "or merge the adapter into a GGUF file first")
     if MEDIA["projector"] in kinds:
         _log.warning("%s: its vision projector is not used; fine-tuning covers the text model", n)
-    m = OllamaModel(str(n), path, Path(), "")
+    return manifest, layers, kinds
+
+# %% ../nbs/00a_ollama_store.ipynb #34857fbe
+def _read_layers(m:OllamaModel, root:Path, layers:list, kinds:list, path:Path, again:str):
+    "Fill `m` from the text layers of its manifest at `path`: template, system prompt, parameters, licenses."
     for layer, kind in zip(layers, kinds):
         if kind == MEDIA["model"]: continue
         if kind not in (MEDIA["template"], MEDIA["system"], MEDIA["params"], MEDIA["license"]):
@@ -232,6 +231,18 @@ def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is option
             try: m.parameters.update(json.loads(text))
             except json.JSONDecodeError as e:
                 raise OllamaStoreError(f"{path}: its params layer is not JSON ({e})", hint=again) from None
+
+# %% ../nbs/00a_ollama_store.ipynb #b0e589d8
+def read_ollama_model(name:str, # e.g. ollama:smollm2:135m (the prefix is optional)
+                      store:str|os.PathLike|None=None, # Default `ollama_store()`
+                     )->OllamaModel:
+    "Read model `name` from the local Ollama store, checking every blob it uses against its digest."
+    root, n = ollama_store(store), parse_ollama_name(name)
+    path = _find_manifest(root, n, name)
+    again = f"pull it again (`ollama pull {n}`), or re-create it if you built it with `ollama create`"
+    manifest, layers, kinds = _manifest_layers(path, n, again)
+    m = OllamaModel(str(n), path, Path(), "")
+    _read_layers(m, root, layers, kinds, path, again)
     if isinstance(manifest.get("config"), dict) and manifest["config"].get("digest"):
         try: m.details = json.loads(_read(_blob(root, manifest["config"], path, again), "config", path, again))
         except json.JSONDecodeError: _log.warning("%s: its config blob is not JSON; model details unknown", path)
