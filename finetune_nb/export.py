@@ -576,6 +576,23 @@ def general_name(name:str)->str:
     # llama.cpp applies Phi-3's special-token quirks to any name containing phi3 or phi-3
     return re.sub(r"(?i)(phi)-?3", r"\1 3", name)
 
+# %% ../nbs/11_export.ipynb #7e0048a0
+def _write_tensors(writer, plan:list, quant:str, hf:dict, arch:str)->dict:
+    "Declare every tensor of `plan`, write the header, then convert and write each tensor; returns counts per type."
+    counts = {}
+    for e in plan:
+        e["qt"] = tensor_type(e["shape"], quant)
+        writer.add_tensor_info(e["gguf"], *_tensor_info(e["shape"], e["qt"]), raw_dtype=e["qt"])
+        counts[e["qt"].name] = counts.get(e["qt"].name, 0) + 1
+    writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.write_ti_data_to_file()
+    for e in plan:
+        arr = read_tensor(e["file"], e["start"], e["header"]) if "file" in e else e["data"]
+        data, qt = _convert(arr, e, quant, hf, arch)
+        assert qt == e["qt"]
+        writer.write_tensor_data(data)
+        del data, arr
+    return counts
+
 # %% ../nbs/11_export.ipynb #90e15901
 def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.json, safetensors, tokenizer)
                out_path:str|os.PathLike, # The .gguf file to create (atomically)
@@ -604,18 +621,7 @@ def write_gguf(model_dir:str|os.PathLike, # A merged checkpoint folder (config.j
     try:
         add_hparams(writer, hf, arch, n_rows, ftypes[quant], name)
         tok_info = add_tokenizer(writer, model_dir, tok, n_rows, chat_template)
-        counts = {}
-        for e in plan:
-            e["qt"] = tensor_type(e["shape"], quant)
-            writer.add_tensor_info(e["gguf"], *_tensor_info(e["shape"], e["qt"]), raw_dtype=e["qt"])
-            counts[e["qt"].name] = counts.get(e["qt"].name, 0) + 1
-        writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.write_ti_data_to_file()
-        for e in plan:
-            arr = read_tensor(e["file"], e["start"], e["header"]) if "file" in e else e["data"]
-            data, qt = _convert(arr, e, quant, hf, arch)
-            assert qt == e["qt"]
-            writer.write_tensor_data(data)
-            del data, arr
+        counts = _write_tensors(writer, plan, quant, hf, arch)
         writer.close()
         os.replace(tmp, out_path)
     except BaseException:
@@ -841,6 +847,32 @@ def quantize_kquant(src:str|os.PathLike, # An F16 or F32 GGUF file
     os.replace(tmp, out_path)
     return out_path
 
+# %% ../nbs/11_export.ipynb #1b286b3c
+def _write_gguf_file(model_dir:Path, path:Path, q:str, name:str)->dict:
+    "Write one GGUF file of type `q`: a numpy type directly, a K-quant from an F16 file llama.cpp quantises."
+    if q not in K_QUANTS: return write_gguf(model_dir, path, q, name=name)
+    src = path.with_name(f".model-{q}-source-f16.gguf")
+    try:
+        write_gguf(model_dir, src, "f16", name=name)
+        quantize_kquant(src, path, q)
+    finally: src.unlink(missing_ok=True)
+    return dict(path=str(path), quant=q, bytes=path.stat().st_size, quantizer="llama.cpp")
+
+# %% ../nbs/11_export.ipynb #aba83720
+def _verify_and_record(run:Path, path:Path, model_dir:Path, q:str, info:dict):
+    "Verify one written file and record it in the run's export metadata, a failed check too (then raise)."
+    t1 = time.perf_counter()
+    try: info["verification"] = verify_gguf(path, model_dir, q)
+    except ExportError as e:
+        update_export_metadata(run, "gguf", {q: {**info, "verification": {"passed": False, "error": str(e)}}})
+        raise
+    info["seconds_verify"] = round(time.perf_counter() - t1, 3)
+    update_export_metadata(run, "gguf", {q: info})
+    v = info["verification"]
+    diffs = [f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in (("transformers", v), ("llama.cpp", v["llama_cpp"]))
+             if isinstance(x, dict) and "max_abs_logit_diff" in x]
+    _log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(diffs))
+
 # %% ../nbs/11_export.ipynb #9b0a3d81
 def export_gguf(config, # A `FineTuneConfig`
                 model_dir:str|os.PathLike|None=None, # The merged model; default <run>/merged
@@ -867,26 +899,8 @@ def export_gguf(config, # A `FineTuneConfig`
         t0 = time.perf_counter()
         path = out_dir/f"model-{q}.gguf"
         _log.info("writing %s", path)
-        if q in K_QUANTS:
-            src = out_dir/f".model-{q}-source-f16.gguf"
-            try:
-                write_gguf(model_dir, src, "f16", name=config.project.name)
-                quantize_kquant(src, path, q)
-            finally: src.unlink(missing_ok=True)
-            info = dict(path=str(path), quant=q, bytes=path.stat().st_size, quantizer="llama.cpp")
-        else: info = write_gguf(model_dir, path, q, name=config.project.name)
+        info = _write_gguf_file(model_dir, path, q, config.project.name)
         info["seconds_write"] = round(time.perf_counter() - t0, 3)
-        t1 = time.perf_counter()
-        try: info["verification"] = verify_gguf(path, model_dir, q)
-        except ExportError as e:
-            update_export_metadata(run, "gguf", {q: {**info, "verification": {"passed": False, "error": str(e)}}})
-            raise
-        info["seconds_verify"] = round(time.perf_counter() - t1, 3)
-        update_export_metadata(run, "gguf", {q: info})
-        v = info["verification"]
-        diffs = [f"{x['max_abs_logit_diff']:.3g} in {r}" for r, x in
-                 (("transformers", v), ("llama.cpp", v["llama_cpp"]))
-                 if isinstance(x, dict) and "max_abs_logit_diff" in x]
-        _log.info("%s verified: max |Δlogit| %s", path.name, ", ".join(diffs))
+        _verify_and_record(run, path, model_dir, q, info)
         paths.append(path)
     return paths
