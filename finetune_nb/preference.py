@@ -6,17 +6,18 @@ Docs: https://finetune-nb.github.io/finetune-nb/preference.html.md"""
 
 # %% ../nbs/08a_preference.ipynb #c622d739
 from __future__ import annotations
-import json, logging, os, re, time
+import logging, os, re, time
 from collections import Counter
 from pathlib import Path
 
-from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, Skipped
+from .core import DataError, FinetuneNBError, Skipped
 from .core import read_jsonl, sha256_file, stable_hash, write_json, write_jsonl
 from .models import load_model, peft_quiet, resolve_device, resolve_model
 from .templates import has_generation_markers, resolve_chat_template, stop_token_ids
 from .train import (
-    TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train, _extra_callbacks,
-    _failed, _for_device, _hardware, _interrupt_callback, _keep_4bit_trainable, _nonempty, _set_attention, _sigint_to, _versions, _write_outputs)
+    TrainResult, checkpoint_dir, ensure_pad_token, last_checkpoint, lora_config, resolved, sft_args, train,
+    _config_error, _extra_callbacks, _failed, _for_device, _hardware, _interrupt_callback, _keep_4bit_trainable,
+    _nonempty, _rows_text, _set_attention, _sigint_to, _versions, _write_outputs)
 
 _log = logging.getLogger("finetune_nb")
 
@@ -28,31 +29,39 @@ __all__ = ['pair_record', 'read_pairs', 'collect_pairs', 'save_pairs', 'pair_ids
 def _messages(v, field:str)->list[dict]:
     "`v` as a list of {role, content} messages; raises ValueError naming `field`."
     if isinstance(v, str): return [{"role": "assistant" if field != "prompt" else "user", "content": v}]
-    if not isinstance(v, list) or not v: raise ValueError(f"field '{field}': expected text or a non-empty list of messages")
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"field '{field}': expected text or a non-empty list of messages")
     out = []
     for i, m in enumerate(v):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
-            raise ValueError(f"field '{field}[{i}]': expected a message with a role (system, user, assistant) and text content")
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+           or not isinstance(m.get("content"), str):
+            raise ValueError(f"field '{field}[{i}]': expected a message with a role (system, user, assistant) "
+                             "and text content")
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
+# %% ../nbs/08a_preference.ipynb #2088b13c
 def _split_shared(chosen:list[dict], rejected:list[dict])->tuple[list, list, list]:
     "The messages two conversations share (the prompt), then what each goes on with."
     n = 0
     while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]: n += 1
     return chosen[:n], chosen[n:], rejected[n:]
 
-# %% ../nbs/08a_preference.ipynb #2088b13c
+# %% ../nbs/08a_preference.ipynb #b244985d
 def pair_record(row)->dict:
-    "A preference pair in canonical form (prompt, chosen, rejected, metadata); raises ValueError saying why a row is none."
+    "A preference pair in canonical form (prompt, chosen, rejected, metadata); raises ValueError saying why not."
     if not isinstance(row, dict): raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     for f in ("chosen", "rejected"):
-        if row.get(f) is None: raise ValueError(f"field '{f}': missing (a pair needs prompt, chosen and rejected, or chosen and rejected conversations)")
+        if row.get(f) is None:
+            raise ValueError(f"field '{f}': missing (a pair needs prompt, chosen and rejected, "
+                             "or chosen and rejected conversations)")
     chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
     if row.get("prompt") is not None: prompt = _messages(row["prompt"], "prompt")
     else:
         prompt, chosen, rejected = _split_shared(chosen, rejected)
-        if not prompt: raise ValueError("chosen and rejected share no prompt: give a 'prompt' field, or conversations that start alike")
+        if not prompt:
+            raise ValueError("chosen and rejected share no prompt: give a 'prompt' field, "
+                             "or conversations that start alike")
     if prompt[-1]["role"] != "user": raise ValueError("field 'prompt': must end with the user's turn")
     for f, c in (("chosen", chosen), ("rejected", rejected)):
         if c[-1]["role"] != "assistant": raise ValueError(f"field '{f}': must end with an assistant answer")
@@ -80,6 +89,7 @@ def read_pairs(path:str|os.PathLike, # A JSONL file of preference pairs
         out.append((n, p))
     return out
 
+# %% ../nbs/08a_preference.ipynb #a9362518
 def collect_pairs(rows:list[dict], # Pairs from a store or a judge
                   source:str, # Where they came from, for the skipped list
                   skipped:list|None=None)->list[dict]:
@@ -91,26 +101,41 @@ def collect_pairs(rows:list[dict], # Pairs from a store or a judge
             if skipped is not None: skipped.append(Skipped(source, f"pair {i}: {e}"))
     return out
 
-# %% ../nbs/08a_preference.ipynb #92a8caa4
+# %% ../nbs/08a_preference.ipynb #73a87d7f
 def _held_out(prompt:list[dict], fraction:float, seed:int)->bool:
     "Whether a prompt's pairs are held out: a hash of the prompt and the seed, so one prompt is never on both sides."
     return fraction > 0 and int(stable_hash([seed, prompt])[:12], 16) / 16**12 < fraction
 
+# %% ../nbs/08a_preference.ipynb #ad4cfed1
+def _split_pairs(pairs:list[dict], skipped:list, fraction:float, seed:int)->dict:
+    "{'train': pairs, 'validation': pairs}, each distinct pair once."
+    seen, split = set(), {"train": [], "validation": []}
+    for p in pairs:
+        key = stable_hash([p["prompt"], p["chosen"], p["rejected"]])
+        if key in seen:
+            skipped.append(Skipped(str(p["metadata"].get("source", "<pairs>")), "duplicate pair",
+                                   line=p["metadata"].get("line")))
+            continue
+        seen.add(key)
+        split["validation" if _held_out(p["prompt"], fraction, seed) else "train"].append(p)
+    if not split["train"] and split["validation"]:  # too few prompts to hold any out
+        split = {"train": split["validation"], "validation": []}
+    return split
+
+# %% ../nbs/08a_preference.ipynb #f8bc8e6f
+def _reason_kind(reason:str)->str:
+    "A reason with its numbers generalised, to count reasons of one kind together."
+    return re.sub(r"\d+", "N", reason)
+
+# %% ../nbs/08a_preference.ipynb #e4b0355f
 def save_pairs(data_dir:str|os.PathLike, # Where pairs_train.jsonl, pairs_validation.jsonl and pairs_info.json go
                pairs:list[dict], # Canonical pairs from every source
                skipped:list, # `Skipped` for every pair left out so far
                sources:dict, # source name -> number of pairs it gave
                validation_fraction:float=0.1, seed:int=42)->dict:
     "Drop duplicate pairs, split by prompt, write the pair files atomically; returns pairs_info.json's content."
-    data_dir, seen, split = Path(data_dir), set(), {"train": [], "validation": []}
-    for p in pairs:
-        key = stable_hash([p["prompt"], p["chosen"], p["rejected"]])
-        if key in seen:
-            skipped.append(Skipped(str(p["metadata"].get("source", "<pairs>")), "duplicate pair", line=p["metadata"].get("line"))); continue
-        seen.add(key)
-        split["validation" if _held_out(p["prompt"], validation_fraction, seed) else "train"].append(p)
-    if not split["train"] and split["validation"]:  # too few prompts to hold any out
-        split = {"train": split["validation"], "validation": []}
+    data_dir = Path(data_dir)
+    split = _split_pairs(pairs, skipped, validation_fraction, seed)
     for s, rows in split.items(): write_jsonl(data_dir/f"pairs_{s}.jsonl", rows)
     info = {"counts": {"train": len(split["train"]), "validation": len(split["validation"]), "skipped": len(skipped)},
             "sources": sources, "validation_fraction": validation_fraction, "seed": seed,
@@ -118,29 +143,29 @@ def save_pairs(data_dir:str|os.PathLike, # Where pairs_train.jsonl, pairs_valida
             "skipped": [s.to_dict() for s in skipped],
             "sha256": {f"pairs_{s}.jsonl": sha256_file(data_dir/f"pairs_{s}.jsonl") for s in split}}
     write_json(data_dir/"pairs_info.json", info)
-    (_log.warning if skipped else _log.info)("preference pairs: %d train, %d held out, %d left out%s", len(split["train"]), len(split["validation"]),
-                                           len(skipped), f" ({info['skipped_by_reason']})" if skipped else "")
+    (_log.warning if skipped else _log.info)("preference pairs: %d train, %d held out, %d left out%s",
+                                            len(split["train"]), len(split["validation"]), len(skipped),
+                                            f" ({info['skipped_by_reason']})" if skipped else "")
     return info
-
-def _reason_kind(reason:str)->str:
-    "A reason with its numbers generalised, to count reasons of one kind together."
-    return re.sub(r"\d+", "N", reason)
 
 # %% ../nbs/08a_preference.ipynb #773cba10
 def _common(a:list, b:list)->int:
+    "Length of the common start of `a` and `b`."
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
     return n
 
+# %% ../nbs/08a_preference.ipynb #d29456ab
 def pair_ids(pair:dict, tokenizer, template:str)->tuple[list[int], list[int], list[int]]:
     "Token ids of the prompt and of the chosen and rejected answers after it, as DPO and ORPO see them."
-    enc = lambda msgs, gen=False: list(tokenizer.apply_chat_template(msgs, chat_template=template, add_generation_prompt=gen, tokenize=True,
-                                                                      return_dict=True)["input_ids"])
-    prompt, chosen, rejected = enc(pair["prompt"], True), enc(pair["prompt"] + pair["chosen"]), enc(pair["prompt"] + pair["rejected"])
+    enc = lambda msgs, gen=False: list(tokenizer.apply_chat_template(
+        msgs, chat_template=template, add_generation_prompt=gen, tokenize=True, return_dict=True)["input_ids"])
+    prompt = enc(pair["prompt"], True)
+    chosen, rejected = enc(pair["prompt"] + pair["chosen"]), enc(pair["prompt"] + pair["rejected"])
     n = min(_common(prompt, chosen), _common(prompt, rejected))
     return prompt[:n], chosen[n:], rejected[n:]
 
-# %% ../nbs/08a_preference.ipynb #d29456ab
+# %% ../nbs/08a_preference.ipynb #dea56b07
 def check_pairs(ids:list[tuple], # `pair_ids` of each pair
                 lines:list[int], # The line of each pair in `file`
                 tokenizer, file:str|os.PathLike, # The pairs file, for messages
@@ -148,26 +173,41 @@ def check_pairs(ids:list[tuple], # `pair_ids` of each pair
                 eos_ids:set[int], # Tokens that end a turn
                )->dict:
     "Refuse pairs that would teach nothing or never teach stopping; returns counts for metadata."
-    from finetune_nb.train import _rows_text
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id in eos_ids:
-        raise DataError(f"the pad token {tokenizer.pad_token!r} is also the end-of-sequence token; trained like this a model never learns to stop",
-                        file=file, hint="call ensure_pad_token(tokenizer, model), or give the tokenizer a distinct pad token")
+        raise DataError(f"the pad token {tokenizer.pad_token!r} is also the end-of-sequence token; "
+                        "trained like this a model never learns to stop", file=file,
+                        hint="call ensure_pad_token(tokenizer, model), or give the tokenizer a distinct pad token")
     room = [max(0, max_length - len(p)) for p, _, _ in ids]
     full = [ln for (p, c, r), n, ln in zip(ids, room, lines) if not c[:n] or not r[:n]]
     if full:
-        raise DataError(f"{len(full)} pair(s) leave no answer tokens within max_seq_length={max_length}: lines {_rows_text(full)}",
-                        file=file, hint="shorten these prompts, or raise training.max_seq_length")
+        raise DataError(f"{len(full)} pair(s) leave no answer tokens within max_seq_length={max_length}: "
+                        f"lines {_rows_text(full)}", file=file,
+                        hint="shorten these prompts, or raise training.max_seq_length")
     ends = [(any(t in eos_ids for t in c[:n]), any(t in eos_ids for t in r[:n])) for (_, c, r), n in zip(ids, room)]
     if ids and not any(a or b for a, b in ends):
-        raise DataError(f"no answer has an end-of-sequence token {sorted(eos_ids)}, so the model would never learn to stop",
-                        file=file, hint="use a chat template whose assistant turn ends with the EOS token")
+        raise DataError(f"no answer has an end-of-sequence token {sorted(eos_ids)}, so the model would never learn "
+                        "to stop", file=file, hint="use a chat template whose assistant turn ends with the EOS token")
     cut = [ln for ln, (a, b) in zip(lines, ends) if not (a and b)]
-    if cut: _log.warning("%s: %d pair(s) lose their end-of-sequence token to max_seq_length=%d: lines %s", file, len(cut), max_length, _rows_text(cut))
-    return dict(pairs=len(ids), prompt_tokens=sum(len(p) for p, _, _ in ids), chosen_tokens=sum(len(c) for _, c, _ in ids),
-                rejected_tokens=sum(len(r) for _, _, r in ids), pairs_without_eos=len(cut))
+    if cut: _log.warning("%s: %d pair(s) lose their end-of-sequence token to max_seq_length=%d: lines %s",
+                         file, len(cut), max_length, _rows_text(cut))
+    return dict(pairs=len(ids), prompt_tokens=sum(len(p) for p, _, _ in ids),
+                chosen_tokens=sum(len(c) for _, c, _ in ids), rejected_tokens=sum(len(r) for _, _, r in ids),
+                pairs_without_eos=len(cut))
 
 # %% ../nbs/08a_preference.ipynb #af32abb2
-def pair_logps(model, tokenizer, template:str, pairs:list[dict], batch_size:int=8, max_length:int|None=None)->list[tuple[float, float]]:
+def _answer_logps(model, batch:list[tuple[list, list]], pad:int)->list[float]:
+    "Summed log-probability of the masked tokens of each (ids, mask) row of `batch`, padded on the right."
+    import torch
+    w, dev = max(len(s) for s, _ in batch), model.device
+    ids = torch.tensor([s + [pad] * (w - len(s)) for s, _ in batch], device=dev)
+    att = torch.tensor([[1] * len(s) + [0] * (w - len(s)) for s, _ in batch], device=dev)
+    mask = torch.tensor([m + [0] * (w - len(m)) for _, m in batch], device=dev)[:, 1:].bool()
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=att, use_cache=False).logits[:, :-1].float(), -1)
+    return (logp.gather(-1, ids[:, 1:, None]).squeeze(-1) * mask).sum(-1).tolist()
+
+# %% ../nbs/08a_preference.ipynb #271863c1
+def pair_logps(model, tokenizer, template:str, pairs:list[dict], batch_size:int=8,
+               max_length:int|None=None)->list[tuple[float, float]]:
     "Summed log-probability of each pair's chosen and rejected answer given its prompt."
     import torch
     seqs = []
@@ -178,47 +218,45 @@ def pair_logps(model, tokenizer, template:str, pairs:list[dict], batch_size:int=
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for b in range(0, len(seqs), 2 * batch_size):
-            batch = seqs[b:b + 2 * batch_size]
-            w = max(len(s) for s, _ in batch)
-            ids = torch.tensor([s + [pad] * (w - len(s)) for s, _ in batch], device=model.device)
-            att = torch.tensor([[1] * len(s) + [0] * (w - len(s)) for s, _ in batch], device=model.device)
-            mask = torch.tensor([m + [0] * (w - len(m)) for _, m in batch], device=model.device)[:, 1:].bool()
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=att, use_cache=False).logits[:, :-1].float(), -1)
-            tok_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-            out += (tok_logp * mask).sum(-1).tolist()
+        for b in range(0, len(seqs), 2 * batch_size): out += _answer_logps(model, seqs[b:b + 2 * batch_size], pad)
     if was_training: model.train()
     return list(zip(out[0::2], out[1::2]))
 
-def preference_margin(model, tokenizer, template:str, pairs:list[dict], batch_size:int=8, max_length:int|None=None)->dict:
+# %% ../nbs/08a_preference.ipynb #7f0e648d
+def preference_margin(model, tokenizer, template:str, pairs:list[dict], batch_size:int=8,
+                      max_length:int|None=None)->dict:
     "Mean chosen-minus-rejected log-probability over `pairs`, and the share where chosen is more likely."
     lp = pair_logps(model, tokenizer, template, pairs, batch_size, max_length)
     m = [c - r for c, r in lp]
+    if not m: return {"pairs": 0}
     return {"pairs": len(m), "margin": sum(m) / len(m), "accuracy": sum(x > 0 for x in m) / len(m),
-            "chosen_logp": sum(c for c, _ in lp) / len(lp), "rejected_logp": sum(r for _, r in lp) / len(lp)} if m else {"pairs": 0}
+            "chosen_logp": sum(c for c, _ in lp) / len(lp), "rejected_logp": sum(r for _, r in lp) / len(lp)}
 
 # %% ../nbs/08a_preference.ipynb #11270d82
-_SHARED = ("output_dir", "seed", "data_seed", "use_cpu", "bf16", "fp16", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-           "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_steps", "lr_scheduler_type", "weight_decay",
-           "optim", "activation_checkpointing", "activation_checkpointing_kwargs", "eval_strategy", "eval_steps", "logging_steps",
-           "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
-           "report_to", "ddp_find_unused_parameters")
-
 def _orpo():
-    "TRL's ORPOConfig and ORPOTrainer, which live in trl.experimental (the TRL range in pyproject.toml is the one tested here)."
+    "TRL's ORPOConfig and ORPOTrainer, in trl.experimental (the TRL range in pyproject.toml is the one tested here)."
     import warnings
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*trl.experimental.*")
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
     return ORPOConfig, ORPOTrainer
 
+# %% ../nbs/08a_preference.ipynb #20151f06
 def preference_method(config)->str:
     "dpo or orpo: the preference part of training.method; a ConfigError when the method has none."
     m = config.training.method.split("+")[-1]
     if m not in ("dpo", "orpo"):
-        raise ConfigError([ConfigIssue("training.method", f"{config.training.method!r} has no preference step; use dpo, orpo, sft+dpo or sft+orpo",
-                                       source=str(config._source) if config._source else None)])
+        raise _config_error(config, "training.method", f"{config.training.method!r} has no preference step; "
+                            "use dpo, orpo, sft+dpo or sft+orpo")
     return m
+
+# %% ../nbs/08a_preference.ipynb #bde96cbd
+_SHARED = ("output_dir", "seed", "data_seed", "use_cpu", "bf16", "fp16", "num_train_epochs", "max_steps",
+           "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate",
+           "warmup_steps", "lr_scheduler_type", "weight_decay", "optim", "activation_checkpointing",
+           "activation_checkpointing_kwargs", "eval_strategy", "eval_steps", "logging_steps", "save_strategy",
+           "save_steps", "save_total_limit", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+           "report_to", "ddp_find_unused_parameters")
 
 def preference_args(config, # A `FineTuneConfig`
                     device:str, # cpu or cuda
@@ -239,29 +277,54 @@ def preference_args(config, # A `FineTuneConfig`
     return _orpo()[0](**kw, remove_unused_columns=False)
 
 # %% ../nbs/08a_preference.ipynb #983019fe
-def _read_checked(config, files:dict, tok, template:str, eos:set)->tuple[dict, dict]:
-    "The pairs of each file, read strictly and checked, and the check's counts."
-    data, counts = {}, {}
+def _read_checked(config, files:dict, tok, template:str, generation_config)->tuple[dict, dict]:
+    "The pairs of each file, read strictly and checked against the model's stop tokens, and the check's counts."
+    data, counts, eos = {}, {}, set(stop_token_ids(tok, template, generation_config))
     for s, f in files.items():
         if s != "train" and not _nonempty(f): continue
         rows = read_pairs(f, on_error="fail") if f.is_file() else []
-        if not rows: raise DataError("no preference pairs to train on", file=f, hint="run `finetune-nb prepare-pairs CONFIG`: pairs come from "
-                                     "training.preference.pairs files and the corrections in the feedback store")
-        counts[s] = check_pairs([pair_ids(p, tok, template) for _, p in rows], [ln for ln, _ in rows], tok, f, config.training.max_seq_length, eos)
+        if not rows:
+            raise DataError("no preference pairs to train on", file=f, hint="run `finetune-nb prepare-pairs CONFIG`: "
+                            "pairs come from training.preference.pairs files and the corrections in the feedback store")
+        counts[s] = check_pairs([pair_ids(p, tok, template) for _, p in rows], [ln for ln, _ in rows], tok, f,
+                                config.training.max_seq_length, eos)
         data[s] = [p for _, p in rows]
     return data, counts
 
+# %% ../nbs/08a_preference.ipynb #be7d3c27
+def _load(config, device:str)->tuple:
+    "The base model, its tokenizer, the chat template and what `ensure_pad_token` did."
+    model, tok = load_model(_for_device(config, device), device=device)
+    if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
+    if config.model.attn_implementation != "auto": _set_attention(model, config)
+    tok.chat_template = template = resolve_chat_template(config, tok)
+    return model, tok, template, ensure_pad_token(tok, model)
+
+# %% ../nbs/08a_preference.ipynb #58391023
 def _trainer(method:str, model, args, tok, ds:dict, peft_config, callbacks):
     "TRL's DPOTrainer or ORPOTrainer over the pairs."
     if method == "dpo": from trl import DPOTrainer as Trainer
     else: Trainer = _orpo()[1]
     with peft_quiet():
-        return Trainer(model=model, args=args, processing_class=tok, train_dataset=ds["train"], eval_dataset=ds.get("validation"),
-                       peft_config=peft_config, callbacks=callbacks)
+        return Trainer(model=model, args=args, processing_class=tok, train_dataset=ds["train"],
+                       eval_dataset=ds.get("validation"), peft_config=peft_config, callbacks=callbacks)
 
-# %% ../nbs/08a_preference.ipynb #be7d3c27
-def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pairs_train.jsonl (and pairs_validation.jsonl)
-                     adapter:str|os.PathLike|None=None, # An adapter to train further (sft+dpo); None: a new LoRA adapter on the base model
+# %% ../nbs/08a_preference.ipynb #6d0cbc9f
+def _fit(make_trainer, n_pairs:int, file:Path, stop, ck:Path|None, evaluate:bool)->tuple:
+    "The trainer and its metrics; any failure (OOM included) is a TrainingFailedError carrying the original."
+    trainer = None
+    try:
+        trainer = make_trainer()
+        if len(trainer.train_dataset) != n_pairs:  # the checks should make this impossible: never train on fewer
+            raise DataError(f"TRL kept {len(trainer.train_dataset)} of {n_pairs} pairs", file=file)
+        with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+        return trainer, {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if evaluate else {})}
+    except (FinetuneNBError, KeyboardInterrupt): raise
+    except Exception as e: raise _failed(e, trainer.state.global_step if trainer else 0) from e
+
+# %% ../nbs/08a_preference.ipynb #fed41c74
+def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pairs_train.jsonl (and validation)
+                     adapter:str|os.PathLike|None=None, # An adapter to train further (sft+dpo); None: a new one
                      resume:bool=False, # Continue from the last complete checkpoint
                      force_cpu:bool=False, # Train on the CPU whatever training.device says
                      callbacks:list|None=None, # Extra transformers TrainerCallbacks
@@ -270,17 +333,15 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     from datasets import Dataset
     from transformers import set_seed
     method, t = preference_method(config), config.training
-    if t.num_processes > 1: _log.warning("preference tuning runs in one process (training.num_processes=%d applies to sft)", t.num_processes)
+    if t.num_processes > 1:
+        _log.warning("preference tuning runs in one process (training.num_processes=%d is sft's)", t.num_processes)
     set_seed(t.seed)  # before PEFT initialises the LoRA weights inside the trainer
     t0, device = time.time(), resolve_device("cpu" if force_cpu else t.device)
-    model, tok = load_model(_for_device(config, device), device=device)
-    if config.model.use_qlora and device == "cpu": _keep_4bit_trainable(model)
-    if config.model.attn_implementation != "auto": _set_attention(model, config)
-    tok.chat_template = template = resolve_chat_template(config, tok)
-    pad = ensure_pad_token(tok, model)
+    model, tok, template, pad = _load(config, device)
     files = {s: config.data_dir/f"pairs_{s}.jsonl" for s in ("train", "validation")}
-    data, counts = _read_checked(config, files, tok, template, set(stop_token_ids(tok, template, model.generation_config)))
-    if "validation" not in data: _log.warning("no %s: the held-out margin, evaluation and early stopping are off", files["validation"])
+    data, counts = _read_checked(config, files, tok, template, model.generation_config)
+    if "validation" not in data:
+        _log.warning("no %s: the held-out margin, evaluation and early stopping are off", files["validation"])
     if adapter is not None:
         from peft import PeftModel
         with peft_quiet(): model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
@@ -289,38 +350,39 @@ def train_preference(config, # A `FineTuneConfig`; pairs are read from <data>/pa
     args = preference_args(config, device, model.dtype, bool(held), model.config._attn_implementation)
     ck = last_checkpoint(checkpoint_dir(config)) if resume else None
     if resume: _log.info("resuming from %s", ck or "the start (no complete checkpoint)")
-    ds = {s: Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in rows]) for s, rows in data.items()}
-    stop, trainer = _interrupt_callback(), None
-    try:  # from here on, any failure (OOM included) is a TrainingFailedError carrying the original
-        trainer = _trainer(method, model, args, tok, ds, None if adapter is not None else lora_config(config),
-                           [stop, *_extra_callbacks(config), *(callbacks or [])])
-        if len(trainer.train_dataset) != len(ds["train"]):  # the checks above should make this impossible: never train on fewer pairs silently
-            raise DataError(f"TRL kept {len(trainer.train_dataset)} of {len(ds['train'])} pairs", file=files["train"])
-        with _sigint_to(stop): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
-        metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if held else {})}
-    except (FinetuneNBError, KeyboardInterrupt): raise
-    except Exception as e: raise _failed(e, trainer.state.global_step if trainer else 0) from e
-    if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in {checkpoint_dir(config)}")
-    if "ref" in getattr(trainer.model, "peft_config", {}): trainer.model.delete_adapter("ref")  # DPO's frozen reference is not part of the result
+    ds = {s: Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in rows])
+          for s, rows in data.items()}
+    stop = _interrupt_callback()
+    make = lambda: _trainer(method, model, args, tok, ds, None if adapter is not None else lora_config(config),
+                            [stop, *_extra_callbacks(config), *(callbacks or [])])
+    trainer, metrics = _fit(make, len(ds["train"]), files["train"], stop, ck, bool(held))
+    if stop.requested:
+        raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in "
+                                f"{checkpoint_dir(config)}")
+    if "ref" in getattr(trainer.model, "peft_config", {}): trainer.model.delete_adapter("ref")  # DPO's frozen reference
     after = preference_margin(trainer.model, tok, template, held, t.batch_size, t.max_seq_length) if held else None
-    if held: _log.info("held-out margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%", before["margin"], after["margin"], 100 * before["accuracy"], 100 * after["accuracy"])
+    if held: _log.info("held-out margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%", before["margin"], after["margin"],
+                       100 * before["accuracy"], 100 * after["accuracy"])
     meta = dict(method=config.training.method, base_model=config.model.model_name, revision=config.model.revision,
-                base_model_source=resolve_model(config, progress=False)[1],  # the Ollama layers an export keeps, when the base came from Ollama
-                start_adapter=str(adapter) if adapter is not None else None, global_step=trainer.state.global_step, metrics=metrics,
-                margins={"before": before, "after": after}, preference=config.training.preference.model_dump(mode="json"),
-                duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
-                hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template),
+                base_model_source=resolve_model(config, progress=False)[1],  # the Ollama layers an export keeps
+                start_adapter=str(adapter) if adapter is not None else None, global_step=trainer.state.global_step,
+                metrics=metrics, margins={"before": before, "after": after},
+                preference=config.training.preference.model_dump(mode="json"), duration_s=round(time.time() - t0, 2),
+                resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
+                hardware=_hardware(device, trainer.accelerator.num_processes),
+                chat_template_markers=has_generation_markers(template),
                 data={s: dict(file=str(files[s]), sha256=sha256_file(files[s]), **counts[s]) for s in data})
     return _write_outputs(config, trainer, tok, meta)
 
 # %% ../nbs/08a_preference.ipynb #743df52e
 def sft_config(config):
-    "The config of the supervised step of sft+dpo or sft+orpo: method sft, outputs in <run>/sft/, checkpoints in <checkpoints>/sft."
+    "The supervised step of sft+dpo or sft+orpo: method sft, outputs in <run>/sft/, checkpoints in <checkpoints>/sft."
     c = resolved(config)  # absolute paths: the data stays where it is
     c.training.method, c.training.output_dir = "sft", str(checkpoint_dir(config)/"sft")
     c.project.output_dir, c.project.name = str(config.run_dir), "sft"
     return c
 
+# %% ../nbs/08a_preference.ipynb #8dc4cd90
 def fine_tune(config, # A `FineTuneConfig`
               resume:bool=False, # Continue from the last complete checkpoints
               force_cpu:bool=False, # Train on the CPU whatever training.device says
@@ -328,8 +390,8 @@ def fine_tune(config, # A `FineTuneConfig`
               callbacks:list|None=None, # Extra transformers TrainerCallbacks
              )->TrainResult:
     "Train as training.method says: sft, dpo, orpo, or supervised first and then preference tuning of that adapter."
-    m = config.training.method
-    if m == "sft": return train(config, resume=resume, force_cpu=force_cpu, num_processes=num_processes, callbacks=callbacks)
+    m, kw = config.training.method, dict(resume=resume, force_cpu=force_cpu, callbacks=callbacks)
+    if m == "sft": return train(config, num_processes=num_processes, **kw)
     start = None
-    if m.startswith("sft+"): start = train(sft_config(config), resume=resume, force_cpu=force_cpu, num_processes=num_processes, callbacks=callbacks).adapter_dir
-    return train_preference(config, adapter=start, resume=resume, force_cpu=force_cpu, callbacks=callbacks)
+    if m.startswith("sft+"): start = train(sft_config(config), num_processes=num_processes, **kw).adapter_dir
+    return train_preference(config, adapter=start, **kw)

@@ -34,7 +34,8 @@ ALPACA_TEMPLATE = (
 CHATML_EOS_TEMPLATE = (  # ChatML for vocabularies without its tokens: every turn ends with the tokenizer's EOS token
     "{%- for message in messages %}"
     "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + eos_token }}{% endgeneration %}{{- '\\n' }}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + eos_token }}{% endgeneration %}{{- "
+    "'\\n' }}"
     "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + eos_token + '\\n' }}"
     "{%- endif %}"
@@ -52,10 +53,13 @@ def has_generation_markers(template:str|None)->bool:
 
 # %% ../nbs/03_templates.ipynb #65f230c7
 def chatml_template(tokenizer)->str:
-    "ChatML for `tokenizer`: turns end with `<|im_end|>` where its vocabulary has the ChatML tokens, else with its EOS token."
-    if all(len(tokenizer(t, add_special_tokens=False)["input_ids"]) == 1 for t in ("<|im_start|>", "<|im_end|>")): return CHATML_TEMPLATE
+    ("ChatML for `tokenizer`: turns end with `<|im_end|>` where its vocabulary has the ChatML tokens, else with its "
+     "EOS token.")
+    if all(len(tokenizer(t, add_special_tokens=False)["input_ids"]) == 1 for t in ("<|im_start|>", "<|im_end|>")):
+        return CHATML_TEMPLATE
     if not tokenizer.eos_token:
-        raise ConfigError([ConfigIssue("model.chat_template", "the tokenizer has neither the ChatML tokens nor an EOS token to end a turn with; "
+        raise ConfigError([ConfigIssue("model.chat_template", "the tokenizer has neither the ChatML tokens nor an EOS "
+                                                              "token to end a turn with; "
                                        "give a template of your own (a path to a .jinja file)")])
     return CHATML_EOS_TEMPLATE
 
@@ -72,13 +76,15 @@ def resolve_chat_template(config, # A `FineTuneConfig`
     if choice != "auto":
         path = config.resolve(choice)
         if not path.is_file():
-            raise ConfigError([ConfigIssue("model.chat_template", f"template file {path} not found; use auto, chatml, alpaca or a path to a .jinja file")])
+            raise ConfigError([ConfigIssue("model.chat_template", f"template file {path} not found; use auto, chatml, "
+                                                                  "alpaca or a path to a .jinja file")])
         return path.read_text(encoding="utf-8")
     own = getattr(tokenizer, "chat_template", None)
     if isinstance(own, dict): own = own.get("default")
     if not own:
         chatml = chatml_template(tokenizer)
-        _log.info("the tokenizer has no chat template; using ChatML%s", "" if chatml == CHATML_TEMPLATE else f" with {tokenizer.eos_token} ending each turn")
+        _log.info("the tokenizer has no chat template; using ChatML%s",
+                  "" if chatml == CHATML_TEMPLATE else f" with {tokenizer.eos_token} ending each turn")
         return chatml
     if has_generation_markers(own): return own
     from trl.chat_template_utils import get_training_chat_template
@@ -87,7 +93,8 @@ def resolve_chat_template(config, # A `FineTuneConfig`
     if patched: return patched
     if own not in _WARNED:  # every stage resolves the template; say it once
         _WARNED.add(own)
-        _log.warning("the tokenizer's chat template has no {%% generation %%} markers and TRL has no training version of it; "
+        _log.warning("the tokenizer's chat template has no {%% generation %%} markers and TRL has no training version "
+                     "of it; "
                     "loss masks will come from splitting each conversation into prompt and completion")
     return own
 
@@ -103,6 +110,7 @@ class Rendered:
     @property
     def n_trainable(self)->int: return sum(self.assistant_mask)
 
+# %% ../nbs/03_templates.ipynb #0448aa77
 def _spans(mask:list[int])->list[tuple[int,int]]:
     "Runs of 1s in `mask` as [start, end) pairs."
     out, start = [], None
@@ -111,6 +119,7 @@ def _spans(mask:list[int])->list[tuple[int,int]]:
         elif not m and start is not None: out.append((start, i)); start = None
     return out
 
+# %% ../nbs/03_templates.ipynb #c7b0785a
 def render(messages:list[dict], # Canonical chat messages
            tokenizer, # Tokenizer whose special tokens the template uses
            template:str, # A chat template with generation markers
@@ -136,17 +145,22 @@ def show_trainable(r:Rendered, tokenizer)->str:
 _ANSWER = "\u27e6answer\u27e7"
 
 def turn_end_ids(tokenizer, template:str)->list[int]:
-    "Ids of the special tokens `template` closes an assistant turn with (Llama 3's <|eot_id|>, Gemma's <end_of_turn>, ChatML's <|im_end|>, Alpaca's EOS)."
+    ("Ids of the special tokens `template` closes an assistant turn with (Llama 3's <|eot_id|>, Gemma's "
+     "<end_of_turn>, ChatML's <|im_end|>, Alpaca's EOS).")
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _ANSWER}]
     text = tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False)
     closing = text[text.rindex(_ANSWER) + len(_ANSWER):]
-    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}  # Gemma's "\n" is an added token, not a stop
+    # Gemma's "\n" is an added token, not a stop
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
     return list(dict.fromkeys(i for i in tokenizer(closing, add_special_tokens=False)["input_ids"] if i in special))
 
+# %% ../nbs/03_templates.ipynb #f0759f69
 def stop_token_ids(tokenizer, template:str|None, generation_config=None)->list[int]:
-    "Every token that ends an answer: the template's turn end (when given), the tokenizer's EOS, and the EOS ids of `generation_config`."
+    ("Every token that ends an answer: the template's turn end (when given), the tokenizer's EOS, and the EOS ids of "
+     "`generation_config`.")
     g = getattr(generation_config, "eos_token_id", None)
-    ids = [*(turn_end_ids(tokenizer, template) if template else []), tokenizer.eos_token_id, *(g if isinstance(g, (list, tuple)) else [g])]
+    ids = [*(turn_end_ids(tokenizer, template) if template else []), tokenizer.eos_token_id,
+           *(g if isinstance(g, (list, tuple)) else [g])]
     return sorted({i for i in ids if i is not None})
 
 # %% ../nbs/03_templates.ipynb #eee3806d
@@ -163,6 +177,7 @@ class _Where:
     def fail(self, field, message, hint=None):
         raise DataError(message, file=self.source, line=self.line, field=field, hint=hint)
 
+# %% ../nbs/03_templates.ipynb #6625ef26
 def _text(v, field:str, where:_Where, required:bool=True)->str:
     "`v` checked to be a string (and non-empty when `required`)."
     if v is None: where.fail(field, "missing", "every message needs its text as a string")
@@ -182,13 +197,17 @@ def detect_format(row:dict, # One input row (a JSON object)
                  )->str:
     "The format of `row`, one of `FORMATS`; `DataError` for an unknown or ambiguous shape."
     where = _Where(source, line)
-    if not isinstance(row, dict): where.fail(None, f"expected a JSON object, got {type(row).__name__}", f"expected one of: {_SHAPES}")
+    if not isinstance(row, dict):
+        where.fail(None, f"expected a JSON object, got {type(row).__name__}", f"expected one of: {_SHAPES}")
     strong = [f for k, f in _STRONG.items() if k in row]
     if len(strong) > 1:
-        where.fail(None, f"ambiguous row: it looks like {' and '.join(strong)} at once (keys {sorted(row)})", "keep one format per row")
+        where.fail(None, f"ambiguous row: it looks like {' and '.join(strong)} at once (keys {sorted(row)})",
+                   "keep one format per row")
     if strong: return strong[0]
     pc, io = "prompt" in row or "completion" in row, "input" in row or "output" in row
-    if pc and io: where.fail(None, f"ambiguous row: it has prompt/completion and input/output keys ({sorted(row)})", "keep one format per row")
+    if pc and io:
+        where.fail(None, f"ambiguous row: it has prompt/completion and input/output keys ({sorted(row)})",
+                   "keep one format per row")
     if pc: return "prompt_completion"
     if io: return "input_output"
     if "text" in row: return "text"
@@ -202,20 +221,24 @@ def _parts(parts, field:str, where:_Where, gemini:bool)->list[str]:
     for i, p in enumerate(parts):
         f = f"{field}[{i}]"
         if not isinstance(p, dict): where.fail(f, f"must be an object with a text, got {type(p).__name__}")
-        kind = next((k for k in p if k not in ("text", "thought")), None) if gemini else (None if p.get("type") == "text" else p.get("type"))
+        kind = next((k for k in p if k not in ("text", "thought")),
+                    None) if gemini else (None if p.get("type") == "text" else p.get("type"))
         if kind is not None or "text" not in p:
             where.fail(f, f"non-text part ({kind or 'no text'}): only text is supported",
                        "remove images, files and function calls from training rows, or describe them in text")
         out.append(_text(p["text"], f + ".text", where, required=False))
     return out
 
+# %% ../nbs/03_templates.ipynb #2d4d51bd
 def _message(m, i:int, field:str, where:_Where, L:dict, role_key="role", content_key="content", roles=None)->dict:
     "One canonical message from a message object; unknown roles and non-string content are errors."
-    if not isinstance(m, dict): where.fail(field, f"must be an object with {role_key!r} and {content_key!r}, got {type(m).__name__}")
+    if not isinstance(m, dict):
+        where.fail(field, f"must be an object with {role_key!r} and {content_key!r}, got {type(m).__name__}")
     roles = roles or {r: r for r in ROLES}
     name = m.get(role_key)
     if name not in roles:
-        where.fail(f"{field}.{role_key}", "missing" if name is None else f"unknown role {name!r}", f"expected one of: {', '.join(roles)}")
+        where.fail(f"{field}.{role_key}", "missing" if name is None else f"unknown role {name!r}",
+                   f"expected one of: {', '.join(roles)}")
     content = m.get(content_key)
     if isinstance(content, list):  # OpenAI content parts
         texts = _parts(content, f"{field}.{content_key}", where, gemini=False)
@@ -225,9 +248,11 @@ def _message(m, i:int, field:str, where:_Where, L:dict, role_key="role", content
     if extra: L.setdefault("message_extra", {})[str(i)] = extra
     return {"role": roles[name], "content": content}
 
+# %% ../nbs/03_templates.ipynb #3fc659c3
 def _message_list(v, field:str, where:_Where, L:dict, offset:int=0, **kw)->list[dict]:
     "A non-empty list of message objects."
-    if not isinstance(v, list) or not v: where.fail(field, "missing" if v is None else "must be a non-empty list of messages")
+    if not isinstance(v, list) or not v:
+        where.fail(field, "missing" if v is None else "must be a non-empty list of messages")
     return [_message(m, offset + i, f"{field}[{i}]", where, L, **kw) for i, m in enumerate(v)]
 
 # %% ../nbs/03_templates.ipynb #c58533a5
@@ -239,6 +264,7 @@ def _read_messages(row, where, L):
     if dev: L["developer"] = dev
     return msgs
 
+# %% ../nbs/03_templates.ipynb #86749dfa
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 _SHAREGPT_NAMES = {"user": "human", "assistant": "gpt", "system": "system"}
 
@@ -260,9 +286,11 @@ def _read_alpaca(row, where, L):
         else: msgs.append({"role": "system", "content": _text(row["system"], "system", where)})
     if "history" in row:
         h = row["history"]
-        if not isinstance(h, list): where.fail("history", f"must be a list of [instruction, response] pairs, got {type(h).__name__}")
+        if not isinstance(h, list):
+            where.fail("history", f"must be a list of [instruction, response] pairs, got {type(h).__name__}")
         for i, pair in enumerate(h):
-            if not (isinstance(pair, list) and len(pair) == 2): where.fail(f"history[{i}]", "must be a pair [instruction, response]")
+            if not (isinstance(pair, list) and len(pair) == 2):
+                where.fail(f"history[{i}]", "must be a pair [instruction, response]")
             msgs += [{"role": "user", "content": _text(pair[0], f"history[{i}][0]", where)},
                      {"role": "assistant", "content": _text(pair[1], f"history[{i}][1]", where)}]
         L["history"] = True
@@ -272,7 +300,8 @@ def _read_alpaca(row, where, L):
         if inp is not None: _text(inp, "input", where, required=False)
         L["input"] = inp
         if inp and inp.strip(): instruction = f"{instruction}\n\n{inp}"
-    return msgs + [{"role": "user", "content": instruction}, {"role": "assistant", "content": _text(row.get("output"), "output", where)}]
+    return msgs + [{"role": "user", "content": instruction}, {"role": "assistant",
+                                                              "content": _text(row.get("output"), "output", where)}]
 
 # %% ../nbs/03_templates.ipynb #b9b65354
 def _read_prompt_completion(row, where, L):
@@ -280,17 +309,21 @@ def _read_prompt_completion(row, where, L):
     if isinstance(p, list) or isinstance(c, list):
         if not (isinstance(p, list) and isinstance(c, list)):
             where.fail("prompt" if not isinstance(p, list) else "completion",
-                       "conversational prompt/completion needs both as lists of messages", "use two strings or two message lists")
+                       "conversational prompt/completion needs both as lists of messages",
+                       "use two strings or two message lists")
         prompt = _message_list(p, "prompt", where, L)
         completion = _message_list(c, "completion", where, L, offset=len(prompt))
         L["conversational"] = True
         return prompt + completion
-    return [{"role": "user", "content": _text(p, "prompt", where)}, {"role": "assistant", "content": _text(c, "completion", where)}]
+    return [{"role": "user", "content": _text(p, "prompt", where)}, {"role": "assistant",
+                                                                     "content": _text(c, "completion", where)}]
 
+# %% ../nbs/03_templates.ipynb #fdcc9927
 def _read_input_output(row, where, L):
     return [{"role": "user", "content": _text(row.get("input"), "input", where)},
             {"role": "assistant", "content": _text(row.get("output"), "output", where)}]
 
+# %% ../nbs/03_templates.ipynb #01df0cf2
 def _read_text(row, where, L): return [{"role": "assistant", "content": _text(row.get("text"), "text", where)}]
 
 # %% ../nbs/03_templates.ipynb #c6e7faa6
@@ -308,13 +341,17 @@ def _read_gemini(row, where, L):
         if len(texts) > 1: L.setdefault("parts", {})["0"] = texts
         if set(si) != {"parts"}: L["system_extra"] = {k: v for k, v in si.items() if k != "parts"}
     contents = row.get("contents")
-    if not isinstance(contents, list) or not contents: where.fail("contents", "missing" if contents is None else "must be a non-empty list")
+    if not isinstance(contents, list) or not contents:
+        where.fail("contents", "missing" if contents is None else "must be a non-empty list")
     for i, c in enumerate(contents):
         f, n = f"contents[{i}]", len(msgs)
         if not isinstance(c, dict): where.fail(f, f"must be an object with role and parts, got {type(c).__name__}")
-        if c.get("role") not in ("user", "model"): where.fail(f + ".role", "missing" if c.get("role") is None else f"unknown role {c.get('role')!r}", "expected one of: user, model")
+        if c.get("role") not in ("user", "model"):
+            where.fail(f + ".role", "missing" if c.get("role") is None else f"unknown role {c.get('role')!r}",
+                       "expected one of: user, model")
         texts = _parts(c.get("parts"), f + ".parts", where, gemini=True)
-        msgs.append({"role": "user" if c["role"] == "user" else "assistant", "content": _text("".join(texts), f + ".parts", where)})
+        msgs.append({"role": "user" if c["role"] == "user" else "assistant",
+                     "content": _text("".join(texts), f + ".parts", where)})
         if len(texts) > 1: L.setdefault("parts", {})[str(n)] = texts
         extra = {k: v for k, v in c.items() if k not in ("role", "parts")}
         if extra: L.setdefault("message_extra", {})[str(n)] = extra
@@ -324,17 +361,20 @@ def _read_gemini(row, where, L):
 _READERS = {"messages": _read_messages, "sharegpt": _read_sharegpt, "alpaca": _read_alpaca,
             "prompt_completion": _read_prompt_completion, "input_output": _read_input_output,
             "gemini": _read_gemini, "text": _read_text}
-_KEYS = {"messages": {"messages"}, "sharegpt": {"conversations", "system"}, "alpaca": {"instruction", "input", "output", "system", "history"},
+_KEYS = {"messages": {"messages"}, "sharegpt": {"conversations", "system"}, "alpaca": {"instruction", "input", "output",
+                                                                                       "system", "history"},
          "prompt_completion": {"prompt", "completion"}, "input_output": {"input", "output"},
          "gemini": {"contents", *_GEMINI_SYSTEM_KEYS}, "text": {"text"}}
-_LIST_FIELD = {"messages": "messages", "sharegpt": "conversations", "gemini": "contents", "prompt_completion": "completion"}
+_LIST_FIELD = {"messages": "messages", "sharegpt": "conversations", "gemini": "contents",
+               "prompt_completion": "completion"}
 
 def to_messages(row:dict, # One input row
                 fmt:str|None=None, # Its format (one of `FORMATS`); detected when None
                 source=None, # The file it came from (relative to the input root), kept as metadata["source"]
                 line:int|None=None, # Its line or record number, kept as metadata["line"]
                )->dict:
-    "The canonical `{messages, metadata}` record for `row`; `DataError` naming file, line and field when it does not fit."
+    ("The canonical `{messages, metadata}` record for `row`; `DataError` naming file, line and field when it does not "
+     "fit.")
     where = _Where(source, line)
     if fmt is None: fmt = detect_format(row, source, line)
     elif fmt not in _READERS: raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -342,7 +382,8 @@ def to_messages(row:dict, # One input row
     L = {}
     msgs = _READERS[fmt](row, where, L)
     if not any(m["role"] == "assistant" for m in msgs):
-        where.fail(_LIST_FIELD.get(fmt, "messages"), "has no assistant message, so there is nothing to learn", "add the answer the model should give")
+        where.fail(_LIST_FIELD.get(fmt, "messages"), "has no assistant message, so there is nothing to learn",
+                   "add the answer the model should give")
     user_meta = row.get("metadata", {})
     if user_meta is None: user_meta = {}; L["metadata_null"] = True
     if not isinstance(user_meta, dict): where.fail("metadata", f"must be an object, got {type(user_meta).__name__}")
@@ -362,13 +403,16 @@ def _split(content:str, texts)->list[str]:
     "The original part texts when they still make up `content`, else one part."
     return texts if texts and "".join(texts) == content else [content]
 
+# %% ../nbs/03_templates.ipynb #0e3cc626
 def _pairs(msgs, where, fmt):
     "`msgs` as alternating (user, assistant) pairs, else a `DataError`."
     if len(msgs) % 2 or any(m["role"] != r for m, r in zip(msgs, ["user", "assistant"] * len(msgs))):
-        where.fail("messages", f"cannot be written as {fmt}: expected alternating user/assistant turns after an optional system message, "
+        where.fail("messages", f"cannot be written as {fmt}: expected alternating user/assistant turns after an "
+                               "optional system message, "
                    f"got {[m['role'] for m in msgs]}")
     return [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs), 2)]
 
+# %% ../nbs/03_templates.ipynb #e1212f58
 def _with_extra(m:dict, i:int, L:dict)->dict:
     "A message dict with its original extra keys and content parts put back."
     out = dict(m)
@@ -379,9 +423,11 @@ def _with_extra(m:dict, i:int, L:dict)->dict:
 # %% ../nbs/03_templates.ipynb #06fe6e32
 def _write_messages(msgs, L, where, same=False):
     dev = set(L.get("developer", []))
-    return {"messages": [{**_with_extra(m, i, L), **({"role": "developer"} if str(i) in dev and m["role"] == "system" else {})}
+    return {"messages": [{**_with_extra(m, i, L),
+                          **({"role": "developer"} if str(i) in dev and m["role"] == "system" else {})}
                          for i, m in enumerate(msgs)]}
 
+# %% ../nbs/03_templates.ipynb #a0795ee2
 def _write_sharegpt(msgs, L, where, same=False):
     row = {}
     if L.get("system_key") and msgs and msgs[0]["role"] == "system": row["system"] = msgs[0]["content"]; start = 1
@@ -403,7 +449,8 @@ def _write_alpaca(msgs, L, where, same=False):
     instruction, output = pairs[-1]
     if "input" in L or not same:  # standard Alpaca always carries `input`; keep it absent only where the row had none
         inp = L.get("input", "")
-        if isinstance(inp, str) and inp.strip() and instruction.endswith("\n\n" + inp): instruction = instruction[:-len(inp) - 2]
+        if isinstance(inp, str) and inp.strip() and instruction.endswith("\n\n" + inp):
+            instruction = instruction[:-len(inp) - 2]
         elif inp and inp.strip(): inp = ""  # the instruction changed (augmented); the input stays inside it
         row["input"] = inp
     row = {"instruction": instruction, **row, "output": output}
@@ -415,20 +462,25 @@ def _write_prompt_completion(msgs, L, where, same=False):
     n = len(msgs)
     while n and msgs[n - 1]["role"] == "assistant": n -= 1
     if n == len(msgs) or n == 0:
-        where.fail("messages", "cannot be written as prompt/completion: it must start with a prompt and end with assistant messages")
+        where.fail("messages", "cannot be written as prompt/completion: it must start with a prompt and end with "
+                               "assistant messages")
     if not L.get("conversational") and [m["role"] for m in msgs] == ["user", "assistant"]:
         return {"prompt": msgs[0]["content"], "completion": msgs[1]["content"]}
     return {"prompt": [_with_extra(m, i, L) for i, m in enumerate(msgs[:n])],
             "completion": [_with_extra(m, n + i, L) for i, m in enumerate(msgs[n:])]}
 
+# %% ../nbs/03_templates.ipynb #7275ac4b
 def _write_input_output(msgs, L, where, same=False):
     if [m["role"] for m in msgs] != ["user", "assistant"]:
-        where.fail("messages", f"cannot be written as input/output: expected one user and one assistant message, got {[m['role'] for m in msgs]}")
+        where.fail("messages", "cannot be written as input/output: expected one user and one assistant message, got "
+                               f"{[m['role'] for m in msgs]}")
     return {"input": msgs[0]["content"], "output": msgs[1]["content"]}
 
+# %% ../nbs/03_templates.ipynb #68986ef6
 def _write_text(msgs, L, where, same=False):
     if [m["role"] for m in msgs] != ["assistant"]:
-        where.fail("messages", f"cannot be written as plain text: expected one assistant message, got {[m['role'] for m in msgs]}")
+        where.fail("messages", "cannot be written as plain text: expected one assistant message, got "
+                               f"{[m['role'] for m in msgs]}")
     return {"text": msgs[0]["content"]}
 
 # %% ../nbs/03_templates.ipynb #df5639c9
@@ -442,8 +494,10 @@ def _write_gemini(msgs, L, where, same=False):
     contents = []
     for i, m in enumerate(msgs[start:], start):
         if m["role"] == "system":
-            where.fail(f"messages[{i}]", "cannot be written as Gemini: a system message can only come first (it becomes systemInstruction)")
-        contents.append({"role": "user" if m["role"] == "user" else "model", "parts": p(i, m), **L.get("message_extra", {}).get(str(i), {})})
+            where.fail(f"messages[{i}]", "cannot be written as Gemini: a system message can only come first (it "
+                                         "becomes systemInstruction)")
+        contents.append({"role": "user" if m["role"] == "user" else "model", "parts": p(i, m),
+                         **L.get("message_extra", {}).get(str(i), {})})
     if not same and contents[0]["role"] != "user":
         where.fail("messages", "cannot be written as Gemini tuning data: the contents must start with a user turn")
     return {**row, "contents": contents}
@@ -456,12 +510,15 @@ _WRITERS = {"messages": _write_messages, "sharegpt": _write_sharegpt, "alpaca": 
 def _check_example(example, where:_Where)->list[dict]:
     "The messages of a canonical record, checked."
     msgs = example.get("messages") if isinstance(example, dict) else None
-    if not isinstance(msgs, list) or not msgs: where.fail("messages", "a canonical record needs a non-empty messages list")
+    if not isinstance(msgs, list) or not msgs:
+        where.fail("messages", "a canonical record needs a non-empty messages list")
     for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or m.get("role") not in ROLES: where.fail(f"messages[{i}].role", f"expected one of {', '.join(ROLES)}")
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            where.fail(f"messages[{i}].role", f"expected one of {', '.join(ROLES)}")
         _text(m.get("content"), f"messages[{i}].content", where, required=False)
     return msgs
 
+# %% ../nbs/03_templates.ipynb #68bf1a28
 def from_messages(example:dict, # A canonical record
                   fmt:str, # The format to write (one of `FORMATS`)
                  )->dict:
@@ -475,7 +532,8 @@ def from_messages(example:dict, # A canonical record
     row = _WRITERS[fmt](msgs, L, where, same)
     if "metadata_keys" in L:
         row["metadata"] = None if L.get("metadata_null") else \
-            {**{k: meta[k] for k in L["metadata_keys"] if k in meta and k not in RESERVED_METADATA}, **L.get("metadata_reserved", {})}
+            {**{k: meta[k] for k in L["metadata_keys"] if k in meta and k not in RESERVED_METADATA},
+             **L.get("metadata_reserved", {})}
     return {**L.get("fields", {}), **row}
 
 # %% ../nbs/03_templates.ipynb #58e360f5
@@ -498,27 +556,30 @@ def export_records(examples, # Iterable of canonical records
             try: row = from_messages(ex, fmt)
             except DataError as e:
                 if on_error == "fail": raise
-                if skipped is not None: skipped.append(Skipped(str(e.file or path), f"not exported as {fmt}: {e.message}", line=e.line))
+                if skipped is not None:
+                    skipped.append(Skipped(str(e.file or path), f"not exported as {fmt}: {e.message}", line=e.line))
                 continue
             text = json.dumps(row, ensure_ascii=False)
             f.write(text + "\n" if jsonl else ("\n" if n == 0 else ",\n") + text); n += 1
         if not jsonl: f.write("\n]\n" if n else "]\n")
     return n
 
+# %% ../nbs/03_templates.ipynb #43c66d69
 def export_openai_jsonl(examples, path, **kw)->int:
     "OpenAI-style `{messages}` JSONL. `kw`: `on_error`, `skipped` as in `export_records`."
     return export_records(examples, path, "messages", **kw)
 
+# %% ../nbs/03_templates.ipynb #27f38923
 def export_gemini_jsonl(examples, path, **kw)->int:
     "Gemini tuning `{systemInstruction, contents}` JSONL. `kw`: `on_error`, `skipped` as in `export_records`."
     return export_records(examples, path, "gemini", **kw)
 
+# %% ../nbs/03_templates.ipynb #9dc0ab60
 def export_alpaca_json(examples, path, **kw)->int:
     "Alpaca JSON array. `kw`: `on_error`, `skipped` as in `export_records`."
     return export_records(examples, path, "alpaca", **kw)
 
+# %% ../nbs/03_templates.ipynb #90cc471a
 def export_sharegpt_json(examples, path, **kw)->int:
     "ShareGPT JSON array. `kw`: `on_error`, `skipped` as in `export_records`."
     return export_records(examples, path, "sharegpt", **kw)
-
-

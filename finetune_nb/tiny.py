@@ -22,7 +22,8 @@ __all__ = ['CHATML_TEMPLATE', 'PAD', 'BOS', 'IM_START', 'IM_END', 'TOKENIZER_FAM
 CHATML_TEMPLATE = (
     "{%- for message in messages %}"
     "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- "
+    "'\\n' }}"
     "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{%- endif %}"
@@ -37,22 +38,26 @@ PAD, BOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_e
 # gemma: a base model's vocabulary (turn tokens, <unusedN>) without a chat template, and without the ChatML tokens.
 TOKENIZER_FAMILIES = {
     "chatml": dict(specials=[PAD, BOS, IM_START, IM_END], bos=BOS, eos=IM_END, pad=PAD, template="chatml"),
-    "llama3": dict(specials=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    "llama3": dict(specials=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                             "<|eot_id|>"]
                             + [f"<|reserved_special_token_{i}|>" for i in range(4)],
                    bos="<|begin_of_text|>", eos="<|end_of_text|>", pad=None, template="llama3"),
-    "gemma": dict(specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"] + [f"<unused{i}>" for i in range(4)],
+    "gemma": dict(specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>",
+                            "<end_of_turn>"] + [f"<unused{i}>" for i in range(4)],
                   bos="<bos>", eos="<eos>", pad="<pad>", template=None),
 }
 
 # %% ../nbs/01a_tiny.ipynb #91669999
 def _family_template(name:str|None)->str|None:
-    "The chat template a tokenizer family ships: ours for ChatML, TRL's copy of Meta's for Llama 3, none for a base Gemma."
+    ("The chat template a tokenizer family ships: ours for ChatML, TRL's copy of Meta's for Llama 3, none for a base "
+     "Gemma.")
     if name == "chatml": return CHATML_TEMPLATE
     if name == "llama3":
         from trl.chat_template_utils import llama3_chat_template
         return llama3_chat_template
     return None
 
+# %% ../nbs/01a_tiny.ipynb #e2ac40af
 def build_tokenizer(vocab_size:int=512, # Target size; a short corpus may give fewer merges
                     max_length:int=2048, # model_max_length of the tokenizer
                     family:str="chatml", # Special tokens and template: chatml (the built-in models), llama3 or gemma
@@ -60,7 +65,8 @@ def build_tokenizer(vocab_size:int=512, # Target size; a short corpus may give f
     "Train a byte-level BPE tokenizer with a family's special tokens and chat template on the bundled corpus."
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
-    if family not in TOKENIZER_FAMILIES: raise ValueError(f"family must be one of {list(TOKENIZER_FAMILIES)}, got {family!r}")
+    if family not in TOKENIZER_FAMILIES:
+        raise ValueError(f"family must be one of {list(TOKENIZER_FAMILIES)}, got {family!r}")
     fam = TOKENIZER_FAMILIES[family]
     text = files("finetune_nb").joinpath("data/tokenizer_corpus.txt").read_text(encoding="utf-8")
     tk = Tokenizer(models.BPE())
@@ -70,7 +76,8 @@ def build_tokenizer(vocab_size:int=512, # Target size; a short corpus may give f
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=fam["specials"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tk.train_from_iterator(text.splitlines(keepends=True), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=fam["bos"], eos_token=fam["eos"], pad_token=fam["pad"],
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=fam["bos"], eos_token=fam["eos"],
+                                   pad_token=fam["pad"],
                                    model_max_length=max_length, chat_template=_family_template(fam["template"]),
                                    clean_up_tokenization_spaces=False)
 
@@ -94,13 +101,17 @@ def _arch_config(arch:str, **kw):
     if arch == "qwen2": return T.Qwen2Config(**kw)
     if arch == "mistral": return T.MistralConfig(sliding_window=None, **kw)
     if arch == "qwen3": return T.Qwen3Config(head_dim=2 * hd, **kw)
-    if arch == "gemma3": return T.Gemma3TextConfig(head_dim=hd, query_pre_attn_scalar=hd, sliding_window=16, layer_types=every(6), **kw)
-    if arch == "gemma2": return T.Gemma2Config(head_dim=hd, query_pre_attn_scalar=hd, sliding_window=16, layer_types=every(2), **kw)
+    if arch == "gemma3":
+        return T.Gemma3TextConfig(head_dim=hd, query_pre_attn_scalar=hd, sliding_window=16, layer_types=every(6), **kw)
+    if arch == "gemma2":
+        return T.Gemma2Config(head_dim=hd, query_pre_attn_scalar=hd, sliding_window=16, layer_types=every(2), **kw)
     if arch == "phi3":
         rot = int(hd * 0.75) // 2
         return T.Phi3Config(original_max_position_embeddings=kw["max_position_embeddings"] // 4, **kw,
-                            rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=0.75, factor=4.0,
-                                                 short_factor=[1.0] * rot, long_factor=[1.0 + i / rot for i in range(rot)]))
+                            rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=0.75,
+                                                 factor=4.0,
+                                                 short_factor=[1.0] * rot,
+                                                 long_factor=[1.0 + i / rot for i in range(rot)]))
     if arch == "smollm3": return T.SmolLM3Config(**{**kw, "num_hidden_layers": max(n, 4)})
     raise ValueError(f"arch must be one of {TINY_ARCHS}, got {arch!r}")
 
@@ -120,7 +131,8 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (an earlier built m
     max_len = 2048
     tok = build_tokenizer(vocab, max_len, family)
     cfg = _arch_config(arch, vocab_size=len(tok), max_position_embeddings=max_len, tie_word_embeddings=True,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **dims)
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                       **dims)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
@@ -132,7 +144,8 @@ def make_tiny_model(path:str|os.PathLike, # Folder to create (an earlier built m
         with atomic_dir(path, "model") as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
-            write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family, parameters=model.num_parameters()))
+            write_json(tmp/"finetune_nb_builtin.json", dict(arch=arch, size=size, seed=seed, family=family,
+                                                            parameters=model.num_parameters()))
     finally:
         if bars: hf_logging.enable_progress_bar()
     return Path(path)
@@ -149,12 +162,14 @@ def cache_dir()->Path:
     "Where built-in models are kept: $FINETUNE_NB_CACHE or ~/.cache/finetune_nb."
     return Path(os.environ.get("FINETUNE_NB_CACHE") or Path.home()/".cache"/"finetune_nb").expanduser()
 
+# %% ../nbs/01a_tiny.ipynb #7c608beb
 def builtin_model(name:str, seed:int=0)->Path:
     "The folder of built-in model `builtin:<size>-<arch>`, built on first use."
     size, _, arch = name.removeprefix("builtin:").partition("-")
     from finetune_nb.core import stable_hash
     corpus = files("finetune_nb").joinpath("data/tokenizer_corpus.txt").read_text(encoding="utf-8")
-    recipe = stable_hash([TINY_SIZES.get(size), corpus])[:10]  # a changed recipe builds a new model, never reuses a stale one
+    # a changed recipe builds a new model, never reuses a stale one
+    recipe = stable_hash([TINY_SIZES.get(size), corpus])[:10]
     path = cache_dir()/"models"/f"{size}-{arch}-seed{seed}-{recipe}"
     if not (recover_dir(path)/"finetune_nb_builtin.json").exists():
         _log.info("building %s in %s", name, path)

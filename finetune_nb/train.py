@@ -6,22 +6,24 @@ Docs: https://finetune-nb.github.io/finetune-nb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #df5a46fe
 from __future__ import annotations
-import json, logging, os, platform, re, signal, subprocess, sys, threading, time, warnings
+import importlib, json, logging, os, platform, re, signal, subprocess, sys, threading, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigError, ConfigIssue, DataError, FinetuneNBError, TrainingFailedError
 from .core import atomic_dir, folder_problems, read_jsonl, sha256_file, write_json, write_text
-from .models import BNB_MIN, is_gguf, load_model, peft_quiet, resolve_device, resolve_model, resolve_model_path
-from .templates import Rendered, _spans, has_generation_markers, render, resolve_chat_template, show_trainable, stop_token_ids
+from .models import BNB_MIN, is_gguf, load_model, peft_quiet, resolve_device, resolve_model
+from .models import resolve_model_path
+from .templates import Rendered, _spans, has_generation_markers, render, resolve_chat_template
+from .templates import show_trainable, stop_token_ids
 
 _log = logging.getLogger("finetune_nb")
 
 # %% auto #0
 __all__ = ['ensure_pad_token', 'tokenize_rows', 'check_loss_mask', 'read_rows', 'checkpoint_dir', 'lora_config', 'sft_args',
            'activation_bytes', 'decide_checkpointing', 'compact_lm_head', 'check_checkpoint', 'last_checkpoint',
-           'save_adapter', 'TrainResult', 'train', 'cannot_train', 'resolved', 'packed_vs_unpacked_loss', 'launch']
+           'save_adapter', 'TrainResult', 'cannot_train', 'resolved', 'train', 'packed_vs_unpacked_loss', 'launch']
 
 # %% ../nbs/08_train.ipynb #3a09094f
 _UNUSED = re.compile(r"reserved|unused", re.I)
@@ -35,8 +37,9 @@ def ensure_pad_token(tokenizer, # The tokenizer training will use (changed in pl
     avoid = {tokenizer.eos_token_id, *(avoid or ())}
     if pad is not None and tokenizer.pad_token_id not in avoid: return f"kept {pad!r}"
     named = tokenizer.all_special_tokens + list(tokenizer.get_added_vocab())
-    spare = [t for t in [tokenizer.unk_token, *[t for t in named if "pad" in t.lower()], *sorted(t for t in named if _UNUSED.search(t))]
-             if t and t != eos and tokenizer.convert_tokens_to_ids(t) not in avoid]
+    candidates = [tokenizer.unk_token, *[t for t in named if "pad" in t.lower()],
+                  *sorted(t for t in named if _UNUSED.search(t))]
+    spare = [t for t in candidates if t and t != eos and tokenizer.convert_tokens_to_ids(t) not in avoid]
     if spare:
         tokenizer.pad_token = spare[0]
         done = f"pad was {pad!r}; using existing token {spare[0]!r}"
@@ -54,20 +57,24 @@ def ensure_pad_token(tokenizer, # The tokenizer training will use (changed in pl
 def _prompt_completion(messages:list[dict], tokenizer, template:str)->Rendered:
     "Mask only what follows the prompt (everything before the last assistant turn)."
     full = render(messages, tokenizer, template)
-    if not messages or messages[-1]["role"] != "assistant": return Rendered(full.text, full.input_ids, [0]*len(full.input_ids))
-    prompt = tokenizer.apply_chat_template(messages[:-1], chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-    n = next((i for i, (a, b) in enumerate(zip(prompt, full.input_ids)) if a != b), min(len(prompt), len(full.input_ids)))
-    r = Rendered(full.text, full.input_ids, [0]*n + [1]*(len(full.input_ids) - n))
-    r.spans = [(n, len(full.input_ids))] if n < len(full.input_ids) else []
+    ids = full.input_ids
+    if not messages or messages[-1]["role"] != "assistant": return Rendered(full.text, ids, [0]*len(ids))
+    prompt = tokenizer.apply_chat_template(messages[:-1], chat_template=template, add_generation_prompt=True,
+                                           tokenize=True, return_dict=True)["input_ids"]
+    n = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
+    r = Rendered(full.text, ids, [0]*n + [1]*(len(ids) - n))
+    r.spans = [(n, len(ids))] if n < len(ids) else []
     return r
 
+# %% ../nbs/08_train.ipynb #752d9835
 def _with_turn_end(r:Rendered, stops:set)->Rendered:
-    "Extend each trainable span over a stop token right after it: a template may mark the answer but not the token that ends it."
+    "Extend each trainable span over a stop token right after it (a template may mark the answer, not its end)."
     mask = list(r.assistant_mask)
     for s, e in r.spans:
         if e < len(mask) and r.input_ids[e] in stops: mask[e] = 1
     return Rendered(r.text, r.input_ids, mask, _spans(mask))
 
+# %% ../nbs/08_train.ipynb #29eaf35b
 def tokenize_rows(rows:list[tuple[int, dict]], # (line number, canonical record) pairs
                   tokenizer, # Tokenizer carrying the special tokens the template uses
                   template:str, # The run's chat template
@@ -89,35 +96,43 @@ def tokenize_rows(rows:list[tuple[int, dict]], # (line number, canonical record)
 def _rows_text(lines:list[int], n:int=10)->str:
     return ", ".join(map(str, lines[:n])) + (f" and {len(lines) - n} more" if len(lines) > n else "")
 
+# %% ../nbs/08_train.ipynb #000b3b06
 def check_loss_mask(rendered:list[Rendered], # Output of `tokenize_rows`
                     lines:list[int], # The line number of each row in `file`
                     tokenizer, # The training tokenizer
                     file:str|os.PathLike, # The JSONL file the rows came from, for messages
                     max_length:int|None=None, # Rows are cut to this many tokens
-                    eos_ids:set[int]|None=None, # Tokens that end a turn (`stop_token_ids`; default: the tokenizer's EOS)
+                    eos_ids:set[int]|None=None, # Tokens that end a turn (`stop_token_ids`; default: tokenizer's EOS)
                    )->dict:
     "Refuse rows that would teach nothing or never teach stopping; returns counts for metadata."
     eos_ids = set(eos_ids or {tokenizer.eos_token_id}) - {None}
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id in eos_ids:
-        raise DataError(f"the pad token {tokenizer.pad_token!r} is also a token that ends a turn; trained like this a model never learns to stop",
-                        file=file, hint="call ensure_pad_token(tokenizer, model), or give the tokenizer a distinct pad token")
+        raise DataError(f"the pad token {tokenizer.pad_token!r} is also a token that ends a turn; "
+                        "trained like this a model never learns to stop", file=file,
+                        hint="call ensure_pad_token(tokenizer, model), or give the tokenizer a distinct pad token")
     cut = lambda r: r.assistant_mask[:max_length] if max_length else r.assistant_mask
     empty = [ln for r, ln in zip(rendered, lines) if not any(cut(r))]
     if empty:
-        raise DataError(f"{len(empty)} row(s) have no trainable (assistant) tokens within {max_length or 'the'} tokens: lines {_rows_text(empty)}",
-                        file=file, hint="check that every record ends with an assistant message, that the chat template marks assistant "
-                                        "turns with {% generation %}, or raise training.max_seq_length")
+        raise DataError(f"{len(empty)} row(s) have no trainable (assistant) tokens within {max_length or 'the'} "
+                        f"tokens: lines {_rows_text(empty)}", file=file,
+                        hint="check that every record ends with an assistant message, that the chat template marks "
+                             "assistant turns with {% generation %}, or raise training.max_seq_length")
     has_eos = [any(t in eos_ids for t, m in zip(r.input_ids[:len(cut(r))], cut(r)) if m) for r in rendered]
     if rendered and not any(has_eos):
-        raise DataError(f"no row has a token that ends a turn ({', '.join(tokenizer.convert_ids_to_tokens(sorted(eos_ids)))}) among its trained tokens, "
+        ends = ", ".join(tokenizer.convert_ids_to_tokens(sorted(eos_ids)))
+        raise DataError(f"no row has a token that ends a turn ({ends}) among its trained tokens, "
                         "so the model would never learn to stop", file=file,
-                        hint="use a chat template whose assistant turn ends with a special token (its EOS or end-of-turn token)")
+                        hint="use a chat template whose assistant turn ends with a special token "
+                             "(its EOS or end-of-turn token)")
     no_eos = [ln for ln, ok in zip(lines, has_eos) if not ok]
-    if no_eos: _log.warning("%s: %d row(s) lose their end-of-sequence label to max_seq_length=%s: lines %s", file, len(no_eos), max_length, _rows_text(no_eos))
+    if no_eos: _log.warning("%s: %d row(s) lose their end-of-sequence label to max_seq_length=%s: lines %s",
+                            file, len(no_eos), max_length, _rows_text(no_eos))
     long = [ln for r, ln in zip(rendered, lines) if max_length and len(r.input_ids) > max_length]
-    if long: _log.warning("%s: %d row(s) are longer than max_seq_length=%s and are truncated: lines %s", file, len(long), max_length, _rows_text(long))
+    if long: _log.warning("%s: %d row(s) are longer than max_seq_length=%s and are truncated: lines %s",
+                          file, len(long), max_length, _rows_text(long))
     return dict(rows=len(rendered), tokens=sum(min(len(r.input_ids), max_length or 10**9) for r in rendered),
-                trainable_tokens=sum(sum(cut(r)) for r in rendered), truncated_rows=len(long), rows_without_eos=len(no_eos))
+                trainable_tokens=sum(sum(cut(r)) for r in rendered), truncated_rows=len(long),
+                rows_without_eos=len(no_eos))
 
 # %% ../nbs/08_train.ipynb #ce6b03eb
 def read_rows(path:Path)->list[tuple[int, dict]]:
@@ -135,19 +150,39 @@ def checkpoint_dir(config)->Path:
     "Where checkpoints go: training.output_dir or <run>/checkpoints."
     return config.resolve(config.training.output_dir) if config.training.output_dir else config.run_dir/"checkpoints"
 
+# %% ../nbs/08_train.ipynb #97e69772
 def lora_config(config):
     "PEFT's LoraConfig for `config.model`."
     from peft import LoraConfig
     m = config.model
-    return LoraConfig(r=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout, target_modules=m.target_modules,
-                      bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(r=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+                      target_modules=m.target_modules, bias="none", task_type="CAUSAL_LM")
 
+# %% ../nbs/08_train.ipynb #5bd4a63d
+def _config_error(config, field:str, msg:str)->ConfigError:
+    "A ConfigError about `field` of `config`."
+    return ConfigError([ConfigIssue(field, msg, source=str(config._source) if config._source else None)])
+
+# %% ../nbs/08_train.ipynb #af92f4a6
+def _check_sft_settings(config, has_eval:bool):
+    "Early stopping needs checkpoints on the evaluation grid; an 8-bit optimizer needs bitsandbytes."
+    t = config.training
+    if has_eval and t.early_stopping_patience is not None and t.save_steps % t.eval_steps:  # best = an evaluated one
+        raise _config_error(config, "training.save_steps", f"early stopping needs save_steps ({t.save_steps}) "
+                            f"to be a multiple of eval_steps ({t.eval_steps})")
+    if "8bit" in t.optim:
+        try: importlib.import_module("bitsandbytes")
+        except ImportError as e:
+            raise _config_error(config, "training.optim", f"{t.optim} needs bitsandbytes ({e}): pip install "
+                                f"'bitsandbytes>={BNB_MIN}' (the qlora extra), or use adamw_torch") from e
+
+# %% ../nbs/08_train.ipynb #345fdda7
 def sft_args(config, # A `FineTuneConfig`
              device:str, # cpu or cuda
              dtype=None, # The dtype the model was loaded in
              has_eval:bool=True, # Whether there is a validation set
              attn:str="sdpa", # The model's attention implementation
-             checkpointing:bool|None=None, # Activation checkpointing; default training.gradient_checkpointing (auto: on)
+             checkpointing:bool|None=None, # Activation checkpointing; default: training.gradient_checkpointing
             ):
     "TRL's SFTConfig for the `training` section."
     import torch
@@ -155,25 +190,24 @@ def sft_args(config, # A `FineTuneConfig`
     t = config.training
     bin_pack = t.packing and attn.startswith("flash")  # see above: only a varlen kernel makes long packs cheap
     stop_early = has_eval and t.early_stopping_patience is not None
-    if stop_early and t.save_steps % t.eval_steps:  # the best checkpoint must be one that was evaluated
-        raise ConfigError([ConfigIssue("training.save_steps", f"early stopping needs save_steps ({t.save_steps}) to be a multiple of eval_steps ({t.eval_steps})", source=str(config._source) if config._source else None)])
-    if "8bit" in t.optim:
-        try: import bitsandbytes  # noqa: F401
-        except ImportError as e:
-            raise ConfigError([ConfigIssue("training.optim", f"{t.optim} needs bitsandbytes ({e}): pip install 'bitsandbytes>={BNB_MIN}' "
-                                           "(the qlora extra), or use adamw_torch", source=str(config._source) if config._source else None)]) from e
+    _check_sft_settings(config, has_eval)
     return SFTConfig(
         output_dir=str(checkpoint_dir(config)), seed=t.seed, data_seed=t.seed, use_cpu=device == "cpu",
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
-        num_train_epochs=t.num_epochs, max_steps=t.max_steps, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
+        num_train_epochs=t.num_epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
         lr_scheduler_type=t.lr_scheduler_type, weight_decay=t.weight_decay, optim=t.optim,
-        packing=bin_pack, packing_strategy="bfd", padding_free=t.packing, max_length=t.max_seq_length if bin_pack or not t.packing else None,
-        activation_checkpointing=checkpointing if checkpointing is not None else t.gradient_checkpointing is not False, activation_checkpointing_kwargs={"use_reentrant": False},
+        packing=bin_pack, packing_strategy="bfd", padding_free=t.packing,
+        max_length=t.max_seq_length if bin_pack or not t.packing else None,
+        activation_checkpointing=checkpointing if checkpointing is not None else t.gradient_checkpointing is not False,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps, logging_steps=t.logging_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-        load_best_model_at_end=stop_early, metric_for_best_model="eval_loss" if stop_early else None, greater_is_better=False if stop_early else None,
-        report_to=[r for r in t.report_to if r not in ("none", "tensorboard")],  # TensorBoard gets its own folder, see `train`
+        load_best_model_at_end=stop_early, metric_for_best_model="eval_loss" if stop_early else None,
+        greater_is_better=False if stop_early else None,
+        report_to=[r for r in t.report_to if r not in ("none", "tensorboard")],  # TensorBoard: own folder, see `train`
         ddp_find_unused_parameters=False)
 
 # %% ../nbs/08_train.ipynb #6f7f4b72
@@ -185,10 +219,11 @@ def activation_bytes(model_config, # The model's transformers config
                     )->int:
     "Rough memory a decoder saves for backward in one step without checkpointing."
     c = model_config.get_text_config()
-    per_token = 16 * c.hidden_size + 4 * c.intermediate_size  # block inputs, norms, q/k/v/o, MLP gate/up/activation/product
-    scores = c.num_attention_heads * seq_len**2 if attn == "eager" else 0  # sdpa's and flash's kernels keep one row statistic
+    per_token = 16 * c.hidden_size + 4 * c.intermediate_size  # block inputs, norms, q/k/v/o, MLP gate/up/act/product
+    scores = c.num_attention_heads * seq_len**2 if attn == "eager" else 0  # sdpa, flash kernels keep a row statistic
     return c.num_hidden_layers * (tokens * per_token + scores) * dtype_bytes
 
+# %% ../nbs/08_train.ipynb #ca103a0b
 def decide_checkpointing(config, # A `FineTuneConfig`
                          model, # The loaded base model
                          lengths:list[int], # Token count of each training row (after truncation)
@@ -197,19 +232,23 @@ def decide_checkpointing(config, # A `FineTuneConfig`
     "Whether to checkpoint activations, and why (for metadata.json)."
     import psutil, torch
     t = config.training
-    if t.gradient_checkpointing != "auto": return bool(t.gradient_checkpointing), dict(on=bool(t.gradient_checkpointing), reason="training.gradient_checkpointing")
+    if t.gradient_checkpointing != "auto":
+        on = bool(t.gradient_checkpointing)
+        return on, dict(on=on, reason="training.gradient_checkpointing")
+    attn = model.config._attn_implementation or "sdpa"
     longest = sorted(lengths, reverse=True)[:t.batch_size]
     tokens = sum(longest) if t.packing else len(longest) * max(longest, default=0)
-    span = sum(longest) if t.packing and not (model.config._attn_implementation or "").startswith("flash") else max(longest, default=0)
-    need = activation_bytes(model.config, tokens, span, torch.finfo(model.dtype).bits // 8, model.config._attn_implementation or "sdpa")
-    free = torch.cuda.mem_get_info()[0] if device == "cuda" else psutil.virtual_memory().available // int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # CPU processes share RAM
+    span = sum(longest) if t.packing and not attn.startswith("flash") else max(longest, default=0)
+    need = activation_bytes(model.config, tokens, span, torch.finfo(model.dtype).bits // 8, attn)
+    if device == "cuda": free = torch.cuda.mem_get_info()[0]
+    else: free = psutil.virtual_memory().available // int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # processes share RAM
     on = need > free / 2
     return on, dict(on=on, reason="auto", step_activations_mb=round(need / 2**20), free_mb=round(free / 2**20))
 
 # %% ../nbs/08_train.ipynb #aa7c10f6
 @contextmanager
 def compact_lm_head():
-    "While open, TRL's fused LM head scores only labelled positions on the CPU too (as it does wherever Triton runs)."
+    "While open, TRL's fused LM head scores only labelled positions on the CPU too (as it does where Triton runs)."
     import trl.trainer.utils as tu
     triton = getattr(tu, "_use_triton", None)
     if triton is None:  # a TRL without the switch: nothing to change
@@ -220,11 +259,12 @@ def compact_lm_head():
 
 # %% ../nbs/08_train.ipynb #f76d1df7
 def check_checkpoint(ck:str|os.PathLike)->list[str]:
-    "Problems that make checkpoint folder `ck` unusable for resuming, each naming its file; empty when it is intact."
+    "Problems that make checkpoint folder `ck` unusable for resuming, each naming its file; empty when intact."
     ck = Path(ck)
     out = [f"{f}: missing" for f in ("trainer_state.json", "adapter_model.safetensors") if not (ck/f).is_file()]
     return out + folder_problems(ck)
 
+# %% ../nbs/08_train.ipynb #97d712dd
 def last_checkpoint(folder:str|os.PathLike, # The checkpoint folder (training.output_dir)
                     damaged:list|None=None, # Receives (checkpoint, problems) for every newer checkpoint skipped
                    )->Path|None:
@@ -250,6 +290,7 @@ def _interrupt_callback():
             if self.requested: control.should_save = control.should_training_stop = True
     return SaveOnInterrupt()
 
+# %% ../nbs/08_train.ipynb #445d1c4e
 class _sigint_to:
     "Context manager routing the first SIGINT to `cb` (main thread only)."
     def __init__(self, cb): self.cb, self.old = cb, None
@@ -266,6 +307,14 @@ class _sigint_to:
         if self.old is not None: signal.signal(signal.SIGINT, self.old)
 
 # %% ../nbs/08_train.ipynb #9a9b0a10
+def save_adapter(model, tokenizer, dest:Path)->Path:
+    "Save the adapter and tokenizer (with its chat template) into `dest`, atomically (`core.atomic_dir`)."
+    with atomic_dir(dest, "adapter") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return dest
+
+# %% ../nbs/08_train.ipynb #dbe47a48
 def _versions()->dict:
     from importlib.metadata import version, PackageNotFoundError
     out = {}
@@ -274,20 +323,15 @@ def _versions()->dict:
         except PackageNotFoundError: pass
     return out
 
+# %% ../nbs/08_train.ipynb #8477f9b3
 def _hardware(device:str, world_size:int=1)->dict:
     import torch
     hw = dict(device=device, processes=world_size, platform=platform.platform(), python=platform.python_version(),
               cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads())
-    if device == "cuda": hw.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
-                                   gpu_memory_gb=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
+    if device == "cuda":
+        hw.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
+                  gpu_memory_gb=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
     return hw
-
-def save_adapter(model, tokenizer, dest:Path)->Path:
-    "Save the adapter and tokenizer (with its chat template) into `dest`, atomically (`core.atomic_dir`)."
-    with atomic_dir(dest, "adapter") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    return dest
 
 # %% ../nbs/08_train.ipynb #832c6e41
 @dataclass
@@ -309,11 +353,165 @@ def _prepare(config, file:Path, tok, template:str, eos_ids:set)->tuple:
     rows = read_rows(file)
     rendered = tokenize_rows(rows, tok, template, config.training.completion_only_loss, eos_ids)
     counts = check_loss_mask(rendered, [ln for ln, _ in rows], tok, file, config.training.max_seq_length, eos_ids)
-    _log.info("%s: %d rows; the first, with its trainable spans in [[ ]]:\n%s", file.name, len(rows), show_trainable(rendered[0], tok))
+    _log.info("%s: %d rows; the first, with its trainable spans in [[ ]]:\n%s",
+              file.name, len(rows), show_trainable(rendered[0], tok))
     n = config.training.max_seq_length
-    return Dataset.from_dict({"input_ids": [r.input_ids[:n] for r in rendered], "assistant_masks": [r.assistant_mask[:n] for r in rendered]}), counts
+    return Dataset.from_dict({"input_ids": [r.input_ids[:n] for r in rendered],
+                              "assistant_masks": [r.assistant_mask[:n] for r in rendered]}), counts
 
-# %% ../nbs/08_train.ipynb #9472b0cc
+# %% ../nbs/08_train.ipynb #8c27d673
+def _nonempty(p:Path)->bool: return p.is_file() and p.stat().st_size > 0
+
+# %% ../nbs/08_train.ipynb #868ce806
+def _keep_4bit_trainable(model):
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference in the middle of training.
+
+    On CPUs with AVX512-BF16, bitsandbytes (0.50) converts a 4-bit weight to an inference-only layout on its
+    first eval-mode forward, and converts it back only when the weights are next saved. Training steps between
+    an evaluation and the next checkpoint then run through a kernel with no backward: the gradient reaching the
+    LoRA weights below those layers is lost, silently. Off here, evaluation during training takes the ordinary
+    4-bit path; inference elsewhere keeps the fast one."""
+    for m in model.modules():
+        if getattr(m, "support_avx512bf16_for_cpu", False): m.support_avx512bf16_for_cpu = False
+
+# %% ../nbs/08_train.ipynb #0571b41b
+def _set_attention(model, config):
+    "Switch `model` to model.attn_implementation; a kernel not installed, or needing a GPU, is a config error."
+    try: model.set_attn_implementation(config.model.attn_implementation)
+    except (ImportError, ValueError) as e:
+        raise _config_error(config, "model.attn_implementation", f"{str(e).splitlines()[0]} Use auto (sdpa), or "
+                            "install flash-attn (2, 3) or flash-attn-4 (4) on a CUDA GPU") from e
+
+# %% ../nbs/08_train.ipynb #410ff0bb
+def _for_device(config, device:str):
+    "On CPU, train in float32 (bf16/fp16 kernels on CPU are slow or missing)."
+    if device == "cpu" and config.model.torch_dtype not in ("auto", "float32"):
+        _log.warning("model.torch_dtype=%s ignored on the CPU: training in float32", config.model.torch_dtype)
+        config = config.model_copy(deep=True); config.model.torch_dtype = "float32"
+    return config
+
+# %% ../nbs/08_train.ipynb #85d941e7
+def _extra_callbacks(config)->list:
+    "Early stopping, and TensorBoard writing into <run>/tensorboard (main process only)."
+    from accelerate import PartialState
+    from transformers import EarlyStoppingCallback
+    from transformers.integrations import TensorBoardCallback
+    patience = config.training.early_stopping_patience
+    cbs = [EarlyStoppingCallback(patience)] if patience else []
+    if PartialState().is_main_process and "tensorboard" in config.training.report_to:
+        from torch.utils.tensorboard import SummaryWriter
+        cbs.append(TensorBoardCallback(SummaryWriter(str(config.run_dir/"tensorboard"))))
+    return cbs
+
+# %% ../nbs/08_train.ipynb #7a8f4a03
+def _check_inputs(config):
+    "Fail before loading anything when the prepared data is missing or the base model's files are damaged."
+    if not (config.data_dir/"train.jsonl").is_file():
+        raise DataError("no prepared training data", file=config.data_dir/"train.jsonl",
+                        hint="run `finetune-nb prepare-data` (or `finetune-nb run`) first")
+    base = resolve_model_path(config)
+    if bad := folder_problems(base):
+        raise FinetuneNBError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
+
+# %% ../nbs/08_train.ipynb #414093fa
+def cannot_train(e:BaseException)->bool:
+    "Whether an exception out of the trainer means this model cannot be tuned here, not a bad file, setting or bug."
+    return isinstance(e, (MemoryError, RuntimeError, NotImplementedError, FloatingPointError))  # OOM is a RuntimeError
+
+# %% ../nbs/08_train.ipynb #10635c50
+def _trainer(config, model, tok, args, ds:dict, callbacks:list):
+    "TRL's SFTTrainer with the LoRA config; an adapter setting PEFT refuses is a config error naming it."
+    from trl import SFTTrainer
+    try:
+        with peft_quiet():
+            return SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=ds["train"],
+                              eval_dataset=ds.get("validation"), peft_config=lora_config(config), callbacks=callbacks)
+    except ValueError as e:
+        if "target_modules" not in str(e) and "Target modules" not in str(e): raise
+        raise _config_error(config, "model.target_modules", f"{str(e).splitlines()[0]} (the model's linear layers "
+                            "are listed by `finetune_nb.run.lora_targets`; all-linear adapts every one)") from e
+    except Exception as e:
+        if not cannot_train(e): raise
+        raise _failed(e, 0) from e
+
+# %% ../nbs/08_train.ipynb #438c58b6
+def _fit(trainer, stop, ck:Path|None, evaluate:bool)->dict:
+    "The run's metrics; a failure that means 'cannot be tuned here' (OOM included) is a TrainingFailedError."
+    try:
+        with _sigint_to(stop), compact_lm_head(): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+        with compact_lm_head():
+            return {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if evaluate else {})}
+    except (FinetuneNBError, KeyboardInterrupt): raise
+    except Exception as e:
+        if not cannot_train(e): raise
+        raise _failed(e, trainer.state.global_step) from e
+
+# %% ../nbs/08_train.ipynb #cbba65f5
+def _resume_from(config)->Path|None:
+    "The checkpoint `train(resume=True)` continues from; refuse when every one there is damaged, naming the files."
+    damaged, folder = [], checkpoint_dir(config)
+    ck = last_checkpoint(folder, damaged)
+    if ck is None and damaged:
+        raise FinetuneNBError(f"no intact checkpoint to resume from in {folder}: "
+                              + "; ".join(f"{c.name}/{p}" for c, ps in damaged for p in ps),
+                              hint="rerun without --resume to start over (the damaged checkpoints are left for you "
+                                   "to inspect)")
+    _log.info("resuming from %s", ck or "the start (no checkpoint)")
+    return ck
+
+# %% ../nbs/08_train.ipynb #e8ffd20b
+def _hint_resume(config):
+    "When an interrupted training left a checkpoint and this one starts over, say that --resume would continue it."
+    folder, done = checkpoint_dir(config), config.run_dir/"metadata.json"
+    step = lambda p: int(p.name.split("-")[-1])
+    cks = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=step) \
+          if folder.is_dir() else []
+    try: state = json.loads((cks[-1]/"trainer_state.json").read_text(encoding="utf-8"))
+    except (IndexError, OSError, ValueError): return
+    finished_later = done.is_file() and done.stat().st_mtime > (cks[-1]/"trainer_state.json").stat().st_mtime
+    if state.get("global_step", 0) < state.get("max_steps", 0) and not finished_later:
+        _log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, "
+                     "rerun with --resume (finetune-nb train/run) or resume=True",
+                     cks[-1], state["global_step"], state["max_steps"])
+
+# %% ../nbs/08_train.ipynb #667e695c
+def _failed(e:BaseException, step:int)->TrainingFailedError:
+    "The error `train` raises for any exception out of the trainer (OOM included)."
+    oom = "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
+    hint = ("lower training.batch_size (raise gradient_accumulation_steps to keep the effective batch), "
+            "lower max_seq_length, or set model.use_qlora: true") if oom \
+           else "see the original error (TrainingFailedError.original)"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return TrainingFailedError(f"training failed at step {step}: {type(e).__name__}: {first}", original=e, hint=hint)
+
+# %% ../nbs/08_train.ipynb #2b502c5b
+def _write_outputs(config, trainer, tok, meta:dict)->TrainResult:
+    "adapter/, training_config.yaml, log_history.json and metadata.json in the run folder (first process only)."
+    run, hist = config.run_dir, trainer.state.log_history
+    if not trainer.accelerator.is_main_process:
+        return TrainResult(run, run/"adapter", meta["global_step"], meta["metrics"], hist)
+    adapter = save_adapter(trainer.model, tok, run/"adapter")
+    write_text(run/"training_config.yaml", resolved(config).to_yaml())
+    write_json(run/"log_history.json", hist)
+    write_json(run/"metadata.json", {**meta, "adapter_dir": str(adapter)})
+    _log.info("adapter written to %s (%d steps, %s)", adapter, meta["global_step"],
+              ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items() if "loss" in k))
+    return TrainResult(run, adapter, meta["global_step"], meta["metrics"], hist)
+
+# %% ../nbs/08_train.ipynb #ba75a506
+def resolved(config):
+    "A copy of `config` whose paths are absolute, so it means the same from any folder."
+    c = config.model_copy(deep=True)
+    c.project.output_dir = str(config.run_dir.parent)
+    c.data.output_path = str(config.data_dir)
+    c.training.output_dir = str(checkpoint_dir(config))
+    c.data.input_path = str(config.resolve(config.data.input_path))
+    if config.model.chat_template not in ("auto", "chatml", "alpaca"):
+        c.model.chat_template = str(config.resolve(config.model.chat_template))
+    if is_gguf(config.model.model_name): c.model.model_name = str(config.resolve(config.model.model_name))
+    return c
+
+# %% ../nbs/08_train.ipynb #1d443859
 def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.output_path)
           resume:bool=False, # Continue from the last complete checkpoint
           force_cpu:bool=False, # Train on the CPU whatever training.device says
@@ -322,9 +520,9 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
          )->TrainResult:
     "Fine-tune `config.model` with LoRA/QLoRA on the prepared data; write <run>/adapter and metadata."
     if config.training.method != "sft":  # never supervised-only when preference tuning was asked for
-        raise ConfigError([ConfigIssue("training.method", f"train() is supervised fine-tuning; method {config.training.method!r} trains with "
-                                       "finetune_nb.preference.fine_tune (what `finetune-nb train` and `run` call)",
-                                       source=str(config._source) if config._source else None)])
+        raise _config_error(config, "training.method", f"train() is supervised fine-tuning; method "
+                            f"{config.training.method!r} trains with finetune_nb.preference.fine_tune "
+                            "(what `finetune-nb train` and `run` call)")
     n = num_processes or config.training.num_processes
     if n > 1 and "LOCAL_RANK" not in os.environ: return launch(config, n, resume=resume, force_cpu=force_cpu)
     from transformers import set_seed
@@ -342,155 +540,41 @@ def train(config, # A `FineTuneConfig`; data is read from <run>/data (or data.ou
     if "validation" not in data: _log.warning("no %s: evaluation and early stopping are off", files["validation"])
     stop, ds = _interrupt_callback(), {s: d[0] for s, d in data.items()}
     ckpt, ckpt_why = decide_checkpointing(config, model, [len(x) for x in ds["train"]["input_ids"]], device)
-    _log.info("activation checkpointing %s (%s)", "on" if ckpt else "off", ", ".join(f"{k} {v}" for k, v in ckpt_why.items() if k != "on"))
-    args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation, checkpointing=ckpt)
+    _log.info("activation checkpointing %s (%s)", "on" if ckpt else "off",
+              ", ".join(f"{k} {v}" for k, v in ckpt_why.items() if k != "on"))
+    args = sft_args(config, device, model.dtype, "validation" in ds, model.config._attn_implementation,
+                    checkpointing=ckpt)
     ck = _resume_from(config) if resume else None
     if not resume: _hint_resume(config)
     trainer = _trainer(config, model, tok, args, ds, [stop, *_extra_callbacks(config), *(callbacks or [])])
-    try:  # from here on, a failure that means "cannot be tuned here" (OOM included) is a TrainingFailedError carrying the original
-        with _sigint_to(stop), compact_lm_head(): out = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
-        with compact_lm_head(): metrics = {**out.metrics, **({"eval_loss": trainer.evaluate()["eval_loss"]} if "validation" in ds else {})}
-    except (FinetuneNBError, KeyboardInterrupt): raise
-    except Exception as e:
-        if not cannot_train(e): raise
-        raise _failed(e, trainer.state.global_step) from e
-    if stop.requested: raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in "
-                                               f"{checkpoint_dir(config)}: rerun with --resume to continue from it")
-    meta = dict(base_model=config.model.model_name, base_model_source=resolve_model(config, progress=False)[1], revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
-                duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad, versions=_versions(),
-                hardware=_hardware(device, trainer.accelerator.num_processes), chat_template_markers=has_generation_markers(template), activation_checkpointing=ckpt_why,
+    metrics = _fit(trainer, stop, ck, "validation" in ds)
+    if stop.requested:
+        raise KeyboardInterrupt(f"training interrupted at step {trainer.state.global_step}; checkpoint saved in "
+                                f"{checkpoint_dir(config)}: rerun with --resume to continue from it")
+    meta = dict(base_model=config.model.model_name, base_model_source=resolve_model(config, progress=False)[1],
+                revision=config.model.revision, global_step=trainer.state.global_step, metrics=metrics,
+                duration_s=round(time.time() - t0, 2), resumed_from=str(ck) if ck else None, pad_token=pad,
+                versions=_versions(), hardware=_hardware(device, trainer.accelerator.num_processes),
+                chat_template_markers=has_generation_markers(template), activation_checkpointing=ckpt_why,
                 stop_tokens=tok.convert_ids_to_tokens(sorted(stops)),
                 data={s: dict(file=str(files[s]), sha256=sha256_file(files[s]), **d[1]) for s, d in data.items()})
     return _write_outputs(config, trainer, tok, meta)
-
-# %% ../nbs/08_train.ipynb #8c27d673
-def _nonempty(p:Path)->bool: return p.is_file() and p.stat().st_size > 0
-
-def _keep_4bit_trainable(model):
-    """Stop bitsandbytes repacking 4-bit weights for CPU inference in the middle of training.
-
-    On CPUs with AVX512-BF16, bitsandbytes (0.50) converts a 4-bit weight to an inference-only layout on its
-    first eval-mode forward, and converts it back only when the weights are next saved. Training steps between
-    an evaluation and the next checkpoint then run through a kernel with no backward: the gradient reaching the
-    LoRA weights below those layers is lost, silently. Off here, evaluation during training takes the ordinary
-    4-bit path; inference elsewhere keeps the fast one."""
-    for m in model.modules():
-        if getattr(m, "support_avx512bf16_for_cpu", False): m.support_avx512bf16_for_cpu = False
-
-def _set_attention(model, config):
-    "Switch `model` to model.attn_implementation; a kernel that is not installed, or needs a GPU, is a config error naming the field."
-    try: model.set_attn_implementation(config.model.attn_implementation)
-    except (ImportError, ValueError) as e:
-        raise ConfigError([ConfigIssue("model.attn_implementation", f"{str(e).splitlines()[0]} Use auto (sdpa), or install flash-attn "
-                                       "(2, 3) or flash-attn-4 (4) on a CUDA GPU", source=str(config._source) if config._source else None)]) from e
-
-def _for_device(config, device:str):
-    "On CPU, train in float32 (bf16/fp16 kernels on CPU are slow or missing)."
-    if device == "cpu" and config.model.torch_dtype not in ("auto", "float32"):
-        _log.warning("model.torch_dtype=%s ignored on the CPU: training in float32", config.model.torch_dtype)
-        config = config.model_copy(deep=True); config.model.torch_dtype = "float32"
-    return config
-
-def _extra_callbacks(config)->list:
-    "Early stopping, and TensorBoard writing into <run>/tensorboard (main process only)."
-    from accelerate import PartialState
-    from transformers import EarlyStoppingCallback
-    from transformers.integrations import TensorBoardCallback
-    cbs = [EarlyStoppingCallback(config.training.early_stopping_patience)] if config.training.early_stopping_patience else []
-    if PartialState().is_main_process and "tensorboard" in config.training.report_to:
-        from torch.utils.tensorboard import SummaryWriter
-        cbs.append(TensorBoardCallback(SummaryWriter(str(config.run_dir/"tensorboard"))))
-    return cbs
-
-def _check_inputs(config):
-    "Fail before loading anything when the prepared data is missing or the base model's files are damaged, naming them."
-    if not (config.data_dir/"train.jsonl").is_file():
-        raise DataError("no prepared training data", file=config.data_dir/"train.jsonl", hint="run `finetune-nb prepare-data` (or `finetune-nb run`) first")
-    base = resolve_model_path(config)
-    if bad := folder_problems(base):
-        raise FinetuneNBError(f"the base model {base} is damaged: {'; '.join(bad)}", hint="download or copy it again")
-
-def cannot_train(e:BaseException)->bool:
-    "Whether an exception out of the trainer means this model cannot be tuned here (OOM, an op the device or model lacks), not a bad file, a setting or a bug."
-    return isinstance(e, (MemoryError, RuntimeError, NotImplementedError, FloatingPointError))  # torch.OutOfMemoryError is a RuntimeError
-
-def _trainer(config, model, tok, args, ds:dict, callbacks:list):
-    "TRL's SFTTrainer with the LoRA config; an adapter setting PEFT refuses is a config error naming it."
-    from trl import SFTTrainer
-    try:
-        with peft_quiet():
-            return SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=ds["train"], eval_dataset=ds.get("validation"),
-                              peft_config=lora_config(config), callbacks=callbacks)
-    except ValueError as e:
-        if "target_modules" not in str(e) and "Target modules" not in str(e): raise
-        raise ConfigError([ConfigIssue("model.target_modules", f"{str(e).splitlines()[0]} (the model's linear layers are listed by "
-                                       "`finetune_nb.run.lora_targets`; all-linear adapts every one)", source=str(config._source) if config._source else None)]) from e
-    except Exception as e:
-        if not cannot_train(e): raise
-        raise _failed(e, 0) from e
-
-def _resume_from(config)->Path|None:
-    "The checkpoint `train(resume=True)` continues from; refuse when every checkpoint there is damaged, naming the files."
-    damaged, folder = [], checkpoint_dir(config)
-    ck = last_checkpoint(folder, damaged)
-    if ck is None and damaged:
-        raise FinetuneNBError(f"no intact checkpoint to resume from in {folder}: " + "; ".join(f"{c.name}/{p}" for c, ps in damaged for p in ps),
-                              hint="rerun without --resume to start over (the damaged checkpoints are left for you to inspect)")
-    _log.info("resuming from %s", ck or "the start (no checkpoint)")
-    return ck
-
-def _hint_resume(config):
-    "When an interrupted training left a checkpoint and this one starts over, say that --resume would continue it."
-    folder, done = checkpoint_dir(config), config.run_dir/"metadata.json"
-    cks = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
-    try: state = json.loads((cks[-1]/"trainer_state.json").read_text(encoding="utf-8"))
-    except (IndexError, OSError, ValueError): return
-    finished_later = done.is_file() and done.stat().st_mtime > (cks[-1]/"trainer_state.json").stat().st_mtime
-    if state.get("global_step", 0) < state.get("max_steps", 0) and not finished_later:
-        _log.warning("%s holds a training interrupted at step %s of %s; starting over. To continue it instead, rerun with --resume "
-                    "(finetune-nb train/run) or resume=True", cks[-1], state["global_step"], state["max_steps"])
-
-def _failed(e:BaseException, step:int)->TrainingFailedError:
-    "The error `train` raises for any exception out of the trainer (OOM included)."
-    oom = "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
-    hint = ("lower training.batch_size (raise gradient_accumulation_steps to keep the effective batch), lower max_seq_length, "
-            "or set model.use_qlora: true") if oom else "see the original error (TrainingFailedError.original)"
-    return TrainingFailedError(f"training failed at step {step}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", original=e, hint=hint)
-
-def _write_outputs(config, trainer, tok, meta:dict)->TrainResult:
-    "adapter/, training_config.yaml, log_history.json and metadata.json in the run folder (first process only)."
-    run = config.run_dir
-    if not trainer.accelerator.is_main_process: return TrainResult(run, run/"adapter", meta["global_step"], meta["metrics"], trainer.state.log_history)
-    adapter = save_adapter(trainer.model, tok, run/"adapter")
-    write_text(run/"training_config.yaml", resolved(config).to_yaml())
-    write_json(run/"log_history.json", trainer.state.log_history)
-    write_json(run/"metadata.json", {**meta, "adapter_dir": str(adapter)})
-    _log.info("adapter written to %s (%d steps, %s)", adapter, meta["global_step"], ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items() if "loss" in k))
-    return TrainResult(run, adapter, meta["global_step"], meta["metrics"], trainer.state.log_history)
-
-def resolved(config):
-    "A copy of `config` whose paths are absolute, so it means the same from any folder."
-    c = config.model_copy(deep=True)
-    c.project.output_dir = str(config.run_dir.parent)
-    c.data.output_path = str(config.data_dir)
-    c.training.output_dir = str(checkpoint_dir(config))
-    c.data.input_path = str(config.resolve(config.data.input_path))
-    if config.model.chat_template not in ("auto", "chatml", "alpaca"): c.model.chat_template = str(config.resolve(config.model.chat_template))
-    if is_gguf(config.model.model_name): c.model.model_name = str(config.resolve(config.model.model_name))
-    return c
 
 # %% ../nbs/08_train.ipynb #e313b04f
 def packed_vs_unpacked_loss(model, rendered:list[Rendered])->tuple[float, float]:
     "Mean token loss of `rendered` rows packed into one sequence, and run one by one."
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-    feats = [{"input_ids": r.input_ids, "labels": [t if m else -100 for t, m in zip(r.input_ids, r.assistant_mask)]} for r in rendered]
-    packed = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(feats)  # what SFTTrainer feeds the model
-    counts = [sum(l != -100 for l in f["labels"][1:]) for f in feats]  # the labels each row's (shifted) loss averages over
+    feats = [{"input_ids": r.input_ids, "labels": [t if m else -100 for t, m in zip(r.input_ids, r.assistant_mask)]}
+             for r in rendered]
+    packed = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(feats)  # what SFTTrainer feeds it
+    counts = [sum(l != -100 for l in f["labels"][1:]) for f in feats]  # the labels a row's (shifted) loss averages
     model.eval()
-    with torch.no_grad():  # no KV cache: with one, transformers ignores the row boundaries (TRL trains with use_cache=False too)
-        p = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"], use_cache=False).loss.item()
-        each = [model(input_ids=torch.tensor([f["input_ids"]]), labels=torch.tensor([f["labels"]]), use_cache=False).loss.item() for f in feats]
+    with torch.no_grad():  # no KV cache: with one, transformers ignores the row boundaries (TRL trains without)
+        p = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"],
+                  use_cache=False).loss.item()
+        each = [model(input_ids=torch.tensor([f["input_ids"]]), labels=torch.tensor([f["labels"]]),
+                      use_cache=False).loss.item() for f in feats]
     return p, sum(l * n for l, n in zip(each, counts)) / sum(counts)
 
 # %% ../nbs/08_train.ipynb #5469d959
@@ -503,19 +587,21 @@ def launch(config, # A `FineTuneConfig`
     cfg_file = run/".launch_config.yaml"
     resolved(config).to_yaml(cfg_file)
     code = "import sys; from finetune_nb.train import _worker; _worker(*sys.argv[1:])"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}", "--no-python",
-           sys.executable, "-c", code, str(cfg_file), str(int(resume)), str(int(force_cpu))]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}",
+           "--no-python", sys.executable, "-c", code, str(cfg_file), str(int(resume)), str(int(force_cpu))]
     _log.info("launching %d processes: %s", num_processes, " ".join(cmd))
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))}
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
+    p = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": threads}, capture_output=True, text=True)
     if p.returncode != 0:
         err = RuntimeError(f"{num_processes}-process training exited with {p.returncode}:\n{p.stderr[-4000:]}")
-        raise TrainingFailedError(f"data-parallel training failed (exit code {p.returncode}): {(p.stderr.strip().splitlines() or [''])[-1]}",
+        last = (p.stderr.strip().splitlines() or [""])[-1]
+        raise TrainingFailedError(f"data-parallel training failed (exit code {p.returncode}): {last}",
                                   original=err, hint="run with num_processes=1 to see the error directly")
     meta = json.loads((run/"metadata.json").read_text(encoding="utf-8"))
     return TrainResult(run, Path(meta["adapter_dir"]), meta["global_step"], meta["metrics"],
                        json.loads((run/"log_history.json").read_text(encoding="utf-8")))
 
+# %% ../nbs/08_train.ipynb #9b95145e
 def _worker(cfg_file:str, resume:str, force_cpu:str):
     "Entry point of each launched process."
     from finetune_nb.config import FineTuneConfig

@@ -26,16 +26,17 @@ from .feedback import FeedbackStore, check_trigger, export_feedback, feedback_pa
 _log = logging.getLogger("finetune_nb")
 
 # %% auto #0
-__all__ = ['MODEL_ARTIFACTS', 'SIDE_FILES', 'ModelVersion', 'ModelRegistry', 'open_registry', 'register_model', 'list_models',
-           'promote_model', 'rollback_model', 'read_metrics', 'metrics_text', 'write_run_metrics', 'serve_metrics',
+__all__ = ['MODEL_ARTIFACTS', 'SIDE_FILES', 'ModelVersion', 'ModelRegistry', 'open_registry', 'register_model', 'promote_model',
+           'list_models', 'rollback_model', 'read_metrics', 'metrics_text', 'write_run_metrics', 'serve_metrics',
            'WatchResult', 'watch']
 
 # %% ../nbs/12a_versions.ipynb #0b9cc8dc
+def _now()->str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+# %% ../nbs/12a_versions.ipynb #4f462b71
 MODEL_ARTIFACTS = ("merged", "adapter", "*.gguf", "model_set_config.json")  # what counts as a model, best first
 SIDE_FILES = ("Modelfile", "metadata.json", "training_config.yaml", "eval/metrics.json", "eval/report.md",
               "data/dataset_info.json", "metrics.prom")
-
-def _now()->str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 @dataclass
 class ModelVersion:
@@ -47,7 +48,8 @@ class ModelVersion:
     @classmethod
     def load(cls, path:Path)->ModelVersion:
         d = json.loads((path/"version.json").read_text(encoding="utf-8"))
-        return cls(path=path, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k not in ("path", "production")})
+        keep = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k not in ("path", "production")}
+        return cls(path=path, **keep)
     def to_json(self)->dict: return {k: v for k, v in asdict(self).items() if k not in ("path", "production")}
     def __str__(self):
         m = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(self.metrics.items())[:3])
@@ -73,37 +75,29 @@ class ModelRegistry:
 
 # %% ../nbs/12a_versions.ipynb #81f1ff6d
 @patch
-def get(self:ModelRegistry, version:str)->ModelVersion:
-    "The version named `version` (`demo-v3`, or `v3` / `3` when the name is clear)."
-    versions = self.list()
-    byname = {v.name: v for v in versions}
-    if version in byname: return byname[version]
-    m = re.fullmatch(r"v?(\d+)", str(version))
-    hits = [v for v in versions if m and v.number == int(m[1]) and (self.name is None or v.name.startswith(self.name + "-v"))]
-    if len(hits) == 1: return hits[0]
-    known = ", ".join(byname) or "none yet"
-    raise FinetuneNBError(f"no model version {version!r} in {self.root}" + (" (several projects have that number)" if hits else ""),
-                          hint=f"registered versions: {known}")
-
-@patch
 def production_name(self:ModelRegistry)->str|None:
     "The name the production pointer holds, or None."
     return json.loads(self.pointer.read_text(encoding="utf-8"))["version"] if self.pointer.is_file() else None
 
+# %% ../nbs/12a_versions.ipynb #96a578a6
 @patch
 def _pointer(self:ModelRegistry)->dict:
-    return json.loads(self.pointer.read_text(encoding="utf-8")) if self.pointer.is_file() else {"version": None, "history": []}
+    if not self.pointer.is_file(): return {"version": None, "history": []}
+    return json.loads(self.pointer.read_text(encoding="utf-8"))
 
-# %% ../nbs/12a_versions.ipynb #b2536702
+# %% ../nbs/12a_versions.ipynb #c7052941
 def _copy(src:Path, dst:Path):
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir(): shutil.copytree(src, dst)
     else: shutil.copy2(src, dst)
 
+# %% ../nbs/12a_versions.ipynb #153f9231
 @patch
 def _claim(self:ModelRegistry)->tuple[int, Path]:
     "Create the next free `<name>-vN` folder; only one process can create each."
-    if not self.name: raise FinetuneNBError(f"{self.root}: registering needs a project name", hint="open the registry with ModelRegistry(root, name)")
+    if not self.name:
+        raise FinetuneNBError(f"{self.root}: registering needs a project name",
+                              hint="open the registry with ModelRegistry(root, name)")
     self.root.mkdir(parents=True, exist_ok=True)
     taken = [int(m[1]) for p in self.root.iterdir() if (m := re.fullmatch(re.escape(self.name) + r"-v(\d+)", p.name))]
     n = max(taken, default=0) + 1
@@ -111,7 +105,19 @@ def _claim(self:ModelRegistry)->tuple[int, Path]:
         try: (self.root/f"{self.name}-v{n}").mkdir(); return n, self.root/f"{self.name}-v{n}"
         except FileExistsError: n += 1
 
-# %% ../nbs/12a_versions.ipynb #96a578a6
+# %% ../nbs/12a_versions.ipynb #36dcd84c
+def _fill(run:Path, dst:Path, found:list, config, metrics:dict|None)->tuple[list, dict|None, dict]:
+    "Copy what `run` holds into `dst`; returns the side files copied, the metrics and the data files' hashes."
+    side = [run/s for s in SIDE_FILES if (run/s).exists()]
+    for p in found + side: _copy(p, dst/p.relative_to(run))
+    if config is not None: config.to_yaml(dst/"config.yaml")
+    if metrics is None and (run/"eval"/"metrics.json").is_file():
+        metrics = json.loads((run/"eval"/"metrics.json").read_text())
+    data = {str(p.relative_to(run)): sha256_file(p) for p in sorted((run/"data").glob("*.json*"))} \
+           if (run/"data").is_dir() else {}
+    return side, metrics, data
+
+# %% ../nbs/12a_versions.ipynb #e5ef9621
 @patch
 def register(self:ModelRegistry, run_dir:str|os.PathLike, # The run folder holding the model
              config:FineTuneConfig|None=None, # The config of the run (saved as config.yaml)
@@ -122,24 +128,38 @@ def register(self:ModelRegistry, run_dir:str|os.PathLike, # The run folder holdi
     run = Path(run_dir)
     found = [p for pat in MODEL_ARTIFACTS for p in sorted(run.glob(pat))]
     if not found:
-        raise FinetuneNBError(f"{run} holds no model to register (looked for {', '.join(MODEL_ARTIFACTS)})", hint="run the pipeline first")
+        raise FinetuneNBError(f"{run} holds no model to register (looked for {', '.join(MODEL_ARTIFACTS)})",
+                              hint="run the pipeline first")
     n, dst = self._claim()
     try:
-        side = [run/s for s in SIDE_FILES if (run/s).exists()]
-        for p in found + side: _copy(p, dst/p.relative_to(run))
-        if config is not None: config.to_yaml(dst/"config.yaml")
-        if metrics is None and (run/"eval"/"metrics.json").is_file(): metrics = json.loads((run/"eval"/"metrics.json").read_text())
-        data = {str(p.relative_to(run)): sha256_file(p) for p in sorted((run/"data").glob("*.json*"))} if (run/"data").is_dir() else {}
+        side, metrics, data = _fill(run, dst, found, config, metrics)
         kind = found[0].name if found[0].suffix != ".gguf" else "gguf"
         v = ModelVersion(name=dst.name, number=n, path=dst, created_at=_now(), kind=kind.replace(".json", ""),
                          artifacts=[str(p.relative_to(run)) for p in found + side],
                          config_hash=stable_hash(config.model_dump(mode="json")) if config is not None else "",
-                         data_hashes=data, metrics=metrics or {}, feedback_rev=feedback_rev, trigger=trigger, run_dir=str(run))
+                         data_hashes=data, metrics=metrics or {}, feedback_rev=feedback_rev, trigger=trigger,
+                         run_dir=str(run))
         write_json(dst/"version.json", v.to_json())
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True); raise
     _log.info("registered model version %s (%s) in %s", v.name, v.kind, self.root)
     return v
+
+# %% ../nbs/12a_versions.ipynb #dbeb2782
+@patch
+def get(self:ModelRegistry, version:str)->ModelVersion:
+    "The version named `version` (`demo-v3`, or `v3` / `3` when the name is clear)."
+    versions = self.list()
+    byname = {v.name: v for v in versions}
+    if version in byname: return byname[version]
+    m = re.fullmatch(r"v?(\d+)", str(version))
+    hits = [v for v in versions
+            if m and v.number == int(m[1]) and (self.name is None or v.name.startswith(self.name + "-v"))]
+    if len(hits) == 1: return hits[0]
+    known = ", ".join(byname) or "none yet"
+    raise FinetuneNBError(f"no model version {version!r} in {self.root}"
+                          + (" (several projects have that number)" if hits else ""),
+                          hint=f"registered versions: {known}")
 
 # %% ../nbs/12a_versions.ipynb #517604f8
 @patch
@@ -153,17 +173,20 @@ def promote(self:ModelRegistry, version:str)->ModelVersion:
     v.production = True
     return v
 
+# %% ../nbs/12a_versions.ipynb #76545d35
 @patch
 def rollback(self:ModelRegistry)->ModelVersion:
     "Put the previous production version back; returns it."
     p = self._pointer()
     if not p["history"]:
         raise FinetuneNBError(f"{self.root}: no earlier production version to roll back to"
-                              + (f" ({p['version']} is the only one promoted so far)" if p["version"] else " (nothing was ever promoted)"),
+                              + (f" ({p['version']} is the only one promoted so far)" if p["version"]
+                                 else " (nothing was ever promoted)"),
                               hint="promote a version with `finetune-nb models promote NAME`")
     prev = p["history"][-1]
     if not (self.root/prev/"version.json").is_file():
-        raise FinetuneNBError(f"{self.root}: the previous production version {prev} no longer exists", hint="promote another version instead")
+        raise FinetuneNBError(f"{self.root}: the previous production version {prev} no longer exists",
+                              hint="promote another version instead")
     write_json(self.pointer, {"version": prev, "history": p["history"][:-1], "updated_at": _now()})
     _log.info("production rolled back: %s (was %s)", prev, p["version"])
     return self.get(prev)
@@ -175,6 +198,7 @@ def open_registry(where:FineTuneConfig|ModelRegistry|str|os.PathLike)->ModelRegi
     if isinstance(where, FineTuneConfig): return ModelRegistry(feedback_paths(where).models, where.project.name)
     return ModelRegistry(where)
 
+# %% ../nbs/12a_versions.ipynb #377df337
 def register_model(config:FineTuneConfig, # The config of the run
                    run_dir:str|os.PathLike|None=None, # The run folder (default: config.run_dir)
                    metrics:dict|None=None, # Metrics to record (default: the run's eval/metrics.json)
@@ -190,28 +214,22 @@ def register_model(config:FineTuneConfig, # The config of the run
     if store is not None: store.record_version(v.name, feedback_rev)
     return v
 
-# %% ../nbs/12a_versions.ipynb #a767aa88
-def list_models(where:FineTuneConfig|ModelRegistry|str|os.PathLike)->list[ModelVersion]:
-    "Every registered version, oldest first; `.production` marks the one in production."
-    return open_registry(where).list()
-
+# %% ../nbs/12a_versions.ipynb #18d4d1f8
 def promote_model(where:FineTuneConfig|ModelRegistry|str|os.PathLike, version:str)->ModelVersion:
     "Make `version` (`demo-v3`, `v3` or `3`) the production model."
     return open_registry(where).promote(version)
 
+# %% ../nbs/12a_versions.ipynb #7846a7b0
+def list_models(where:FineTuneConfig|ModelRegistry|str|os.PathLike)->list[ModelVersion]:
+    "Every registered version, oldest first; `.production` marks the one in production."
+    return open_registry(where).list()
+
+# %% ../nbs/12a_versions.ipynb #37bb18d9
 def rollback_model(where:FineTuneConfig|ModelRegistry|str|os.PathLike)->ModelVersion:
     "Return production to the version before the current one."
     return open_registry(where).rollback()
 
 # %% ../nbs/12a_versions.ipynb #9b9dfcb0
-_METRICS = {  # sample name -> (family name, type, help)
-    "finetune_nb_runs_total": ("finetune_nb_runs", "counter", "Pipeline runs by final status"),
-    "finetune_nb_fallback_total": ("finetune_nb_fallback", "counter", "Runs that built a model-set config instead of training"),
-    "finetune_nb_run_duration_seconds": ("finetune_nb_run_duration_seconds", "gauge", "Duration of the last run"),
-    "finetune_nb_dataset_rows": ("finetune_nb_dataset_rows", "gauge", "Training rows of the last run"),
-    "finetune_nb_last_run_timestamp_seconds": ("finetune_nb_last_run_timestamp_seconds", "gauge", "When the last run ended (Unix time)"),
-}
-
 def read_metrics(path:str|os.PathLike)->dict:
     "The samples of a metrics file as {sample name: {labels tuple: value}} (empty when missing)."
     out = {}
@@ -221,11 +239,22 @@ def read_metrics(path:str|os.PathLike)->dict:
         for s in fam.samples: out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
     return out
 
-# %% ../nbs/12a_versions.ipynb #5a9ee806
+# %% ../nbs/12a_versions.ipynb #29091c3b
 class _Families(Collector):
     "A collector yielding fixed metric families."
     def __init__(self, fams): self.fams = fams
     def collect(self): yield from self.fams
+
+# %% ../nbs/12a_versions.ipynb #fdc81bb6
+_METRICS = {  # sample name -> (family name, type, help)
+    "finetune_nb_runs_total": ("finetune_nb_runs", "counter", "Pipeline runs by final status"),
+    "finetune_nb_fallback_total": ("finetune_nb_fallback", "counter",
+                                   "Runs that built a model-set config instead of training"),
+    "finetune_nb_run_duration_seconds": ("finetune_nb_run_duration_seconds", "gauge", "Duration of the last run"),
+    "finetune_nb_dataset_rows": ("finetune_nb_dataset_rows", "gauge", "Training rows of the last run"),
+    "finetune_nb_last_run_timestamp_seconds": ("finetune_nb_last_run_timestamp_seconds", "gauge",
+                                               "When the last run ended (Unix time)"),
+}
 
 def _families(samples:dict)->list:
     "Metric families from {sample name: {labels tuple: value}}."
@@ -238,19 +267,21 @@ def _families(samples:dict)->list:
         fams.append(fam)
     return fams
 
+# %% ../nbs/12a_versions.ipynb #9ac66df2
 def metrics_text(samples:dict)->str:
     "Prometheus text format for {sample name: {labels tuple: value}}."
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Families(_families(samples)))
     return generate_latest(reg).decode()
 
-# %% ../nbs/12a_versions.ipynb #29091c3b
+# %% ../nbs/12a_versions.ipynb #cba01791
 def write_run_metrics(config:FineTuneConfig, # The config of the run (project name, metrics path)
                       status:str, # How the run ended: ok, fallback, failed, ...
                       duration_s:float, # Wall time of the run in seconds
                       dataset_rows:int, # Training rows
                       fallback:bool=False, # True when the run built a model-set config instead of training
-                      path:str|os.PathLike|None=None)->Path: # Write here (default: config.feedback.metrics_path or <run>/metrics.prom)
+                      path:str|os.PathLike|None=None, # Default: feedback.metrics_path or <run>/metrics.prom
+                     )->Path:
     "Add this run to the Prometheus textfile of the project; returns its path."
     path = Path(path) if path is not None else feedback_paths(config).metrics
     samples, proj = read_metrics(path), ("project", config.project.name)
@@ -263,7 +294,7 @@ def write_run_metrics(config:FineTuneConfig, # The config of the run (project na
     write_bytes(path, metrics_text(samples).encode())
     return path
 
-# %% ../nbs/12a_versions.ipynb #0271080b
+# %% ../nbs/12a_versions.ipynb #f9c06ed9
 class _Files(Collector):
     "A collector that re-reads metrics files at every scrape."
     def __init__(self, paths): self.paths = [Path(p) for p in paths]
@@ -271,6 +302,7 @@ class _Files(Collector):
         for p in self.paths:
             if p.is_file(): yield from text_string_to_metric_families(p.read_text(encoding="utf-8"))
 
+# %% ../nbs/12a_versions.ipynb #bd50d5f9
 def serve_metrics(port:int, # TCP port (0: any free port)
                   paths:list|str|os.PathLike, # Metrics file(s) to serve
                   addr:str="127.0.0.1"): # Address to listen on
@@ -286,10 +318,25 @@ def serve_metrics(port:int, # TCP port (0: any free port)
 class WatchResult:
     "One check of `watch`: the decision, and what the run it started produced."
     decision:object; trigger_id:int|None = None; status:str = "waiting"; version:str|None = None; exported:int = 0
-    def __str__(self): return str(self.decision) + (f" -> {self.status}" + (f", registered {self.version}" if self.version else "") if self.trigger_id else "")
+    def __str__(self):
+        if not self.trigger_id: return str(self.decision)
+        return str(self.decision) + f" -> {self.status}" + (f", registered {self.version}" if self.version else "")
 
 # %% ../nbs/12a_versions.ipynb #003b15a2
-def _run_once(config:FineTuneConfig, store:FeedbackStore, run_pipeline:Callable, threshold:int, min_score:float)->WatchResult:
+def _attach_version(config:FineTuneConfig, store:FeedbackStore, before:set, d, trig:dict)->ModelVersion|None:
+    "The version the run made, with the trigger recorded on it; None when the run produced no model."
+    new = [v for v in open_registry(config).list() if v.name not in before]
+    if new:  # the pipeline registered the version: attach the trigger to it
+        v = new[-1]; v.trigger, v.feedback_rev = trig, d.feedback_rev
+        write_json(v.path/"version.json", v.to_json()); store.record_version(v.name, d.feedback_rev)
+        return v
+    try: return register_model(config, feedback_rev=d.feedback_rev, trigger=trig)
+    except FinetuneNBError as e:
+        _log.warning("feedback watch: the run produced no model to register: %s", e)
+
+# %% ../nbs/12a_versions.ipynb #46938f5e
+def _run_once(config:FineTuneConfig, store:FeedbackStore, run_pipeline:Callable, threshold:int,
+              min_score:float)->WatchResult:
     "One check; start and record a run when the trigger fires."
     paths, reg = feedback_paths(config), open_registry(config)
     store.reap_triggers()
@@ -303,19 +350,12 @@ def _run_once(config:FineTuneConfig, store:FeedbackStore, run_pipeline:Callable,
     inp = config.resolve(config.data.input_path)
     if not (inp.is_dir() and paths.export.is_relative_to(inp)):
         _log.warning("feedback written to %s, outside data.input_path %s: prepare-data will not read it; "
-                    "point data.input_path at a folder or set feedback.export_path inside it", paths.export, inp)
+                     "point data.input_path at a folder or set feedback.export_path inside it", paths.export, inp)
     before = {v.name for v in reg.list()}
     try: run_pipeline(config)
     except BaseException as e:
         store.finish_trigger(tid, "failed", error=f"{type(e).__name__}: {e}"); raise
-    new = [v for v in reg.list() if v.name not in before]
-    if new:  # the pipeline registered the version: attach the trigger to it
-        v = new[-1]; v.trigger, v.feedback_rev = trig, d.feedback_rev
-        write_json(v.path/"version.json", v.to_json()); store.record_version(v.name, d.feedback_rev)
-    else:
-        try: v = register_model(config, feedback_rev=d.feedback_rev, trigger=trig)
-        except FinetuneNBError as e:
-            _log.warning("feedback watch: the run produced no model to register: %s", e); v = None
+    v = _attach_version(config, store, before, d, trig)
     res.status, res.version = ("ok", v.name) if v else ("no_model", None)
     store.finish_trigger(tid, res.status, version=res.version)
     return res
@@ -334,7 +374,8 @@ def watch(config:FineTuneConfig, # The config to run (its feedback section sets 
     threshold, min_score = threshold or fb.threshold, fb.min_score if min_score is None else min_score
     interval, stop = interval or fb.watch_interval_s, stop or threading.Event()
     store = open_store(config)
-    server = serve_metrics(fb.metrics_port, feedback_paths(config).metrics, fb.metrics_host)[0] if fb.metrics_port is not None else None
+    server = serve_metrics(fb.metrics_port, feedback_paths(config).metrics, fb.metrics_host)[0] \
+             if fb.metrics_port is not None else None
     results = []
     try:
         while True:
