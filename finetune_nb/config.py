@@ -23,7 +23,7 @@ __all__ = ['BUILTIN_MODELS', 'JUDGE_TASKS', 'GGUF_TYPES', 'API_ONLY_PREFIXES', '
            'OllamaConfig', 'ExportConfig', 'secret_in', 'yaml_lines', 'FineTuneConfig', 'yaml_value', 'parse_override',
            'with_overrides']
 
-# %% ../nbs/01_config.ipynb #8a61b4a1
+# %% ../nbs/01_config.ipynb #b5c3713d
 class _Section(BaseModel):
     "Base of every config section: unknown keys are errors, numbers are finite, assignments are validated."
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False,
