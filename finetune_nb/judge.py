@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import JudgeConfig, LangChainConfig, rubric_missing_points
 from .core import FinetuneNBError, QAGenerationError, Skipped, sha256_text, stable_hash
-from .qa import (AnthropicQA, ChunkFailed, LocalQA, QACache, Reply, Tally, _api_call, _json_in, _reply_from,
-                            qa_cost)
+from .qa import AnthropicQA, ChunkFailed, LocalQA, QACache, Reply, Tally, qa_cost
+from .qa import _api_call, _json_in, _reply_from
 
 _log = logging.getLogger("finetune_nb")
 
