@@ -22,7 +22,7 @@ __all__ = ['DEFAULT_PARAMETERS', 'TemplateParts', 'template_parts', 'to_go_templ
            'translate_template', 'stop_sequences', 'check_source_template', 'modelfile_text', 'ollama_source',
            'write_modelfile', 'parse_modelfile', 'ollama_host', 'create_request', 'create_over_http', 'deploy_ollama']
 
-# %% ../nbs/11a_ollama.ipynb #0f408cf8
+# %% ../nbs/11a_ollama.ipynb #3bfecfff
 @dataclass
 class TemplateParts:
     "A chat template reduced to per-role wrappers: what Ollama's Go template reproduces."
@@ -33,26 +33,39 @@ class TemplateParts:
     generation:str    # text that asks the model to answer
     trims:bool=False  # the template strips whitespace around contents (Llama 3 does); Go templates cannot
 
+# %% ../nbs/11a_ollama.ipynb #b233e53a
 _MARK = {"system": "\u27e6S\u27e7", "user": "\u27e6U\u27e7", "user2": "\u27e6V\u27e7", "assistant": "\u27e6A\u27e7"}
 
 def _renderer(template:str, tokenizer):
     "A function rendering messages with `template` as transformers does in training."
     def render(messages, add_generation_prompt=False):
-        return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
     return render
 
+# %% ../nbs/11a_ollama.ipynb #4701336d
 def _cut(text:str, before:str, after:str|None=None)->str:
     "The text between markers `before` and `after` (or to the end)."
     i = text.index(before) + len(before)
     return text[i:] if after is None else text[i:text.index(after, i)]
 
-# %% ../nbs/11a_ollama.ipynb #ff883afe
+# %% ../nbs/11a_ollama.ipynb #ed035eeb
+def _system_prefix(render, head:str, after_assistant:str)->str:
+    "The text before a system message's content: it only shows on its own in a system message after the first turn."
+    u, a, s, v = ({"role": r, "content": _MARK[k]}
+                  for r, k in (("user","user"), ("assistant","assistant"), ("system","system"), ("user","user2")))
+    try: sp = _cut(render([u, a, s, v]), _MARK["assistant"], _MARK["system"]).removeprefix(after_assistant)
+    except Exception: sp = ""
+    return sp if head.endswith(sp) else ""
+
+# %% ../nbs/11a_ollama.ipynb #1ee2a465
 def template_parts(template:str, # A Jinja chat template (generation markers allowed)
                    tokenizer, # Supplies bos/eos tokens to the template
                   )->TemplateParts:
     "Probe `template` for its per-role wrappers; `ExportError` if it does not wrap messages that way."
     render, M = _renderer(template, tokenizer), _MARK
-    u, a, s, v = ({"role": r, "content": M[k]} for r, k in (("user","user"), ("assistant","assistant"), ("system","system"), ("user","user2")))
+    u, a, s, v = ({"role": r, "content": M[k]}
+                  for r, k in (("user","user"), ("assistant","assistant"), ("system","system"), ("user","user2")))
     try:
         r1, r2, r3, r4 = render([u]), render([u, a]), render([u, a, v]), render([s, u])
         gen = render([u], True)
@@ -65,10 +78,7 @@ def template_parts(template:str, # A Jinja chat template (generation markers all
         start_other = r1[:r1.index(M["user"])].removesuffix(up)
         ss = _cut(r4, M["system"], M["user"]).removesuffix(up)
         head = r4[:r4.index(M["system"])]
-        # a system prefix only shows on its own in a system message after the first turn
-        try: sp = _cut(render([u, a, s, v]), M["assistant"], M["system"]).removeprefix(as_)
-        except Exception: sp = ""
-        if not head.endswith(sp): sp = ""
+        sp = _system_prefix(render, head, as_)
         parts = TemplateParts(head.removesuffix(sp) if sp else head, start_other,
                               {"system": sp, "user": up, "assistant": ap}, {"system": ss, "user": us, "assistant": as_},
                               gen.removeprefix(r1))
@@ -78,12 +88,14 @@ def template_parts(template:str, # A Jinja chat template (generation markers all
                           "so it cannot be translated to an Ollama template") from e
     return parts
 
-# %% ../nbs/11a_ollama.ipynb #47c1a487
+# %% ../nbs/11a_ollama.ipynb #a16baebc
 def _lit(s:str)->str:
     "A Go template action printing `s` exactly (a JSON string is a valid Go string literal)."
     return "{{ " + json.dumps(s, ensure_ascii=False) + " }}" if s else ""
 
-def to_go_template(parts:TemplateParts)->str:
+# %% ../nbs/11a_ollama.ipynb #06adb611
+def to_go_template(parts:TemplateParts, # From `template_parts`
+                  )->str:
     "The Ollama (Go text/template) prompt template reproducing `parts`."
     lines = []
     if parts.start_system == parts.start_other: lines.append(_lit(parts.start_system))
@@ -94,12 +106,16 @@ def to_go_template(parts:TemplateParts)->str:
         lines.append(("{{- if" if n == 0 else "{{- else if") + f' eq $m.Role "{role}" }}}}'
                      + _lit(parts.prefix[role]) + "{{ $m.Content }}" + _lit(parts.suffix[role]))
     lines.append("{{- end }}")
-    lines.append('{{- if and (eq (len (slice $.Messages $i)) 1) (ne $m.Role "assistant") }}' + _lit(parts.generation) + "{{ end }}")
+    lines.append('{{- if and (eq (len (slice $.Messages $i)) 1) (ne $m.Role "assistant") }}'
+                 + _lit(parts.generation) + "{{ end }}")
     lines.append("{{- end }}")
     return "\n".join(l for l in lines if l)
 
-# %% ../nbs/11a_ollama.ipynb #8c6d1ec1
-_TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(\()|(\))|(\$?[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*|\$(?:\.[A-Za-z_]\w*)+|\.[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|\$)|(-?\d+))')
+# %% ../nbs/11a_ollama.ipynb #d3f1cca0
+_TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(\()|(\))'
+                    r'|(\$?[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*|\$(?:\.[A-Za-z_]\w*)+'
+                    r'|\.[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|\$)'
+                    r'|(-?\d+))')
 
 def _lex(src:str)->list:
     "Tokens of a Go template action: strings, parentheses, names/fields/variables, integers."
@@ -109,10 +125,12 @@ def _lex(src:str)->list:
         if not m or m.end() == pos: raise ExportError(f"unsupported Go template syntax near {src[pos:]!r}")
         s, lp, rp, name, num = m.groups()
         chained = name and name.startswith(".") and src[m.start(4) - 1:m.start(4)] == ")"  # (expr).Field
-        out.append(("str", json.loads(s)) if s else ("(",) if lp else (")",) if rp else ("chain" if chained else "name", name) if name else ("int", int(num)))
+        out.append(("str", json.loads(s)) if s else ("(",) if lp else (")",) if rp
+                   else ("chain" if chained else "name", name) if name else ("int", int(num)))
         pos = m.end()
     return out
 
+# %% ../nbs/11a_ollama.ipynb #a2b192f4
 def _split_actions(tpl:str)->list:
     "The template as ('text', s) and ('action', s) pieces, applying `{{-` / `-}}` whitespace trimming."
     pieces, pos = [], 0
@@ -138,7 +156,27 @@ def _split_actions(tpl:str)->list:
     pieces.append(("text", text))
     return [p for p in pieces if p != ("text", "")]
 
-# %% ../nbs/11a_ollama.ipynb #a0010ed8
+# %% ../nbs/11a_ollama.ipynb #4269318b
+def _parse_if(pieces:list, i:int, s:str)->tuple:
+    "The `if` node whose action `s` is piece `i`, with its `else if`/`else` branches, and the index of its `end`."
+    branches, cond = [], s[3:]
+    while True:
+        body, i, how = _parse_block(pieces, i + 1, ("else", "end"))
+        branches.append((cond, body))
+        if how == "end": break
+        cond = how[8:] if how.startswith("else if ") else None
+    return ("if", branches), i
+
+# %% ../nbs/11a_ollama.ipynb #e9d8cbd4
+def _parse_range(pieces:list, i:int, s:str)->tuple:
+    "The `range` node whose action `s` is piece `i`, and the index of its `end`."
+    m = re.fullmatch(r"range\s+(?:(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*)?(.+)", s, re.S)
+    if not m: raise ExportError(f"unsupported range form {s!r}")
+    key, item = (m[1], m[2]) if m[2] else (None, m[1])  # one variable takes the element, two the index and the element
+    body, i, _ = _parse_block(pieces, i + 1, ("end",))
+    return ("range", key, item, m[3], body), i
+
+# %% ../nbs/11a_ollama.ipynb #beacff9f
 def _parse_block(pieces:list, i:int, stop:tuple)->tuple:
     "Parse pieces from `i` into a node list until an action in `stop`; returns (nodes, index, stopping action)."
     nodes = []
@@ -150,60 +188,59 @@ def _parse_block(pieces:list, i:int, stop:tuple)->tuple:
         if word in ("else", "end"):
             if word in stop: return nodes, i, s
             raise ExportError(f"unexpected {{{{ {s} }}}} in Go template")
-        if word == "if":
-            branches, cond = [], s[3:]
-            while True:
-                body, i, how = _parse_block(pieces, i + 1, ("else", "end"))
-                branches.append((cond, body))
-                if how == "end": break
-                cond = how[8:] if how.startswith("else if ") else None
-            nodes.append(("if", branches)); i += 1
-        elif word == "range":
-            m = re.fullmatch(r"range\s+(?:(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*)?(.+)", s, re.S)
-            if not m: raise ExportError(f"unsupported range form {s!r}")
-            key, item = (m[1], m[2]) if m[2] else (None, m[1])  # one variable takes the element, two the index and the element
-            body, i, _ = _parse_block(pieces, i + 1, ("end",))
-            nodes.append(("range", key, item, m[3], body)); i += 1
+        if word in ("if", "range"):
+            node, i = (_parse_if if word == "if" else _parse_range)(pieces, i, s)
+            nodes.append(node); i += 1
         elif m := re.fullmatch(r"(\$\w+)\s*:?=\s*(.+)", s, re.S): nodes.append(("set", m[1], m[2])); i += 1
         else: nodes.append(("print", s)); i += 1
     if stop: raise ExportError(f"Go template block not closed (expected {' or '.join(stop)})")
     return nodes, i, None
 
-# %% ../nbs/11a_ollama.ipynb #c7f81804
+# %% ../nbs/11a_ollama.ipynb #b68c3cb8
+def _field(name:str, scope:dict):
+    "The value of the field, variable or `$` called `name` in `scope`."
+    if name == "$": return scope["$"]
+    head, *rest = name.split(".")
+    base = scope["."] if head == "" else scope[head] if head in scope else None
+    if head and head not in scope: raise ExportError(f"undefined Go template variable {head}")
+    for f in rest:
+        if not isinstance(base, dict) or f not in base: raise ExportError(f"no field {f!r} in Go template data")
+        base = base[f]
+    return base
+
+# %% ../nbs/11a_ollama.ipynb #6b059798
+def _term_value(tokens:list, pos:int, scope:dict)->tuple:
+    "The value of the term at `pos` (a parenthesised command and its .Field chain, a literal, a field), the next pos."
+    t = tokens[pos]
+    if t[0] == "(":
+        val, pos = _command_value(tokens, pos + 1, scope, (")",)); pos += 1
+        while pos < len(tokens) and tokens[pos][0] == "chain":
+            for f in tokens[pos][1].split(".")[1:]: val = val[f]
+            pos += 1
+        return val, pos
+    if t[0] in ("str", "int"): return t[1], pos + 1
+    if t[0] == "name" and (t[1].startswith((".", "$"))): return _field(t[1], scope), pos + 1
+    raise ExportError(f"unsupported Go template term {t!r}")
+
+# %% ../nbs/11a_ollama.ipynb #1da12403
+def _command_value(tokens:list, pos:int, scope:dict, end:tuple=())->tuple:
+    "The value of the command at `pos` (a function applied to the terms up to `end`, or one term), and what follows."
+    t = tokens[pos]
+    if t[0] == "name" and not t[1].startswith((".", "$")):
+        fn, args, pos = t[1], [], pos + 1
+        while pos < len(tokens) and tokens[pos][0] not in end:
+            v, pos = _term_value(tokens, pos, scope); args.append(v)
+        return _call(fn, args), pos
+    return _term_value(tokens, pos, scope)
+
+# %% ../nbs/11a_ollama.ipynb #d3e5474a
 def _eval(tokens:list, scope:dict):
     "Evaluate one Go template pipeline (a single command) over `scope`."
-    def field(name):
-        if name == "$": return scope["$"]
-        head, *rest = name.split(".")
-        base = scope["."] if head == "" else scope[head] if head in scope else None
-        if head and head not in scope: raise ExportError(f"undefined Go template variable {head}")
-        for f in rest:
-            if not isinstance(base, dict) or f not in base: raise ExportError(f"no field {f!r} in Go template data")
-            base = base[f]
-        return base
-    def term(pos):
-        t = tokens[pos]
-        if t[0] == "(":
-            val, pos = command(pos + 1, (")",)); pos += 1
-            while pos < len(tokens) and tokens[pos][0] == "chain":
-                for f in tokens[pos][1].split(".")[1:]: val = val[f]
-                pos += 1
-            return val, pos
-        if t[0] in ("str", "int"): return t[1], pos + 1
-        if t[0] == "name" and (t[1].startswith((".", "$"))): return field(t[1]), pos + 1
-        raise ExportError(f"unsupported Go template term {t!r}")
-    def command(pos, end=()):
-        t = tokens[pos]
-        if t[0] == "name" and not t[1].startswith((".", "$")):
-            fn, args, pos = t[1], [], pos + 1
-            while pos < len(tokens) and tokens[pos][0] not in end:
-                v, pos = term(pos); args.append(v)
-            return _call(fn, args), pos
-        return term(pos)
-    val, pos = command(0)
+    val, pos = _command_value(tokens, 0, scope)
     if pos != len(tokens): raise ExportError("unsupported Go template pipeline")
     return val
 
+# %% ../nbs/11a_ollama.ipynb #ce529e2d
 def _call(fn:str, args:list):
     "The Go template builtins the emitted subset uses."
     if fn == "eq": return any(args[0] == a for a in args[1:])
@@ -218,7 +255,9 @@ def _call(fn:str, args:list):
             if bool(a): return a
         return args[-1]
     if fn == "len": return len(args[0])
-    if fn in ("lt", "le", "gt", "ge"): return {"lt": args[0] < args[1], "le": args[0] <= args[1], "gt": args[0] > args[1], "ge": args[0] >= args[1]}[fn]
+    if fn in ("lt", "le", "gt", "ge"):
+        a, b = args[0], args[1]
+        return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[fn]
     if fn == "index":
         v = args[0]
         for k in args[1:]: v = v[k]
@@ -226,7 +265,7 @@ def _call(fn:str, args:list):
     if fn == "slice": return args[0][args[1]:args[2]] if len(args) > 2 else args[0][args[1]:]
     raise ExportError(f"Go template function {fn!r} is outside the supported subset")
 
-# %% ../nbs/11a_ollama.ipynb #7dddaca7
+# %% ../nbs/11a_ollama.ipynb #c2c106ec
 def _lazy_and_or(tokens:list):
     "Split `and`/`or` arguments so they can be evaluated one at a time (Go 1.18+ short-circuits)."
     args, depth, cur = [], 0, []
@@ -238,6 +277,7 @@ def _lazy_and_or(tokens:list):
         if depth == 0: args.append(cur); cur = []
     return args
 
+# %% ../nbs/11a_ollama.ipynb #a1bc4911
 def _cond(src:str, scope:dict):
     "Value of an if-condition, short-circuiting `and`/`or` as Go does."
     tokens = _lex(src)
@@ -249,6 +289,7 @@ def _cond(src:str, scope:dict):
         return v
     return _eval(tokens, scope)
 
+# %% ../nbs/11a_ollama.ipynb #5129538f
 def _exec(nodes:list, scope:dict, out:list):
     "Run parsed nodes, appending rendered text to `out`."
     for n in nodes:
@@ -265,39 +306,48 @@ def _exec(nodes:list, scope:dict, out:list):
             for i, item in enumerate(_eval(_lex(n[3]), scope) or []):
                 _exec(n[4], {**scope, **({n[1]: i} if n[1] else {}), **({n[2]: item} if n[2] else {}), ".": item}, out)
 
+# %% ../nbs/11a_ollama.ipynb #beca9417
 def _collate(messages:list[dict], system:str|None)->tuple[str, list[dict]]:
-    "What Ollama's chat endpoint passes a template: SYSTEM first unless the chat opens with a system message, consecutive turns of one role merged, all system texts joined as `.System`."
+    """What Ollama's chat endpoint passes a template: SYSTEM first unless the chat opens with a system message,
+    consecutive turns of one role merged, all system texts joined as `.System`."""
     msgs = list(messages)
     if system and msgs and msgs[0]["role"] != "system": msgs.insert(0, {"role": "system", "content": system})
     out = []
     for m in msgs:
         if out and out[-1]["Role"] == m["role"] != "tool": out[-1]["Content"] += "\n\n" + m["content"]
-        else: out.append({"Role": m["role"], "Content": m["content"], "Thinking": "", "Images": [], "ToolCalls": [], "ToolName": ""})
+        else: out.append({"Role": m["role"], "Content": m["content"], "Thinking": "", "Images": [], "ToolCalls": [],
+                          "ToolName": ""})
     return "\n\n".join(m["content"] for m in msgs if m["role"] == "system"), out
 
+# %% ../nbs/11a_ollama.ipynb #c2faa708
 def render_go_template(template:str, # An Ollama prompt template using .Messages
                        messages:list[dict], # Chat messages (role, content)
-                       system:str|None=None, # The Modelfile SYSTEM, sent first when the chat does not open with a system message
+                       system:str|None=None, # The Modelfile SYSTEM, sent first when the chat opens without one
                       )->str:
     "The prompt Ollama's chat endpoint builds from `messages` with `template`."
     nodes, _, _ = _parse_block(_split_actions(template), 0, ())
     if not re.search(r"\.Messages\b", template):
-        raise ExportError("the template uses Ollama's legacy .Prompt/.Response form, which is rendered turn by turn; only .Messages templates are checked")
+        raise ExportError("the template uses Ollama's legacy .Prompt/.Response form, which is rendered turn by turn; "
+                          "only .Messages templates are checked")
     sys_text, msgs = _collate(messages, system)
-    data = {"System": sys_text, "Messages": msgs, "Tools": [], "Response": "", "Think": False, "ThinkLevel": "", "IsThinkSet": False}
+    data = {"System": sys_text, "Messages": msgs, "Tools": [], "Response": "", "Think": False, "ThinkLevel": "",
+            "IsThinkSet": False}
     out = []
     _exec(nodes, {"$": data, ".": data}, out)
     return "".join(out)
 
-# %% ../nbs/11a_ollama.ipynb #f470395a
-def check_conversations(n:int=20)->list[list[dict]]:
+# %% ../nbs/11a_ollama.ipynb #20c9b06e
+def check_conversations(n:int=20, # How many
+                       )->list[list[dict]]:
     "`n` varied conversations for comparing two templates."
     contents = ["What is LoRA?", "Explain {{ braces }} and {% tags %}.", "Zeile 1\nZeile 2", 'He said "hi" \\ bye',
-                "naïve café — 中文 🙂", "Short.", "Tabs\tand  double  spaces", "<b>html</b> & more", "1 + 1 = 2?", "Ends with a newline\n"]
+                "naïve café — 中文 🙂", "Short.", "Tabs\tand  double  spaces", "<b>html</b> & more", "1 + 1 = 2?",
+                "Ends with a newline\n"]
     convs = []
     for k in range(n):
         turns, msgs = 1 + k % 4, []
-        if k % 3 == 0: msgs.append({"role": "system", "content": f"You are helper #{k}. " + contents[k % len(contents)]})
+        if k % 3 == 0:
+            msgs.append({"role": "system", "content": f"You are helper #{k}. " + contents[k % len(contents)]})
         for t in range(turns):
             msgs.append({"role": "user", "content": contents[(k + 2 * t) % len(contents)]})
             msgs.append({"role": "assistant", "content": contents[(k + 2 * t + 1) % len(contents)]})
@@ -305,6 +355,7 @@ def check_conversations(n:int=20)->list[list[dict]]:
         convs.append(msgs)
     return convs
 
+# %% ../nbs/11a_ollama.ipynb #de87bbcb
 def translate_template(template:str, # The Jinja chat template used in training
                        tokenizer, # Its tokenizer (bos/eos tokens)
                        conversations:list|None=None, # Defaults to `check_conversations()`
@@ -326,15 +377,18 @@ def translate_template(template:str, # The Jinja chat template used in training
             raise ExportError(f"the Ollama template does not reproduce the chat template on conversation {i + 1}: "
                               f"at character {at} Jinja gives {want[at:at+40]!r}, Go gives {got[at:at+40]!r}",
                               hint="this template's structure is outside what the translator supports "
-                                   "(per-role prefix + content + suffix); write the Modelfile TEMPLATE by hand, or train with chatml or alpaca")
+                                   "(per-role prefix + content + suffix); write the Modelfile TEMPLATE by hand, "
+                                   "or train with chatml or alpaca")
     return go, parts, dict(conversations=len(convs), identical=True, contents_trimmed=parts.trims)
 
-# %% ../nbs/11a_ollama.ipynb #a31fb681
-def stop_sequences(parts:TemplateParts, tokenizer,
+# %% ../nbs/11a_ollama.ipynb #5d52b1da
+def stop_sequences(parts:TemplateParts, # The training template's parts, from `template_parts`
+                   tokenizer, # Its tokenizer (special tokens, EOS)
                    stop_ids:list[int]=(), # More token ids that end an answer (the generation config's EOS ids)
                   )->list[str]:
     "The `PARAMETER stop` values for a model trained with `parts`."
-    specials = [t for t in tokenizer.all_special_tokens if t] + [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+    specials = ([t for t in tokenizer.all_special_tokens if t]
+                + [t.content for t in tokenizer.added_tokens_decoder.values() if t.special])
     closing = parts.suffix["assistant"]
     stops = [t for t in dict.fromkeys(specials) if t in closing]
     if tokenizer.eos_token: stops.insert(0, tokenizer.eos_token)
@@ -343,7 +397,7 @@ def stop_sequences(parts:TemplateParts, tokenizer,
     if opener and not any(t in opener for t in specials): stops.append(opener)  # plain-text turns (Alpaca)
     return list(dict.fromkeys(stops))
 
-# %% ../nbs/11a_ollama.ipynb #887cba4b
+# %% ../nbs/11a_ollama.ipynb #00e14ac0
 def _prompts(conversations:list)->list:
     "Each conversation up to its last user message: the prompts a chat model is asked to answer."
     out = []
@@ -352,20 +406,22 @@ def _prompts(conversations:list)->list:
         if users: out.append(c[:users[-1] + 1])
     return out
 
+# %% ../nbs/11a_ollama.ipynb #b6903dd3
 def check_source_template(go_template:str, # The source model's Ollama template
                           template:str, # The Jinja chat template used in training
                           tokenizer, # Its tokenizer (bos/eos tokens)
                           system:str|None=None, # The SYSTEM the Modelfile carries
                           conversations:list|None=None, # Default `check_conversations()`
                          )->dict:
-    "Prove that Ollama builds every prompt of `conversations` exactly as training rendered it; `ExportError` at the first difference."
+    "Prove that Ollama builds every prompt of `conversations` exactly as training rendered it; `ExportError` if not."
     render, M = _renderer(template, tokenizer), _MARK["user"]
     trims = M + " " not in render([{"role": "user", "content": " " + M + " "}])
     convs = _prompts(conversations or check_conversations())
     if trims: convs = [[{**m, "content": m["content"].strip()} for m in c] for c in convs]  # as translate_template does
     for i, msgs in enumerate(convs):
         try: want = render(msgs, add_generation_prompt=True)
-        except Exception as e: raise ExportError(f"the training template cannot render conversation {i + 1}: {e}") from e
+        except Exception as e:
+            raise ExportError(f"the training template cannot render conversation {i + 1}: {e}") from e
         got = render_go_template(go_template, msgs, system)
         if got != want:
             at = next((j for j, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
@@ -373,45 +429,55 @@ def check_source_template(go_template:str, # The source model's Ollama template
                               f"at character {at} training gives {want[at:at+40]!r}, Ollama gives {got[at:at+40]!r}")
     return dict(conversations=len(convs), identical=True, contents_trimmed=trims, template="source")
 
-# %% ../nbs/11a_ollama.ipynb #1edff0e8
-DEFAULT_PARAMETERS = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1}
-
+# %% ../nbs/11a_ollama.ipynb #77aaff66
 def _quote(s:str, what:str)->str:
     "A Modelfile triple-quoted value."
     if '"""' in s: raise ExportError(f'the {what} contains """, which a Modelfile cannot quote')
     return f'"""{s}"""'
 
+# %% ../nbs/11a_ollama.ipynb #17504006
 def modelfile_text(gguf_ref:str, # What FROM names, e.g. ./model-f16.gguf
-                   go_template:str, stops:list[str], parameters:dict, system:str|None=None,
+                   go_template:str, # The TEMPLATE
+                   stops:list[str], # A `PARAMETER stop` each
+                   parameters:dict, # More PARAMETER lines; a list value gives one line per item
+                   system:str|None=None, # The SYSTEM prompt
                    licenses:list[str]|None=None, # LICENSE texts
                   )->str:
     "The text of an Ollama Modelfile."
     lines = [f"FROM {gguf_ref}", "", f"TEMPLATE {_quote(go_template, 'template')}", ""]
     lines += [f"PARAMETER stop {json.dumps(s, ensure_ascii=False)}" for s in stops]
-    lines += [f"PARAMETER {k} {json.dumps(x) if isinstance(x, bool) else x}" for k, v in parameters.items() for x in (v if isinstance(v, list) else [v])]
+    lines += [f"PARAMETER {k} {json.dumps(x) if isinstance(x, bool) else x}"
+              for k, v in parameters.items() for x in (v if isinstance(v, list) else [v])]
     if system: lines += ["", f"SYSTEM {_quote(system, 'system prompt')}"]
     if licenses: lines += [""] + [f"LICENSE {_quote(t, 'license')}" for t in licenses]
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/11a_ollama.ipynb #dd97352f
+# %% ../nbs/11a_ollama.ipynb #413b944e
 def _tokenizer_for(run:Path, model_dir)->tuple:
-    "The tokenizer saved with the merged model (or the adapter), which carries the training chat template, and the EOS ids of the model's generation config."
+    """The tokenizer saved with the merged model (or the adapter), which carries the training chat template,
+    and the EOS ids of the model's generation config."""
     from transformers import AutoTokenizer, GenerationConfig
     for d in ([Path(model_dir)] if model_dir else []) + [run/"merged", run/"adapter"]:
         if (d/"tokenizer_config.json").is_file():
             g = GenerationConfig.from_pretrained(d).eos_token_id if (d/"generation_config.json").is_file() else None
             return AutoTokenizer.from_pretrained(d), [i for i in (g if isinstance(g, list) else [g]) if i is not None]
-    raise ExportError(f"no tokenizer in {run/'merged'} or {run/'adapter'}", hint="merge first (`finetune-nb merge-adapter`)")
+    raise ExportError(f"no tokenizer in {run/'merged'} or {run/'adapter'}",
+                      hint="merge first (`finetune-nb merge-adapter`)")
 
-def ollama_source(config)->dict|None:
-    "The Ollama layers of the base model (`OllamaModel.provenance()`) when `model.model_name` is `ollama:NAME`: as training recorded them, else read from the store."
+# %% ../nbs/11a_ollama.ipynb #697d5c54
+def ollama_source(config, # A `FineTuneConfig`
+                 )->dict|None:
+    """The Ollama layers of the base model (`OllamaModel.provenance()`) when `model.model_name` is `ollama:NAME`:
+    as training recorded them, else read from the store."""
     name = config.model.model_name
     if not name.startswith(OLLAMA_PREFIX): return None
     meta = config.run_dir/"metadata.json"
     src = (json.loads(meta.read_text(encoding="utf-8")).get("base_model_source") or {}) if meta.is_file() else {}
-    if src.get("source") == "ollama" and str(src.get("name")).lower() == str(parse_ollama_name(name)).lower(): return src
+    if src.get("source") == "ollama" and str(src.get("name")).lower() == str(parse_ollama_name(name)).lower():
+        return src
     return read_ollama_model(name).provenance()
 
+# %% ../nbs/11a_ollama.ipynb #b37bd557
 def _training_conversations(config, n:int=20)->list:
     "The first `n` prepared training conversations, so the proof covers real prompts too."
     path, out = config.data_dir/"train.jsonl", []
@@ -421,67 +487,89 @@ def _training_conversations(config, n:int=20)->list:
         if len(out) == n: break
     return out
 
+# %% ../nbs/11a_ollama.ipynb #1fece556
 def _source_check(config, source:dict, template:str, tok)->dict|None:
-    "The proof that the source's template, with its SYSTEM, reproduces training; None (the reason logged) when it is not kept."
+    "The proof that the source's template, with its SYSTEM, reproduces training; None (reason logged) when not kept."
     name = OLLAMA_PREFIX + str(source.get("name"))
-    if not source.get("template"): _log.info("%s has no template layer: writing the training template", name); return None
+    if not source.get("template"):
+        _log.info("%s has no template layer: writing the training template", name); return None
     if config.model.chat_template != "auto":
-        _log.info("training used model.chat_template %s, not %s's own: writing the training template", config.model.chat_template, name)
+        _log.info("training used model.chat_template %s, not %s's own: writing the training template",
+                  config.model.chat_template, name)
         return None
-    try: return check_source_template(source["template"], template, tok, source.get("system"), check_conversations() + _training_conversations(config))
+    try: return check_source_template(source["template"], template, tok, source.get("system"),
+                                      check_conversations() + _training_conversations(config))
     except ExportError as e:
-        _log.warning("%s: its template is not kept and the training template is written instead: %s", name, e); return None
+        _log.warning("%s: its template is not kept and the training template is written instead: %s", name, e)
+        return None
 
+# %% ../nbs/11a_ollama.ipynb #699ddc5c
 def _stops_for(template:str, tok, eos:list[int])->list[str]:
     "Stop sequences derived from the training template, for a source that sets none."
     try: return stop_sequences(template_parts(template, tok), tok, eos)
     except ExportError: return [tok.eos_token] if tok.eos_token else []
 
-# %% ../nbs/11a_ollama.ipynb #9a26a7de
+# %% ../nbs/11a_ollama.ipynb #ecb9bf2e
+DEFAULT_PARAMETERS = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1}
+
+def _modelfile_template(config, source:dict|None, template:str, tok, eos:list[int])->tuple:
+    "(Go template, stops, parameters, system prompt, template check) of the Modelfile."
+    o = config.export.ollama
+    if check := source and _source_check(config, source, template, tok):
+        params = {**source.get("parameters", {}), **o.parameters}
+        stops = params.pop("stop", None) or _stops_for(template, tok, eos)
+        stops = [stops] if isinstance(stops, str) else list(stops)
+        return source["template"], stops, params, o.system_prompt or source.get("system"), check
+    go, parts, check = translate_template(template, tok)
+    params = {**DEFAULT_PARAMETERS, "num_ctx": config.training.max_seq_length, **o.parameters}
+    return go, stop_sequences(parts, tok, eos), params, o.system_prompt, check
+
+# %% ../nbs/11a_ollama.ipynb #81992c85
+def _gguf_ref(gguf_path:Path, out_path:Path)->str:
+    "What FROM names: the GGUF file relative to the Modelfile at `out_path`, so the folder can be moved."
+    ref = os.path.relpath(gguf_path.resolve(), out_path.resolve().parent)
+    return ref if os.path.isabs(ref) or ref.startswith("..") else "./" + ref
+
+# %% ../nbs/11a_ollama.ipynb #191a0f96
 def write_modelfile(config, # A `FineTuneConfig`
                     gguf_path:str|os.PathLike|None=None, # Default <run>/model-<first export.gguf type>.gguf
                     template:str|None=None, # Jinja chat template used in training; default the merged tokenizer's
                     out_path:str|os.PathLike|None=None, # Default <run>/Modelfile
                     model_dir:str|os.PathLike|None=None, # Where the tokenizer is; default <run>/merged
-                    source:dict|None=None, # The base model's Ollama layers (`OllamaModel.provenance()`); default `ollama_source(config)`
+                    source:dict|None=None, # The base model's Ollama layers (`OllamaModel.provenance()`);
+                                           # default `ollama_source(config)`
                    )->Path:
     "Write an Ollama Modelfile whose template is checked against the training chat template."
     run = config.run_dir
     gguf_path = Path(gguf_path) if gguf_path else run/f"model-{config.export.gguf[0]}.gguf"
     out_path = Path(out_path) if out_path else run/"Modelfile"
-    if not gguf_path.is_file(): raise ExportError(f"GGUF file {gguf_path} not found", hint="run `finetune-nb export` first")
+    if not gguf_path.is_file():
+        raise ExportError(f"GGUF file {gguf_path} not found", hint="run `finetune-nb export` first")
     tok, eos = _tokenizer_for(run, model_dir)
     template = template or tok.chat_template
-    if not template: raise ExportError("the model has no chat template to translate", hint="set model.chat_template (chatml or alpaca) and retrain")
-    o, source = config.export.ollama, ollama_source(config) if source is None else source
-    system = o.system_prompt or (source or {}).get("system")
-    if check := source and _source_check(config, source, template, tok):
-        go, params = source["template"], {**source.get("parameters", {}), **o.parameters}
-        stops = params.pop("stop", None) or _stops_for(template, tok, eos)
-        stops = [stops] if isinstance(stops, str) else list(stops)
-    else:
-        go, parts, check = translate_template(template, tok)
-        stops, system = stop_sequences(parts, tok, eos), o.system_prompt
-        params = {**DEFAULT_PARAMETERS, "num_ctx": config.training.max_seq_length, **o.parameters}
+    if not template:
+        raise ExportError("the model has no chat template to translate",
+                          hint="set model.chat_template (chatml or alpaca) and retrain")
+    source = ollama_source(config) if source is None else source
+    go, stops, params, system, check = _modelfile_template(config, source, template, tok, eos)
     licenses = list((source or {}).get("license") or [])  # the license follows the weights, whatever the template
-    ref = os.path.relpath(gguf_path.resolve(), out_path.resolve().parent)
-    ref = ref if os.path.isabs(ref) or ref.startswith("..") else "./" + ref
-    write_text(out_path, modelfile_text(ref, go, stops, params, system, licenses))
-    update_export_metadata(run, "ollama", dict(modelfile=str(out_path), gguf=str(gguf_path), stops=stops, parameters=params,
-                                               system=bool(system), licenses=len(licenses), template_check=check,
-                                               template_from=OLLAMA_PREFIX + source["name"] if check.get("template") == "source" else "training"))
+    write_text(out_path, modelfile_text(_gguf_ref(gguf_path, out_path), go, stops, params, system, licenses))
+    from_ = OLLAMA_PREFIX + source["name"] if check.get("template") == "source" else "training"
+    update_export_metadata(run, "ollama", dict(modelfile=str(out_path), gguf=str(gguf_path), stops=stops,
+                                               parameters=params, system=bool(system), licenses=len(licenses),
+                                               template_check=check, template_from=from_))
     _log.info("wrote %s (template checked on %d conversations)", out_path, check["conversations"])
     return out_path
 
-# %% ../nbs/11a_ollama.ipynb #6fd606c0
-_NIL, _NAME, _VALUE, _PARAM, _MESSAGE, _COMMENT = range(6)
-_COMMANDS = ("from", "parameter", "message", "system", "template", "license", "adapter")
-
+# %% ../nbs/11a_ollama.ipynb #e30e37a1
 def _unquote(s:str)->tuple[str, bool]:
     "A value without its quotes, and whether its quotes are closed."
     if s[:3] == '"""': return (s[3:-3], True) if len(s) >= 6 and s[-3:] == '"""' else ("", False)
     if s[:1] == '"': return (s[1:-1], True) if len(s) >= 2 and s[-1] == '"' else ("", False)
     return s, True
+
+# %% ../nbs/11a_ollama.ipynb #039c3f06
+_NIL, _NAME, _VALUE, _PARAM, _MESSAGE, _COMMENT = range(6)
 
 def _step(r:str, cs:int)->tuple[int, str]:
     "The parser's next state for character `r`, and the character kept."
@@ -498,23 +586,30 @@ def _step(r:str, cs:int)->tuple[int, str]:
         raise ExportError("a Modelfile PARAMETER or MESSAGE line ends without a value")
     return (_NIL, "") if r in "\r\n" else (_COMMENT, "")
 
-def parse_modelfile(text:str)->list[tuple[str, str]]:
-    "A Modelfile's commands as Ollama reads them, as (name, argument) pairs: a port of ollama/parser/parser.go (ParseFile)."
+# %% ../nbs/11a_ollama.ipynb #c8e1b762
+_COMMANDS = ("from", "parameter", "message", "system", "template", "license", "adapter")
+
+def _command(word:str, name:str, nxt:int)->tuple[str, int]:
+    "The (name, next state) after the command `word`: FROM names the model, PARAMETER and MESSAGE read a key first."
+    s = word.lower()
+    if s not in _COMMANDS: raise ExportError(f"unknown Modelfile command {word!r}")
+    if s == "from": return "model", nxt
+    if s == "parameter": return name, _PARAM
+    return s, _MESSAGE if s == "message" else nxt
+
+# %% ../nbs/11a_ollama.ipynb #958919ea
+def parse_modelfile(text:str, # The Modelfile's text
+                   )->list[tuple[str, str]]:
+    "A Modelfile's commands as Ollama reads them, as (name, argument) pairs: a port of ollama/parser/parser.go."
     cmds, curr, b, name, role = [], _NIL, "", "", ""
     for r in text:
         nxt, r = _step(r, curr)
         if nxt != curr:
-            if curr == _NAME:
-                s = b.lower()
-                if s not in _COMMANDS: raise ExportError(f"unknown Modelfile command {b!r}")
-                if s == "from": name = "model"
-                elif s == "parameter": nxt = _PARAM
-                else:
-                    if s == "message": nxt = _MESSAGE
-                    name = s
+            if curr == _NAME: name, nxt = _command(b, name, nxt)
             elif curr == _PARAM: name = b
             elif curr == _MESSAGE:
-                if b not in ("system", "user", "assistant"): raise ExportError(f"unknown MESSAGE role {b!r} in the Modelfile")
+                if b not in ("system", "user", "assistant"):
+                    raise ExportError(f"unknown MESSAGE role {b!r} in the Modelfile")
                 role = b
             elif curr == _VALUE:
                 s, ok = _unquote(b.strip())
@@ -542,7 +637,7 @@ def ollama_host()->str:
     except ValueError as e: raise ExportError(f"OLLAMA_HOST={s!r} is not a host[:port] ({e})") from None
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
-# %% ../nbs/11a_ollama.ipynb #9accce7d
+# %% ../nbs/11a_ollama.ipynb #709a7511
 def _param_value(v:str):
     "A PARAMETER value typed as Ollama's API takes it: a number or boolean when it reads as one."
     for conv in (int, float):
@@ -550,6 +645,16 @@ def _param_value(v:str):
         except ValueError: pass
     return {"true": True, "false": False}.get(v.lower(), v)
 
+# %% ../nbs/11a_ollama.ipynb #bd2157e5
+def _model_file(modelfile:Path, arg:str)->Path|None:
+    "The file a `FROM` names, relative to the Modelfile; None for a model name; `ExportError` for a missing file."
+    p = modelfile.parent/Path(arg).expanduser()
+    if p.is_file(): return p
+    if arg.startswith((".", "/", "~")) or arg.endswith(".gguf"):
+        raise ExportError(f"{modelfile}: FROM {arg} names no file", hint="run `finetune-nb export` first")
+    return None
+
+# %% ../nbs/11a_ollama.ipynb #1726a0ac
 def create_request(modelfile:Path, # The Modelfile to send
                    name:str, # Name of the model to create
                   )->tuple[dict, dict]:
@@ -557,14 +662,13 @@ def create_request(modelfile:Path, # The Modelfile to send
     req, params, blobs = {"model": name}, {}, {}
     for cmd, arg in parse_modelfile(modelfile.read_text(encoding="utf-8")):
         if cmd == "model":
-            p = modelfile.parent/Path(arg).expanduser()
-            if p.is_file():
+            if p := _model_file(modelfile, arg):
                 digest = "sha256:" + sha256_file(p)
                 req["files"], blobs[digest] = {p.name: digest}, p
-            elif arg.startswith((".", "/", "~")) or arg.endswith(".gguf"):
-                raise ExportError(f"{modelfile}: FROM {arg} names no file", hint="run `finetune-nb export` first")
             else: req["from"] = arg
-        elif cmd == "adapter": raise ExportError(f"{modelfile}: ADAPTER cannot be sent over HTTP here", hint="merge the adapter and export a GGUF file")
+        elif cmd == "adapter":
+            raise ExportError(f"{modelfile}: ADAPTER cannot be sent over HTTP here",
+                              hint="merge the adapter and export a GGUF file")
         elif cmd == "license": req.setdefault("license", []).append(arg)
         elif cmd == "message":
             role, _, content = arg.partition(": ")
@@ -574,12 +678,13 @@ def create_request(modelfile:Path, # The Modelfile to send
     if params: req["parameters"] = {k: v if k == "stop" else v[-1] for k, v in params.items()}
     return {**req, "stream": False}, blobs
 
-# %% ../nbs/11a_ollama.ipynb #f120dc63
+# %% ../nbs/11a_ollama.ipynb #d03f03e0
 def _reason(r)->str:
     "The error an Ollama response carries."
     try: return r.json().get("error") or r.text
     except ValueError: return r.text.strip()[:300]
 
+# %% ../nbs/11a_ollama.ipynb #09d30b66
 def _upload(client, digest:str, path:Path)->bool:
     "Upload `path` as blob `digest` unless the server has it already; True when it was sent."
     from tqdm.auto import tqdm
@@ -588,20 +693,27 @@ def _upload(client, digest:str, path:Path)->bool:
     if r.status_code != 404: raise ExportError(f"{client.base_url}: HEAD /api/blobs/{digest} answered {r.status_code}")
     size = path.stat().st_size
     def chunks():
-        with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"upload {path.name}", leave=False) as bar:
+        with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"upload {path.name}",
+                                         leave=False) as bar:
             while b := f.read(1 << 20): bar.update(len(b)); yield b
     r = client.post(f"/api/blobs/{digest}", content=chunks(), headers={"Content-Length": str(size)})
-    if r.status_code not in (200, 201): raise ExportError(f"{client.base_url} refused the upload of {path} ({r.status_code}): {_reason(r)}")
+    if r.status_code not in (200, 201):
+        raise ExportError(f"{client.base_url} refused the upload of {path} ({r.status_code}): {_reason(r)}")
     return True
 
+# %% ../nbs/11a_ollama.ipynb #b0f17c08
 def create_over_http(host:str, # The server, e.g. `ollama_host()`
-                     modelfile:Path, name:str)->dict:
+                     modelfile:Path, # The Modelfile to send
+                     name:str, # Name of the model to create
+                    )->dict:
     "Create model `name` from `modelfile` through the server's API: upload the blobs it lacks, then `POST /api/create`."
     import httpx
     with httpx.Client(base_url=host, timeout=httpx.Timeout(600.0, connect=5.0)) as c:
         v = c.get("/api/version")  # unreachable: httpx.ConnectError before any work
         try: version = v.json().get("version")
-        except ValueError: raise ExportError(f"{host} answered GET /api/version with {v.status_code} and no JSON: is it an Ollama server?") from None
+        except ValueError:
+            raise ExportError(f"{host} answered GET /api/version with {v.status_code} and no JSON: "
+                              "is it an Ollama server?") from None
         req, blobs = create_request(modelfile, name)
         uploaded = [str(p) for digest, p in blobs.items() if _upload(c, digest, p)]
         r = c.post("/api/create", json=req)
@@ -610,32 +722,38 @@ def create_over_http(host:str, # The server, e.g. `ollama_host()`
     if r.status_code != 200 or any("error" in l for l in lines) or not lines:
         why = next((l["error"] for l in lines if "error" in l), None) or _reason(r)
         raise ExportError(f"{host}: POST /api/create for {name} failed ({r.status_code}): {why}")
-    return dict(server_version=version, uploaded=uploaded, request={k: v for k, v in req.items() if k != "template"}, status=lines[-1].get("status"))
+    return dict(server_version=version, uploaded=uploaded, request={k: v for k, v in req.items() if k != "template"},
+                status=lines[-1].get("status"))
 
-# %% ../nbs/11a_ollama.ipynb #070e585c
+# %% ../nbs/11a_ollama.ipynb #cf599453
+def _deploy_over_http(config, modelfile:Path, name:str, shown:str)->dict:
+    "Create the model through the server at OLLAMA_HOST; print the commands to run when no server answers."
+    import httpx
+    host = ollama_host()
+    try: res = create_over_http(host, modelfile, name)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        print(f"ollama is not on PATH and no Ollama server answers at {host} (OLLAMA_HOST); to create the model, "
+              f"run where Ollama is installed:\n  {shown}\nthen: ollama run {shlex.quote(name)}")
+        return dict(name=name, command=shown, ran=False)
+    except httpx.HTTPError as e:
+        raise ExportError(f"the Ollama server at {host} failed: {type(e).__name__}: {e}") from e
+    update_export_metadata(config.run_dir, "ollama", dict(created=name, host=host))
+    _log.info("created %s on %s (%d blob(s) uploaded)", name, host, len(res["uploaded"]))
+    return dict(name=name, command=shown, ran=True, host=host, **res)
+
+# %% ../nbs/11a_ollama.ipynb #78ed8b70
 def deploy_ollama(config, # A `FineTuneConfig`
                   modelfile:str|os.PathLike|None=None, # Default <run>/Modelfile
                   name:str|None=None, # Default export.ollama.model_name, else the project name
                  )->dict:
-    "Create the Ollama model: with the `ollama` CLI, else through the server's HTTP API at OLLAMA_HOST, else print the commands."
+    "Create the Ollama model: with the `ollama` CLI, else through the HTTP API at OLLAMA_HOST, else print the commands."
     modelfile = Path(modelfile) if modelfile else config.run_dir/"Modelfile"
     if not modelfile.is_file(): raise ExportError(f"no Modelfile at {modelfile}", hint="run `finetune-nb export` first")
     name = name or config.export.ollama.model_name or config.project.name.lower()
     cmd = ["ollama", "create", name, "-f", str(modelfile.resolve())]
     shown = " ".join(shlex.quote(c) for c in cmd)
     exe = shutil.which("ollama")
-    if exe is None:
-        import httpx
-        host = ollama_host()
-        try: res = create_over_http(host, modelfile, name)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            print(f"ollama is not on PATH and no Ollama server answers at {host} (OLLAMA_HOST); to create the model, "
-                  f"run where Ollama is installed:\n  {shown}\nthen: ollama run {shlex.quote(name)}")
-            return dict(name=name, command=shown, ran=False)
-        except httpx.HTTPError as e: raise ExportError(f"the Ollama server at {host} failed: {type(e).__name__}: {e}") from e
-        update_export_metadata(config.run_dir, "ollama", dict(created=name, host=host))
-        _log.info("created %s on %s (%d blob(s) uploaded)", name, host, len(res["uploaded"]))
-        return dict(name=name, command=shown, ran=True, host=host, **res)
+    if exe is None: return _deploy_over_http(config, modelfile, name, shown)
     _log.info("running %s", shown)
     p = subprocess.run([exe, *cmd[1:]], cwd=modelfile.parent, capture_output=True, text=True)
     if p.returncode != 0:

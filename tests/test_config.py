@@ -1,4 +1,5 @@
-"The config schema: round trips, errors that name the field and line, refused secrets, absurd numbers and hostile YAML files."
+"""The config schema: round trips, errors that name the field and line, refused secrets, absurd numbers and hostile
+YAML files."""
 import os, tempfile, time
 from pathlib import Path
 import pytest, yaml
@@ -58,7 +59,8 @@ def test_secrets_refused(data, env):
 
 
 def test_secret_value_never_echoed():
-    err = str(pytest.raises(ConfigError, FineTuneConfig.validate, {"project": {"description": "sk-ant-api03-SECRETSECRETSECRET"}}).value)
+    data = {"project": {"description": "sk-ant-api03-SECRETSECRETSECRET"}}
+    err = str(pytest.raises(ConfigError, FineTuneConfig.validate, data).value)
     assert "SECRETSECRET" not in err
 
 
@@ -67,8 +69,10 @@ def test_schema_fields_with_secret_like_names_are_allowed():
 
 
 def test_yaml_round_trip_is_stable(tmp_path):
-    cfg = FineTuneConfig.validate({"project": {"name": "x"}, "model": {"target_modules": ["q_proj", "v_proj"], "lora_rank": 8},
-                                   "fallback": {"rating_mapping": {"good": 1.0, "bad": 0.0}, "target_topics": ["billing"]},
+    cfg = FineTuneConfig.validate({"project": {"name": "x"},
+                                   "model": {"target_modules": ["q_proj", "v_proj"], "lora_rank": 8},
+                                   "fallback": {"rating_mapping": {"good": 1.0, "bad": 0.0},
+                                                "target_topics": ["billing"]},
                                    "export": {"gguf": ["f16", "q8_0"], "ollama": {"parameters": {"temperature": 0.7}}}})
     p = tmp_path / "c.yaml"
     text = cfg.to_yaml(p)
@@ -125,26 +129,33 @@ def test_secret_inside_any_string_is_refused_with_field_and_line(tmp_path, key, 
 @pytest.mark.parametrize("text", [
     "scikit-learn style sk-learn-compatible-estimators-with-long-names; see hf_hub_download_with_a_long_helper",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B-Instruct or TheBloke/Llama-2-13B-chat-GPTQ-4bit-128g-actorder_True",
-    "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, commit 3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39",
+    "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, "
+    "commit 3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39",
     "/Users/Alice/Documents/Thesis2024/chapters/Chapter07Results and IMG_20240512_134501_HDR_2x_Upscaled4K",
-    "getUserAccountBalanceByIdV2AndCurrencyCode, XMLHttpRequestEventTarget2DOMParserFactory, 550e8400-e29b-41d4-a716-446655440000",
+    "getUserAccountBalanceByIdV2AndCurrencyCode, XMLHttpRequestEventTarget2DOMParserFactory, "
+    "550e8400-e29b-41d4-a716-446655440000",
     "You are the bearer of good news. Answer in the style of our support team; never reveal the token budget.",
 ])
 def test_ordinary_text_is_not_a_secret(text):
-    cfg = FineTuneConfig.validate({"project": {"description": text}, "export": {"ollama": {"system_prompt": text, "parameters": {"num_tokens": 128}}},
-                                   "fallback": {"target_topics": text.split(", ")}, "model": {"revision": "3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39"}})
+    cfg = FineTuneConfig.validate({"project": {"description": text},
+                                   "export": {"ollama": {"system_prompt": text, "parameters": {"num_tokens": 128}}},
+                                   "fallback": {"target_topics": text.split(", ")},
+                                   "model": {"revision": "3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39"}})
     assert cfg.project.description == text
 
 
 def test_secret_never_reaches_a_run_folder(tmp_path, cli):
     key = "sk-ant-api03-Xy7Qm2LpR9vT4nK8wZ3bF6hJ1dS5gC0aLLMq_8zPv2-Rk4YtW"
     (tmp_path / "in").mkdir(); (tmp_path / "in" / "a.txt").write_text("Some text to learn from. " * 20)
-    (tmp_path / "cfg.yaml").write_text(f'project: {{name: leak, description: "prod key: {key}"}}\ndata: {{input_path: in}}\n')
+    (tmp_path / "cfg.yaml").write_text(f'project: {{name: leak, description: "prod key: {key}"}}\n'
+                                       'data: {input_path: in}\n')
     r = cli("run", "cfg.yaml", "--prepare-only")
-    assert r.returncode == 1 and "cfg.yaml:1: project.description: holds what looks like an Anthropic API key" in r.stderr
+    assert r.returncode == 1
+    assert "cfg.yaml:1: project.description: holds what looks like an Anthropic API key" in r.stderr
     assert key[10:] not in r.stderr + r.stdout and not (tmp_path / "runs").exists()
     cfg = FineTuneConfig.validate({"project": {"name": "leak"}})
-    cfg.project.description = f"prod key: {key}"  # assignment validates the field, not the whole config: writing catches it
+    # assignment validates the field, not the whole config: writing catches it
+    cfg.project.description = f"prod key: {key}"
     with pytest.raises(ConfigError, match="the config was not written"): cfg.to_yaml(tmp_path / "out.yaml")
     assert not (tmp_path / "out.yaml").exists()
 
@@ -170,7 +181,8 @@ def test_absurd_numbers_name_field_and_line(tmp_path, line, field):
 
 
 def _bomb(levels=9):
-    lol = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]" for i in range(1, levels)]
+    lol = (["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+           + [f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]" for i in range(1, levels)])
     return "\n".join(lol) + f"\nfallback: {{target_topics: *a{levels - 1}}}\n"
 
 
@@ -178,7 +190,8 @@ def test_alias_bomb_refused_at_once_by_every_command(tmp_path, cli):
     (tmp_path / "cfg.yaml").write_text(_bomb())
     for cmd in ("validate", "prepare-data"):
         t = time.perf_counter(); r = cli(cmd, "cfg.yaml"); took = time.perf_counter() - t
-        assert r.returncode == 1 and "cfg.yaml:9: (yaml): YAML aliases would add" in r.stderr and "alias bomb" in r.stderr, r.stderr
+        assert (r.returncode == 1 and "cfg.yaml:9: (yaml): YAML aliases would add" in r.stderr
+                and "alias bomb" in r.stderr), r.stderr
         assert took < 15, took  # the interpreter and imports; the check itself is timed below
     t = time.perf_counter()
     with pytest.raises(ConfigError, match="alias bomb"): FineTuneConfig.from_yaml(tmp_path / "cfg.yaml")
@@ -214,36 +227,45 @@ def test_files_that_are_no_config_are_refused_by_name(tmp_path, cli, content, ex
 def test_folder_huge_and_missing_configs(tmp_path, cli):
     (tmp_path / "big.yaml").write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
     (tmp_path / "dir.yaml").mkdir()
-    for name, expect in (("big.yaml", "2.0 MiB, far more than a config"), ("dir.yaml", "no finetune.yaml or other finetune_nb config in"), ("nope.yaml", "config file not found"),
-                         ("/dev/zero", "goes on past 1 MiB, far more than a config")):  # a device has no size: was read until memory ran out
+    # /dev/zero: a device has no size, and was read until memory ran out
+    for name, expect in (("big.yaml", "2.0 MiB, far more than a config"),
+                         ("dir.yaml", "no finetune.yaml or other finetune_nb config in"),
+                         ("nope.yaml", "config file not found"),
+                         ("/dev/zero", "goes on past 1 MiB, far more than a config")):
         r = cli("validate", name)
         assert r.returncode == 1 and expect in r.stderr and "unexpected" not in r.stderr, r.stderr
 
 
 def test_unreadable_config_named(unprivileged):
-    with tempfile.TemporaryDirectory() as d:  # under /tmp, traversable by the unprivileged child (pytest's tmp_path is not)
+    # under /tmp, traversable by the unprivileged child (pytest's tmp_path is not)
+    with tempfile.TemporaryDirectory() as d:
         os.chmod(d, 0o755); p = Path(d) / "cfg.yaml"
         p.write_text("project: {name: x}\n"); p.chmod(0)
         _, err = unprivileged(lambda: FineTuneConfig.from_yaml(p))
-    assert err.startswith("ConfigError") and "cfg.yaml: (file): cannot read the config file: Permission denied" in err, err
+    assert (err.startswith("ConfigError")
+            and "cfg.yaml: (file): cannot read the config file: Permission denied" in err), err
 
 
 def test_binary_tag_cannot_smuggle_a_secret_past_the_scan(tmp_path, cli):
-    "YAML's !!binary hides a key in base64, in a value or a key; pydantic turns it back into text, so the scan must read it as that."
+    """YAML's !!binary hides a key in base64, in a value or a key; pydantic turns it back into text, so the scan
+    must read it as that."""
     import base64
     key = "sk-ant-api03-Xy7Qm2LpR9vT4nK8wZ3bF6hJ1dS5gC0aLLMq_8zPv2-Rk4YtW"
     b = lambda s: base64.b64encode(s.encode()).decode()
     (tmp_path / "in").mkdir(); (tmp_path / "in" / "a.txt").write_text("Some text to learn from. " * 20)
-    (tmp_path / "cfg.yaml").write_text(f"project:\n  name: leak\n  description: !!binary {b('prod key ' + key)}\ndata: {{input_path: in}}\n"
+    (tmp_path / "cfg.yaml").write_text(f"project:\n  name: leak\n  description: !!binary {b('prod key ' + key)}\n"
+                                       "data: {input_path: in}\n"
                                        f"fallback:\n  rating_mapping:\n    !!binary {b(key)}: 1.0\n")
     r = cli("run", "cfg.yaml", "--prepare-only")
-    assert r.returncode == 1 and "cfg.yaml:3: project.description: holds what looks like an Anthropic API key" in r.stderr, r.stderr
-    assert "cfg.yaml:6: fallback.rating_mapping.(the key): this key holds what looks like an Anthropic API key" in r.stderr, r.stderr
+    assert r.returncode == 1
+    assert "cfg.yaml:3: project.description: holds what looks like an Anthropic API key" in r.stderr, r.stderr
+    assert ("cfg.yaml:6: fallback.rating_mapping.(the key): this key holds what looks like an Anthropic API key"
+            in r.stderr), r.stderr
     assert key[14:] not in r.stderr + r.stdout and not (tmp_path / "runs").exists()
 
 
 def test_keys_yaml_does_not_read_as_names(tmp_path):
-    "Star ratings as numbers are labels; yes/no/~ labels and a number where a field name belongs are refused on their line."
+    "Star ratings as numbers are labels; yes/no/~ labels and a number where a field name belongs are refused by line."
     p = tmp_path / "cfg.yaml"
     p.write_text("fallback:\n  rating_mapping:\n    5: 1.0\n    1: 0.0\n")
     assert FineTuneConfig.from_yaml(p).fallback.rating_mapping == {"5": 1.0, "1": 0.0}
@@ -256,9 +278,12 @@ def test_keys_yaml_does_not_read_as_names(tmp_path):
 
 def test_alias_bomb_on_the_command_line_refused_at_once(tmp_path, cli):
     "The same bomb as one flow value in `--set` or a notebook parameter `-p` (was: every command hung)."
-    bomb = "[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]" for i in range(1, 9)]) + "]"
+    bomb = "[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x]"]
+                           + [f"&a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]" for i in range(1, 9)]) + "]"
     (tmp_path / "cfg.yaml").write_text("project: {name: x}\n")
-    for args in (("validate", "cfg.yaml", "--set", f"fallback.target_topics={bomb}"), ("run-notebook", "quickstart", "-p", "topics", bomb)):
+    for args in (("validate", "cfg.yaml", "--set", f"fallback.target_topics={bomb}"),
+                 ("run-notebook", "quickstart", "-p", "topics", bomb)):
         t = time.perf_counter(); r = cli(*args); took = time.perf_counter() - t
-        assert r.returncode == 1 and "YAML aliases would add 490,329,036 nodes" in r.stderr and "unexpected" not in r.stderr, r.stderr
+        assert (r.returncode == 1 and "YAML aliases would add 490,329,036 nodes" in r.stderr
+                and "unexpected" not in r.stderr), r.stderr
         assert took < 15, took

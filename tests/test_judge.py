@@ -19,7 +19,8 @@ def right(i): return f"{i} plus {i} is {2 * i}."
 
 def items(n):
     "Pairwise items where the tuned answer is right and the base answer is not."
-    return [{"conversation": q(i), "reference": right(i), "answers": {"base": "I do not know.", "tuned": right(i)}} for i in range(n)]
+    return [{"conversation": q(i), "reference": right(i), "answers": {"base": "I do not know.", "tuned": right(i)}}
+            for i in range(n)]
 
 
 def test_scores_and_both_orders_against_the_reference(fake, tmp_path):
@@ -28,16 +29,19 @@ def test_scores_and_both_orders_against_the_reference(fake, tmp_path):
         with lock: seen.append((tool, tag(prompt, "answer_a"), tag(prompt, "answer_b")))
         return fake_verdict(tool, prompt)
     fake.judge = judge
-    scored = [{"conversation": q(i), "answer": a, "reference": right(i)} for i in range(3) for a in (right(i), "no idea")]
+    scored = [{"conversation": q(i), "answer": a, "reference": right(i)}
+              for i in range(3) for a in (right(i), "no idea")]
     with Judge(JudgeConfig(max_concurrency=4), cache=tmp_path/"judge_cache.jsonl") as j:
         scores, pairs = j.run(scored, items(3))
     assert [s["score"] for s in scores] == [5, 2] * 3 and all(s["reason"] for s in scores)
     assert [p["winner"] for p in pairs] == ["tuned"] * 3 and all(p["consistent"] for p in pairs)
     for i, p in enumerate(pairs):  # each pair was asked as (base, tuned) and as (tuned, base)
         assert [(o["a"], o["b"], o["verdict"]) for o in p["orders"]] == [("base", "tuned", "B"), ("tuned", "base", "A")]
-        assert ("record_verdict", "I do not know.", right(i)) in seen and ("record_verdict", right(i), "I do not know.") in seen
+        assert ("record_verdict", "I do not know.", right(i)) in seen
+        assert ("record_verdict", right(i), "I do not know.") in seen
     s = pairwise_summary(pairs, "base", "tuned")
-    assert (s["wins"], s["losses"], s["ties"], s["win_rate"], s["agreement"], s["first_position_rate"]) == (3, 0, 0, 1.0, 1.0, 0.5)
+    assert ((s["wins"], s["losses"], s["ties"], s["win_rate"], s["agreement"], s["first_position_rate"])
+            == (3, 0, 0, 1.0, 1.0, 0.5))
     assert score_summary(scores)["mean_score"] == 3.5
     assert fake.message_requests == 6 + 2 * 3 and j.usage["requests"] == 12 and j.usage["retries"] == 0
     assert j.summary()["judge"] == "anthropic:claude-sonnet-4-5" and j.summary()["rubric"].startswith("qa:")
@@ -107,8 +111,10 @@ def test_cached_rerun_makes_no_request(fake, tmp_path):
 
 def test_transient_errors_are_retried_by_the_sdk(fake):
     fake.script = [(529, {}, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-                   (429, {"retry-after": "0"}, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})]
-    with Judge(JudgeConfig(max_concurrency=1)) as j: (s,), _ = j.run([{"conversation": q(1), "answer": right(1), "reference": right(1)}])
+                   (429, {"retry-after": "0"},
+                    {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})]
+    with Judge(JudgeConfig(max_concurrency=1)) as j:
+        (s,), _ = j.run([{"conversation": q(1), "answer": right(1), "reference": right(1)}])
     assert s["score"] == 5 and j.usage["retries"] == 2 and j.usage["http_529"] == 1 and j.usage["http_429"] == 1
 
 
