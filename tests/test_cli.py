@@ -257,8 +257,7 @@ def test_a_feedback_store_that_is_not_ours_is_refused_untouched(cli, tmp_path):
 
 
 def test_generate_qa_on_its_own_reads_and_splits_the_documents(cli, tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fake_anthropic import KEY, FakeAnthropic
+    from finetune_nb.testing import KEY, FakeAnthropic
     (tmp_path / "data" / "raw").mkdir(parents=True)
     for name in ("pumps", "valves"): (tmp_path / "data" / "raw" / f"{name}.md").write_text(f"# {name}\n\nEvery {name[:-1]} is serviced yearly.\n")
     assert cli("init", "-q").returncode == 0
